@@ -1,0 +1,137 @@
+"""Checks of a composed config that turn every mistake into one line, before any heavy work starts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+from genlab.errors import GenlabError
+
+_MISSING = object()
+
+
+def get(cfg: DictConfig, key: str, default: Any = _MISSING) -> Any:
+    """cfg[key] by dotted path, with a one-line error for a missing or unresolvable value."""
+    try:
+        value = OmegaConf.select(cfg, key, throw_on_missing=True, default=_MISSING)
+    except MissingMandatoryValue:
+        raise GenlabError(f"{key} is required: pass {key}=VALUE") from None
+    except InterpolationResolutionError as err:
+        raise GenlabError(f"{key} could not be resolved: {str(err).splitlines()[0]}") from None
+    if value is _MISSING:
+        if default is not _MISSING:
+            return default
+        raise GenlabError(f"{key} is missing from the config")
+    return value
+
+
+def check_int(cfg: DictConfig, key: str, *, minimum: int | None = None, optional: bool = False) -> int | None:
+    value = get(cfg, key, None if optional else _MISSING)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GenlabError(f"{key} must be an integer, got {value!r}: pass e.g. {key}=10")
+    if minimum is not None and value < minimum:
+        raise GenlabError(f"{key} must be at least {minimum}, got {value}")
+    return value
+
+
+def check_float(cfg: DictConfig, key: str, *, positive: bool = False, optional: bool = False) -> float | None:
+    value = get(cfg, key, None if optional else _MISSING)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise GenlabError(f"{key} must be a number, got {value!r}: pass e.g. {key}=1e-3")
+    if positive and value <= 0:
+        raise GenlabError(f"{key} must be positive, got {value}")
+    return float(value)
+
+
+def check_choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> str:
+    value = get(cfg, key)
+    if value not in choices:
+        raise GenlabError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def check_bool(cfg: DictConfig, key: str) -> bool:
+    value = get(cfg, key)
+    if not isinstance(value, bool):
+        raise GenlabError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def check_betas(cfg: DictConfig, key: str) -> None:
+    value = get(cfg, key, None)
+    if value is None:
+        return
+    ok = OmegaConf.is_list(value) and len(value) == 2 and all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in value
+    )
+    if not ok:
+        raise GenlabError(f"{key} must be two numbers in [0, 1), e.g. {key}=[0.5,0.999]; got {value!r}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Everything that can be checked without building data or models. Raises GenlabError."""
+    from genlab.registry import DATASETS, LOSSES, MODELS, load_all
+
+    load_all()
+    MODELS[get(cfg, "model.name")]
+    DATASETS[get(cfg, "data.name")]
+    LOSSES[get(cfg, "loss.name")]
+
+    check_int(cfg, "train.epochs", minimum=1)
+    check_int(cfg, "train.steps", minimum=1, optional=True)
+    check_int(cfg, "train.batch_size", minimum=1)
+    check_int(cfg, "train.seed")
+    check_int(cfg, "train.log_every", minimum=1)
+    check_int(cfg, "train.sample_every", minimum=1)
+    check_int(cfg, "train.checkpoint_every", minimum=1)
+    check_int(cfg, "train.keep_every", minimum=0)
+    check_int(cfg, "train.n_samples", minimum=1)
+    check_choice(cfg, "train.progress", ("auto", "bar", "log", "none"))
+    resume = get(cfg, "train.resume", None)
+    if resume is not None and not isinstance(resume, str):
+        raise GenlabError(f"train.resume must be a run folder, a checkpoint file or 'auto'; got {resume!r}")
+
+    check_choice(cfg, "optim.name", ("adam", "adamw", "rmsprop", "sgd"))
+    check_float(cfg, "optim.lr", positive=True, optional=True)
+    check_float(cfg, "optim.weight_decay", optional=True)
+    check_betas(cfg, "optim.betas")
+    for net, sub in (get(cfg, "optim", {}) or {}).items():
+        if isinstance(sub, DictConfig):
+            check_float(cfg, f"optim.{net}.lr", positive=True, optional=True)
+            check_float(cfg, f"optim.{net}.weight_decay", optional=True)
+            check_betas(cfg, f"optim.{net}.betas")
+
+    check_choice(cfg, "device.name", ("auto", "cpu", "cuda"))
+    check_choice(cfg, "device.amp", ("none", "bf16", "fp16"))
+    check_bool(cfg, "device.channels_last")
+
+    check_int(cfg, "data.size", minimum=8)
+    check_int(cfg, "data.limit", minimum=1, optional=True)
+    check_int(cfg, "data.num_workers", minimum=0)
+    check_bool(cfg, "data.download")
+    get(cfg, "data.root", None)  # surfaces a missing mandatory root (image_folder) as one line
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """The run folder (or its nearest existing parent) must be writable before anything starts."""
+    path = Path(folder).absolute()
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise GenlabError(f"cannot write the run folder {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise GenlabError(
+            f"cannot write the run folder {path}: {probe} is not writable; "
+            "run from a writable folder or pass hydra.run.dir=SOME/WRITABLE/PATH"
+        )

@@ -1,0 +1,159 @@
+"""What every dataset hands the trainer: a DataSpec and batch sources that yield ([-1, 1] images, labels).
+
+The data order is a pure function of (seed, epoch), so a run resumed from any checkpoint sees exactly the
+batches the uninterrupted run would have seen, with no sampler state to save.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from genlab.errors import GenlabError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class DataSpec:
+    name: str
+    channels: int
+    size: int
+    n_classes: int = 0  # 0 = unlabelled
+    kind: str = "images"
+    n_train: int = 0
+    n_test: int = 0
+    class_names: list[str] = field(default_factory=list)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1], the range images travel in everywhere in genlab."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def resize_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
+    """Resize a uint8 NCHW stack to size x size (antialiased bilinear), in chunks to bound memory."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images.contiguous()
+    out = []
+    for start in range(0, len(images), chunk):
+        part = images[start : start + chunk].float()
+        part = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(part.round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+class TensorBatches:
+    """A small dataset held as one uint8 tensor on the training device and batched there.
+
+    No DataLoader, no worker processes, no per-batch host-to-device copy: for digits, MNIST-likes and
+    CIFAR-10 this is the fastest way to feed a GPU and costs nothing on a CPU.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int, device: torch.device):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError("TensorBatches wants uint8 NCHW images")
+        self.images = images.to(device)
+        self.labels = labels.to(device=device, dtype=torch.long)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.images) // self.batch_size  # drop the ragged last batch: BatchNorm dislikes tiny ones
+
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        order = epoch_permutation(len(self.images), self.seed, epoch).to(self.device)
+        for i in range(start_batch, len(self)):
+            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            yield to_unit_range(self.images[index]), self.labels[index]
+
+    def first(self, n: int) -> Batch:
+        """The first n images in file order: a fixed batch for reconstructions and comparisons."""
+        return to_unit_range(self.images[:n]), self.labels[:n]
+
+
+class EpochBatchSampler(torch.utils.data.Sampler):
+    """Batches of indices in the order epoch_permutation gives; set_epoch() before each pass."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size - self.start_batch
+
+    def __iter__(self):
+        order = epoch_permutation(self.n, self.seed, self.epoch).tolist()
+        for i in range(self.start_batch, self.n // self.batch_size):
+            yield order[i * self.batch_size : (i + 1) * self.batch_size]
+
+
+class LoaderBatches:
+    """A folder dataset read by a DataLoader (workers decode files; uint8 crosses to the device)."""
+
+    def __init__(self, dataset, batch_size: int, seed: int, device: torch.device, num_workers: int):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.device = device
+        self.sampler = EpochBatchSampler(len(dataset), batch_size, seed)
+        self.loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=self.sampler,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0,
+        )
+
+    def __len__(self) -> int:
+        return len(self.dataset) // self.batch_size
+
+    @property
+    def n_images(self) -> int:
+        return len(self.dataset)
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        self.sampler.set_epoch(epoch, start_batch)
+        for images, labels in self.loader:
+            yield to_unit_range(images.to(self.device, non_blocking=True)), labels.to(self.device)
+
+    def first(self, n: int) -> Batch:
+        items = [self.dataset[i] for i in range(min(n, len(self.dataset)))]
+        images = torch.stack([im for im, _ in items]).to(self.device)
+        labels = torch.tensor([lab for _, lab in items], device=self.device)
+        return to_unit_range(images), labels
+
+
+@dataclass
+class Data:
+    spec: DataSpec
+    train: TensorBatches | LoaderBatches
+    test: TensorBatches | LoaderBatches | None = None
+
+    def fixed_batch(self, n: int) -> Batch:
+        """A fixed evaluation batch: the first n test images (train images where there is no test split)."""
+        source = self.test if self.test is not None else self.train
+        return source.first(n)
+
+
+def check_batches(train, batch_size: int, name: str) -> None:
+    if len(train) == 0:
+        raise GenlabError(
+            f"{name} has {train.n_images} training images, fewer than train.batch_size={batch_size}: "
+            "lower train.batch_size or raise data.limit"
+        )

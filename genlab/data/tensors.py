@@ -1,0 +1,214 @@
+"""Small image datasets read whole into one uint8 tensor: digits, MNIST, Fashion-MNIST, CIFAR-10."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from genlab.data.base import Data, DataSpec, TensorBatches, check_batches, resize_uint8
+from genlab.errors import GenlabError
+from genlab.registry import DATASETS
+
+
+def _finish(name, cfg, train_x, train_y, test_x, test_y, batch_size, seed, device, n_classes, class_names) -> Data:
+    if cfg.limit is not None:
+        train_x, train_y = train_x[: cfg.limit], train_y[: cfg.limit]
+    train_x, test_x = resize_uint8(train_x, cfg.size), resize_uint8(test_x, cfg.size)
+    spec = DataSpec(
+        name=name,
+        channels=train_x.shape[1],
+        size=cfg.size,
+        n_classes=n_classes,
+        n_train=len(train_x),
+        n_test=len(test_x),
+        class_names=list(class_names),
+    )
+    train = TensorBatches(train_x, train_y, batch_size, seed, device)
+    check_batches(train, batch_size, name)
+    test = TensorBatches(test_x, test_y, batch_size, seed, device)
+    return Data(spec, train, test)
+
+
+@DATASETS.register("digits")
+class Digits:
+    """scikit-learn's 1,797 8x8 digits (UCI). Every fifth image is held out as the test split."""
+
+    @staticmethod
+    def locate(cfg: DictConfig) -> None:
+        return None  # ships inside scikit-learn
+
+    @staticmethod
+    def build(cfg: DictConfig, batch_size: int, seed: int, device: torch.device) -> Data:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images = torch.from_numpy(np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
+        labels = torch.from_numpy(digits.target.astype(np.int64))
+        test = torch.arange(len(images)) % 5 == 4
+        return _finish(
+            "digits", cfg, images[~test], labels[~test], images[test], labels[test],
+            batch_size, seed, device, 10, [str(i) for i in range(10)],
+        )
+
+
+# ---- IDX files (MNIST, Fashion-MNIST) -------------------------------------------------------------
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): magic 0x0000 <dtype=0x08> <ndim>, big-endian sizes, uint8 data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise GenlabError(f"{path} is not an IDX file of unsigned bytes; delete it and fetch it again")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise GenlabError(f"{path} is truncated ({body.size} of {int(np.prod(shape))} bytes); fetch it again")
+    return body.reshape(shape)
+
+
+def find_idx(folders: list[Path]) -> dict[str, Path] | None:
+    for folder in folders:
+        found = {}
+        for key, stem in IDX_FILES.items():
+            for candidate in (folder / stem, folder / f"{stem}.gz"):
+                if candidate.is_file():
+                    found[key] = candidate
+                    break
+        if len(found) == len(IDX_FILES):
+            return found
+    return None
+
+
+class _IdxDataset:
+    name = ""
+    torchvision_class = ""
+    raw_folder = ""  # torchvision's layout: <root>/<raw_folder>/raw
+    system_folders: tuple[str, ...] = ()
+    how_to_get = ""
+    class_names: tuple[str, ...] = ()
+
+    @classmethod
+    def folders(cls, cfg: DictConfig) -> list[Path]:
+        root = Path(cfg.root).expanduser()
+        return [root / cls.raw_folder / "raw", root, *(Path(p) for p in cls.system_folders)]
+
+    @classmethod
+    def locate(cls, cfg: DictConfig) -> dict[str, Path] | None:
+        found = find_idx(cls.folders(cfg))
+        if found is None and not cfg.download:
+            where = ", ".join(str(p) for p in cls.folders(cfg))
+            raise GenlabError(f"{cls.name} not found (looked in {where}): {cls.how_to_get}")
+        return found
+
+    @classmethod
+    def build(cls, cfg: DictConfig, batch_size: int, seed: int, device: torch.device) -> Data:
+        found = cls.locate(cfg)
+        if found is None:
+            _torchvision_download(cls.torchvision_class, cfg.root, cls.name)
+            found = find_idx(cls.folders(cfg))
+            if found is None:
+                raise GenlabError(f"{cls.name}: the download finished but the IDX files are not in {cfg.root}")
+        arrays = {key: torch.from_numpy(read_idx(path).copy()) for key, path in found.items()}
+        return _finish(
+            cls.name, cfg,
+            arrays["train_images"].unsqueeze(1), arrays["train_labels"].long(),
+            arrays["test_images"].unsqueeze(1), arrays["test_labels"].long(),
+            batch_size, seed, device, 10, cls.class_names,
+        )
+
+
+def _torchvision_download(class_name: str, root: str, name: str) -> None:
+    import torchvision.datasets
+
+    try:
+        getattr(torchvision.datasets, class_name)(root=root, train=True, download=True)
+        getattr(torchvision.datasets, class_name)(root=root, train=False, download=True)
+    except Exception as err:  # network errors come in many types; the message is what matters
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise GenlabError(f"downloading {name} into {root} failed ({first}); put the files there by hand") from None
+
+
+@DATASETS.register("mnist")
+class MNIST(_IdxDataset):
+    name = "mnist"
+    torchvision_class = "MNIST"
+    raw_folder = "MNIST"
+    how_to_get = "pass data.download=true (needs network) or put the four IDX files in <data.root>/MNIST/raw"
+    class_names = tuple(str(i) for i in range(10))
+
+
+@DATASETS.register("fashion_mnist")
+class FashionMNIST(_IdxDataset):
+    name = "fashion_mnist"
+    torchvision_class = "FashionMNIST"
+    raw_folder = "FashionMNIST"
+    system_folders = ("/usr/share/datasets/fashion-mnist",)
+    how_to_get = (
+        "install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), "
+        "or pass data.download=true (needs network)"
+    )
+    class_names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+# ---- CIFAR-10 python pickles ------------------------------------------------------------------------
+
+CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR_TEST = ["test_batch"]
+
+
+@DATASETS.register("cifar10")
+class CIFAR10:
+    class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+    @staticmethod
+    def folder(cfg: DictConfig) -> Path:
+        return Path(cfg.root).expanduser() / "cifar-10-batches-py"
+
+    @classmethod
+    def locate(cls, cfg: DictConfig) -> Path | None:
+        folder = cls.folder(cfg)
+        if all((folder / f).is_file() for f in CIFAR_TRAIN + CIFAR_TEST):
+            return folder
+        if cfg.download:
+            return None
+        raise GenlabError(
+            f"cifar10 not found in {folder}: pass data.download=true (needs network) or unpack "
+            "cifar-10-python.tar.gz into data.root"
+        )
+
+    @classmethod
+    def build(cls, cfg: DictConfig, batch_size: int, seed: int, device: torch.device) -> Data:
+        folder = cls.locate(cfg)
+        if folder is None:
+            _torchvision_download("CIFAR10", cfg.root, "cifar10")
+            folder = cls.folder(cfg)
+
+        def read(names):
+            xs, ys = [], []
+            for name in names:
+                with open(folder / name, "rb") as f:
+                    entry = pickle.load(f, encoding="latin1")
+                xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                ys.append(np.asarray(entry["labels"], dtype=np.int64))
+            return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+        train_x, train_y = read(CIFAR_TRAIN)
+        test_x, test_y = read(CIFAR_TEST)
+        return _finish("cifar10", cfg, train_x, train_y, test_x, test_y, batch_size, seed, device, 10,
+                       cls.class_names)

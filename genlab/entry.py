@@ -1,0 +1,61 @@
+"""The @hydra.main entry that `genlab train` calls. Keeping it a real Hydra app keeps -m, sweepers and launchers."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from genlab.errors import GenlabError
+from genlab.paths import config_dir
+
+log = logging.getLogger("genlab")
+
+
+def report_user_errors(func):
+    """A GenlabError becomes `genlab: <message>` on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except GenlabError as err:
+            print(f"genlab: {err}", file=sys.stderr)
+            sys.exit(err.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    return wrapper
+
+
+def run_training(cfg: DictConfig, run_dir: Path) -> dict:
+    """Validate, seed, build data and model, fit. Also the in-process API the tests use."""
+    from genlab.checkpoint import seed_everything
+    from genlab.config import validate
+    from genlab.data import build_data
+    from genlab.models import build_model
+    from genlab.registry import DATASETS
+    from genlab.trainer import Trainer, resolve_device
+
+    validate(cfg)
+    DATASETS[cfg.data.name].locate(cfg.data)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.train.seed)
+    data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, device)
+    model = build_model(cfg, data.spec)
+    return Trainer(cfg, run_dir, device).fit(model, data)
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+@report_user_errors
+def train(cfg: DictConfig) -> float | None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    last = run_training(cfg, run_dir)
+    # A number for sweepers that optimise (e.g. Optuna): the last logged value of the model's first loss.
+    losses = [v for k, v in last.items() if "loss" in k]
+    return losses[0] if losses else None

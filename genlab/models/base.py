@@ -1,0 +1,100 @@
+"""The contract every genlab model keeps with the one trainer (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from genlab.optim import build_optimizer, optimizer_settings
+
+
+class GenerativeModel(nn.Module):
+    """A model owns its networks, its optimisers and its training step; the trainer owns the loop.
+
+    Subclasses set `default_optim` (their paper's optimiser settings, used where optim.* is null),
+    implement networks(), training_step(), sample() and visuals(), and may set `curve_groups`
+    (which scalars share a panel in curves.png).
+    """
+
+    default_optim: dict = {"lr": 1e-3, "betas": (0.9, 0.999)}
+    curve_groups: dict[str, list[str]] = {}
+
+    def __init__(self):
+        super().__init__()
+        self.engine = None  # set by the trainer: AMP, grad scaling and (later) DDP live there
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    # ---- networks and optimisers -------------------------------------------------------------------
+    def networks(self) -> dict[str, nn.Module]:
+        """Optimiser name -> the module it trains, e.g. {"g": generator, "d": discriminator}."""
+        raise NotImplementedError
+
+    def configure_optimizers(self, optim_cfg) -> dict[str, torch.optim.Optimizer]:
+        self.optimizer_settings = {
+            name: optimizer_settings(optim_cfg, name, self.default_optim) for name in self.networks()
+        }
+        self.optimizers = {
+            name: build_optimizer(self.optimizer_settings[name], net.parameters())
+            for name, net in self.networks().items()
+        }
+        return self.optimizers
+
+    # ---- the step ----------------------------------------------------------------------------------
+    def training_step(self, batch, step: int) -> dict[str, torch.Tensor]:
+        """One optimisation step on a batch (images in [-1, 1], labels); returns detached scalars."""
+        raise NotImplementedError
+
+    def autocast(self):
+        return self.engine.autocast() if self.engine is not None else contextlib.nullcontext()
+
+    def update(self, loss: torch.Tensor, name: str) -> None:
+        """zero_grad, backward and step for optimiser `name`, through the trainer's engine (AMP scaling)."""
+        self.engine.update(loss, name, self.optimizers[name])
+
+    @staticmethod
+    @contextlib.contextmanager
+    def frozen(module: nn.Module):
+        """No weight gradients for `module` inside the block (e.g. D during G's step): less work, no stale grads."""
+        flags = [p.requires_grad for p in module.parameters()]
+        module.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in zip(module.parameters(), flags):
+                p.requires_grad_(flag)
+
+    # ---- generation --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
+        """n images in [-1, 1]. Noise is drawn on the CPU from `generator`, so a seed means the same images
+        on every device."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def visuals(self, batch) -> dict[str, torch.Tensor]:
+        """Named image batches for the sample grids; `batch` is a fixed evaluation batch."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict:
+        """Anything beyond parameters and buffers that a checkpoint must carry (e.g. an image pool)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """N(0, 0.02) for conv weights, N(1, 0.02) for BatchNorm scales (Radford et al.)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,132 @@
+"""Convolutional VAE of the reports (000, 003): conv 16/32/64 encoder, mirrored decoder, ELBO loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlab.errors import GenlabError
+from genlab.models.base import GenerativeModel
+from genlab.registry import MODELS
+
+
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per example, in closed form (nats)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+def reconstruction_loss(logits: torch.Tensor, target01: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-example reconstruction loss, summed over pixels. Targets are in [0, 1].
+
+    bce: the negative log-likelihood of a per-pixel Bernoulli decoder; mse: squared error of sigmoid(logits).
+    """
+    if kind == "bce":
+        per_pixel = F.binary_cross_entropy_with_logits(logits, target01, reduction="none")
+    else:
+        per_pixel = (torch.sigmoid(logits) - target01).pow(2)
+    return per_pixel.flatten(1).sum(dim=1)
+
+
+class Encoder(nn.Module):
+    def __init__(self, channels: int, size: int, latent_dim: int):
+        super().__init__()
+        layers, width_in = [], channels
+        for width in (16, 32, 64):
+            layers += [nn.Conv2d(width_in, width, 3, 1, 1), nn.ReLU(True), nn.MaxPool2d(2), nn.BatchNorm2d(width)]
+            width_in = width
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        flat = 64 * (size // 8) ** 2
+        self.mu = nn.Linear(flat, latent_dim)
+        self.logvar = nn.Linear(flat, latent_dim)
+
+    def forward(self, x):
+        h = self.features(x)
+        return self.mu(h), self.logvar(h)
+
+
+class Decoder(nn.Module):
+    def __init__(self, channels: int, size: int, latent_dim: int):
+        super().__init__()
+        self.side = size // 8
+        self.fc = nn.Sequential(nn.Linear(latent_dim, 64 * self.side**2), nn.ReLU(True))
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.BatchNorm2d(32), nn.ReLU(True),
+            nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.BatchNorm2d(16), nn.ReLU(True),
+            nn.ConvTranspose2d(16, channels, 4, 2, 1),  # logits; the model applies the sigmoid
+        )
+
+    def forward(self, z):
+        return self.net(self.fc(z).view(z.shape[0], 64, self.side, self.side))
+
+
+@MODELS.register("vae")
+class VAE(GenerativeModel):
+    default_optim = {"lr": 1e-3, "betas": (0.9, 0.999)}
+    curve_groups = {"loss": ["loss"], "reconstruction": ["recon_loss"], "KL": ["kl"]}
+
+    def __init__(self, cfg, spec, loss=None):
+        super().__init__()
+        if spec.size % 8:
+            raise GenlabError(f"vae needs data.size divisible by 8, got {spec.size}")
+        if cfg.recon not in ("bce", "mse"):
+            raise GenlabError(f"model.recon must be bce or mse, got {cfg.recon!r}")
+        self.latent_dim, self.recon, self.beta = int(cfg.latent_dim), cfg.recon, float(cfg.beta)
+        if self.latent_dim < 1:
+            raise GenlabError(f"model.latent_dim must be at least 1, got {self.latent_dim}")
+        self.encoder = Encoder(spec.channels, spec.size, self.latent_dim)
+        self.decoder = Decoder(spec.channels, spec.size, self.latent_dim)
+
+    def networks(self):
+        return {"vae": self}
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent -> image in [-1, 1]."""
+        return torch.sigmoid(self.decoder(z).float()) * 2 - 1
+
+    def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        target = (x + 1) / 2  # [-1, 1] -> [0, 1] at the model's border
+        mu, logvar = self.encoder(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation
+        recon = reconstruction_loss(self.decoder(z).float(), target, self.recon).mean()
+        kl = kl_to_standard_normal(mu.float(), logvar.float()).mean()
+        return {"loss": recon + self.beta * kl, "recon_loss": recon, "kl": kl}
+
+    def training_step(self, batch, step):
+        x, _ = batch
+        with self.autocast():
+            terms = self.loss_terms(x)
+        self.update(terms["loss"], "vae")
+        return {k: v.detach() for k, v in terms.items()}
+
+    @torch.no_grad()
+    def sample(self, n, *, generator=None, labels=None):
+        was_training = self.training
+        self.eval()
+        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+        images = self.decode(z)
+        self.train(was_training)
+        return images
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        was_training = self.training
+        self.eval()
+        images = self.decode(self.encoder(x)[0])
+        self.train(was_training)
+        return images
+
+    @torch.no_grad()
+    def visuals(self, batch):
+        row = min(8, len(batch[0]))
+        x = batch[0][: max(row, min(32, len(batch[0])) // row * row)]
+        recon = self.reconstruct(x)
+        # rows of 8: inputs, then their reconstructions, alternating
+        pairs = torch.stack([x.view(-1, row, *x.shape[1:]), recon.view(-1, row, *x.shape[1:])], dim=1)
+        return {
+            "samples": self.sample(len(batch[0]), generator=torch.Generator().manual_seed(0)),
+            "reconstructions": pairs.reshape(-1, *x.shape[1:]),
+        }

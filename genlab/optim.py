@@ -1,0 +1,48 @@
+"""Optimisers from the optim/ config group, with per-network overrides and each model's own defaults."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+# Keys of optim.<net> that override the shared values for that network.
+_PER_NET = ("lr", "betas", "weight_decay", "momentum")
+
+
+def optimizer_settings(optim_cfg: DictConfig, net: str, model_defaults: dict) -> dict:
+    """Effective settings for one network: optim.<net>.* > optim.* > the model's paper defaults."""
+    shared = {k: v for k, v in OmegaConf.to_container(optim_cfg, resolve=True).items() if not isinstance(v, dict)}
+    per_net = optim_cfg.get(net)
+    per_net = OmegaConf.to_container(per_net, resolve=True) if isinstance(per_net, DictConfig) else {}
+    settings = dict(shared)
+    for key, value in model_defaults.items():
+        if settings.get(key) is None:
+            settings[key] = value
+    for key in _PER_NET:
+        if per_net.get(key) is not None:
+            settings[key] = per_net[key]
+    return settings
+
+
+def build_optimizer(settings: dict, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    name, lr = settings["name"], float(settings["lr"])
+    wd = float(settings.get("weight_decay") or 0.0)
+    if name in ("adam", "adamw"):
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        betas = tuple(settings.get("betas") or (0.9, 0.999))
+        return cls(params, lr=lr, betas=betas, eps=float(settings.get("eps", 1e-8)), weight_decay=wd)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=float(settings.get("alpha", 0.99)),
+                                   eps=float(settings.get("eps", 1e-8)),
+                                   momentum=float(settings.get("momentum") or 0.0), weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(settings.get("momentum") or 0.0),
+                               nesterov=bool(settings.get("nesterov", False)), weight_decay=wd)
+    raise ValueError(f"unknown optimiser {name}")
+
+
+def describe(settings: dict) -> str:
+    keys = [k for k in ("lr", "betas", "momentum", "weight_decay") if settings.get(k) not in (None, 0, 0.0)]
+    return f"{settings['name']}(" + ", ".join(f"{k}={settings[k]}" for k in keys) + ")"

@@ -1,0 +1,126 @@
+"""Everything a run records: TensorBoard events, metrics.jsonl, sample-grid PNGs and curves.png."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from genlab.checkpoint import atomic_write
+
+# Scalars that describe the run rather than the model; kept out of curves.png.
+_NOT_CURVES = {"step", "epoch", "time", "img_per_s"}
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> Image.Image:
+    """[-1, 1] NCHW images -> one PIL grid image."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images.detach().float().cpu().clamp(-1, 1).add(1).div(2), nrow=nrow, padding=padding,
+                     pad_value=1.0)
+    array = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array[..., 0] if images.shape[1] == 1 else array)
+
+
+def save_png(image: Image.Image, path: Path) -> None:
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl; a torn last line (a killed run) is skipped, not fatal."""
+    records = []
+    if not Path(path).is_file():
+        return records
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def draw_curves(records: list[dict], path: Path, groups: dict[str, list[str]], title: str = "") -> None:
+    """One panel per group of scalars against the step; scalars in no group get a panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({k for r in records for k in r if k not in _NOT_CURVES})
+    if not names:
+        return
+    panels = {g: [n for n in members if n in names] for g, members in groups.items()}
+    panels = {g: m for g, m in panels.items() if m}
+    grouped = {n for m in panels.values() for n in m}
+    panels.update({n: [n] for n in names if n not in grouped})
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False)
+    for ax, (panel, members) in zip(axes.flat, panels.items()):
+        for name in members:
+            points = [(r["step"], r[name]) for r in records if name in r and r[name] is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, label=name, linewidth=1.2)
+        ax.set_title(panel)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if len(members) > 1:
+            ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
+
+
+class Tracker:
+    """Writes one run's records. Only this class (and checkpoint.py) writes into the run folder."""
+
+    def __init__(self, run_dir: Path, curve_groups: dict[str, list[str]], title: str = "", purge_step: int | None = None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = Path(run_dir)
+        self.curve_groups = curve_groups
+        self.title = title
+        (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self._jsonl = open(self.metrics_path, "a", buffering=1)
+
+    def log_scalars(self, step: int, epoch: float, scalars: dict[str, float], elapsed: float) -> None:
+        for name, value in scalars.items():
+            tag = f"perf/{name}" if name in _NOT_CURVES else f"train/{name}"
+            self.writer.add_scalar(tag, value, step)
+        record = {"step": step, "epoch": round(epoch, 4), "time": round(elapsed, 3), **scalars}
+        self._jsonl.write(json.dumps(record) + "\n")
+
+    def log_visuals(self, step: int, epoch: int, visuals: dict[str, torch.Tensor]) -> list[Path]:
+        paths = []
+        for name, images in visuals.items():
+            grid = image_grid(images)
+            suffix = "" if name == "samples" else f"_{name}"
+            path = self.run_dir / "samples" / f"epoch_{epoch:03d}{suffix}.png"
+            save_png(grid, path)
+            paths.append(path)
+            array = torch.from_numpy(np.asarray(grid.convert("RGB")).copy()).permute(2, 0, 1)
+            self.writer.add_image(f"visuals/{name}", array, step)
+        self.writer.flush()
+        return paths
+
+    def draw_curves(self) -> None:
+        self._jsonl.flush()
+        draw_curves(read_metrics(self.metrics_path), self.run_dir / "curves.png", self.curve_groups, self.title)
+
+    def close(self) -> None:
+        self.writer.close()
+        self._jsonl.close()

@@ -1,0 +1,268 @@
+"""The one training loop for every model. It knows batches, steps, intervals and files, never what a GAN is."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import genlab
+from genlab.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from genlab.data import Data
+from genlab.errors import GenlabError
+from genlab.models import GenerativeModel
+from genlab.optim import describe
+from genlab.tracking import Tracker, read_metrics
+
+log = logging.getLogger("genlab")
+
+
+class Engine:
+    """Mixed precision in one place: autocast, and one GradScaler per optimiser (fp16 only)."""
+
+    def __init__(self, device: torch.device, amp: str, names):
+        self.device = device
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scalers = {n: torch.amp.GradScaler(device.type, enabled=amp == "fp16") for n in names}
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def update(self, loss: torch.Tensor, name: str, optimizer: torch.optim.Optimizer) -> None:
+        scaler = self.scalers[name]
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+
+def resolve_device(cfg: DictConfig) -> torch.device:
+    if cfg.name == "cpu" or (cfg.name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise GenlabError("device=cuda but PyTorch sees no CUDA GPU: use device=cpu or device=auto")
+    index = int(cfg.ids[0]) if cfg.ids else 0
+    if index >= torch.cuda.device_count():
+        raise GenlabError(f"device.ids={list(cfg.ids)} but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    return torch.device("cuda", index)
+
+
+def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
+    """train.resume -> a checkpoint path. `auto` = newest sibling run folder with a last.pt, if any."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        candidates = [
+            p / "checkpoints" / "last.pt"
+            for p in run_dir.parent.iterdir()
+            if p.is_dir() and p.resolve() != run_dir.resolve() and (p / "checkpoints" / "last.pt").is_file()
+        ]
+        if not candidates:
+            log.info("train.resume=auto: no earlier run of this model and data; starting fresh")
+            return None
+        return max(candidates, key=lambda p: p.stat().st_mtime)
+    return find_checkpoint(resume)
+
+
+class Progress:
+    """A rich live bar on a terminal; plain log lines (at most every 30 s, and each epoch) elsewhere."""
+
+    def __init__(self, mode: str, total: int, start: int):
+        if mode == "auto":
+            mode = "bar" if sys.stdout.isatty() else "log"
+        self.mode, self.total, self.start = mode, total, start
+        self.bar = None
+        self.last_line = time.monotonic()
+        if mode == "bar":
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn
+            from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = RichProgress(
+                TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            )
+            self.task = self.bar.add_task("train", total=total, completed=start, epoch=0, info="")
+            self.bar.start()
+
+    def update(self, step: int, epoch: int, scalars: dict[str, float], force: bool = False) -> None:
+        info = "  ".join(f"{k} {v:.3g}" for k, v in scalars.items())
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, epoch=epoch, info=info)
+        elif self.mode == "log" and (force or time.monotonic() - self.last_line > 30):
+            self.last_line = time.monotonic()
+            log.info(f"epoch {epoch}  step {step}/{self.total}  {info}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, run_dir: Path, device: torch.device):
+        self.cfg = cfg
+        self.train_cfg = cfg.train
+        self.run_dir = Path(run_dir)
+        self.device = device
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+    def state(self, model: GenerativeModel, engine: Engine, epoch: int, batch: int, step: int) -> dict:
+        return {
+            "genlab_version": genlab.__version__,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "model": model.state_dict(),
+            "optimizers": {n: o.state_dict() for n, o in model.optimizers.items()},
+            "scalers": {n: s.state_dict() for n, s in engine.scalers.items()},
+            "extra": model.extra_state(),
+            "rng": rng_state(),
+            "epoch": epoch,  # the epoch in progress (== epochs done when batch == 0)
+            "batch": batch,  # batches of that epoch already trained on
+            "step": step,
+        }
+
+    def save(self, state: dict, keep: bool) -> None:
+        folder = self.run_dir / "checkpoints"
+        save_checkpoint(state, folder / "last.pt")
+        if keep:
+            shutil.copyfile(folder / "last.pt", folder / f".epoch_{state['epoch']:03d}.pt.tmp")
+            (folder / f".epoch_{state['epoch']:03d}.pt.tmp").replace(folder / f"epoch_{state['epoch']:03d}.pt")
+
+    def restore(self, path: Path, model: GenerativeModel, engine: Engine) -> dict:
+        state = load_checkpoint(path, map_location=self.device)
+        old, new = state["config"], OmegaConf.to_container(self.cfg, resolve=True)
+        for key in ("model", "data"):
+            if old.get(key, {}).get("name") != new[key]["name"]:
+                raise GenlabError(
+                    f"cannot resume {path}: it trained {key}={old[key]['name']}, this run asks for {new[key]['name']}"
+                )
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise GenlabError(
+                f"cannot resume {path}: its weights do not fit this model ({str(err).splitlines()[0]}); "
+                "resume with the same model.* settings"
+            ) from None
+        for name, opt in model.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, scaler in engine.scalers.items():
+            if name in state.get("scalers", {}):
+                scaler.load_state_dict(state["scalers"][name])
+        model.load_extra_state(state.get("extra", {}))
+        set_rng_state(state["rng"])
+        self._copy_history(path, state["step"])
+        return state
+
+    def _copy_history(self, checkpoint: Path, step: int) -> None:
+        """A resumed run's folder gets the earlier history, so it stands alone (curves, samples, TensorBoard)."""
+        old_run = checkpoint.parent.parent
+        if old_run.resolve() == self.run_dir.resolve():
+            return
+        records = [r for r in read_metrics(old_run / "metrics.jsonl") if r.get("step", 0) <= step]
+        (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        for sub in ("samples", "tb"):
+            if (old_run / sub).is_dir():
+                shutil.copytree(old_run / sub, self.run_dir / sub, dirs_exist_ok=True)
+        (self.run_dir / "resumed_from.txt").write_text(f"{checkpoint.resolve()}\nstep {step}\n")
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    def fit(self, model: GenerativeModel, data: Data) -> dict:
+        t = self.train_cfg
+        model.to(self.device)
+        if self.cfg.device.channels_last:
+            model.to(memory_format=torch.channels_last)
+        model.configure_optimizers(self.cfg.optim)
+        engine = Engine(self.device, self.cfg.device.amp, model.optimizers)
+        model.engine = engine
+
+        batches = len(data.train)
+        total = t.steps if t.steps is not None else t.epochs * batches
+        n_epochs = math.ceil(total / batches)
+        epoch, start_batch, step = 0, 0, 0
+        resume = resolve_resume(t.resume, self.run_dir)
+        if resume is not None:
+            state = self.restore(resume, model, engine)
+            epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
+            log.info(f"resumed from {resume} at epoch {epoch}, step {step}")
+            if step >= total:
+                log.info(f"that run already reached step {step} of {total}: raise train.epochs or train.steps")
+
+        title = f"{self.cfg.model.name} on {self.cfg.data.name}"
+        tracker = Tracker(self.run_dir, model.curve_groups, title, purge_step=step + 1 if step else None)
+        fixed = data.fixed_batch(t.n_samples)
+        params = {n: sum(p.numel() for p in net.parameters()) for n, net in model.networks().items()}
+        log.info(f"{title}: {data.spec.n_train} training images, {batches} batches of {t.batch_size} per epoch, "
+                 f"{total} steps on {self.device}")
+        for name, settings in model.optimizer_settings.items():
+            log.info(f"  {name}: {params[name]:,} parameters, {describe(settings)}")
+        log.info(f"  run folder: {self.run_dir}")
+
+        if step == 0:
+            self._visuals(model, tracker, fixed, step, 0)
+        progress = Progress(t.progress, total, step)
+        sums: dict[str, torch.Tensor] = {}
+        count, images_seen = 0, 0
+        clock, started = time.perf_counter(), time.perf_counter()
+        last = {}
+        try:
+            while epoch < n_epochs and step < total:
+                model.train()
+                for batch in data.train.epoch(epoch, start_batch):
+                    if self.cfg.device.channels_last:
+                        batch = (batch[0].contiguous(memory_format=torch.channels_last), batch[1])
+                    scalars = model.training_step(batch, step)
+                    step += 1
+                    start_batch += 1
+                    count += 1
+                    images_seen += len(batch[0])
+                    for k, v in scalars.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    if step % t.log_every == 0 or step == total:
+                        now = time.perf_counter()
+                        last = {k: float(v) / count for k, v in sums.items()}
+                        last["img_per_s"] = images_seen / max(now - clock, 1e-9)
+                        tracker.log_scalars(step, epoch + start_batch / batches, last, now - started)
+                        progress.update(step, epoch + 1, {k: v for k, v in last.items()})
+                        sums, count, images_seen, clock = {}, 0, 0, now
+                    if step >= total:
+                        break
+                finished_epoch = start_batch >= batches
+                if finished_epoch:
+                    epoch, start_batch = epoch + 1, 0
+                done = step >= total
+                if done or (finished_epoch and epoch % t.sample_every == 0):
+                    self._visuals(model, tracker, fixed, step, epoch if finished_epoch else epoch + 1)
+                if done or (finished_epoch and epoch % t.checkpoint_every == 0):
+                    keep = finished_epoch and t.keep_every > 0 and epoch % t.keep_every == 0
+                    self.save(self.state(model, engine, epoch, start_batch, step), keep)
+                    tracker.draw_curves()
+                progress.update(step, epoch, last, force=True)
+        except KeyboardInterrupt:
+            progress.close()
+            self.save(self.state(model, engine, epoch, start_batch, step), keep=False)
+            tracker.draw_curves()
+            tracker.close()
+            log.info(f"interrupted at step {step}; saved {self.run_dir / 'checkpoints' / 'last.pt'}. "
+                     f"Continue with: genlab train train.resume={self.run_dir}")
+            raise
+        progress.close()
+        tracker.close()
+        log.info(f"done: {step} steps in {time.perf_counter() - started:.0f} s; samples, curves.png and "
+                 f"checkpoints/last.pt are in {self.run_dir}")
+        return last
+
+    def _visuals(self, model: GenerativeModel, tracker: Tracker, fixed, step: int, epoch: int) -> None:
+        # Visuals must not consume the training RNG, or a resumed run would diverge from a straight one.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            model.eval()
+            visuals = model.visuals(fixed)
+            model.train()
+        tracker.log_visuals(step, epoch, visuals)
