@@ -12,6 +12,9 @@ import torch
 
 from genlab.errors import GenlabError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path), then rename over `path`: a crash mid-write never leaves a damaged file behind."""
@@ -23,6 +26,7 @@ def atomic_write(path: Path, write) -> None:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

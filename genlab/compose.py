@@ -100,9 +100,10 @@ def _one_line(err: Exception) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if text.startswith("Could not override") or "is not in struct" in text:
         key = text.split("'")[1] if "'" in text else "?"
-        if "is not in struct" in text or "Key '" in text:
+        if "is not in struct" in text or "To append" in text:
+            suggestion = text.split("use ", 1)[1].split()[0] if "use +" in text else f"+{key}=VALUE"
             return (f"unknown key {key}: check the spelling (`genlab config show` prints every key), "
-                    f"or add a new one with +{key}=VALUE")
+                    f"or add a new one with {suggestion}")
         return f"could not set {key}: {' '.join(lines[1:]) or text}"
     if "Could not find" in text:
         return f"{lines[0]}: `genlab list` shows the options"

@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import genlab
-from genlab.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from genlab.checkpoint import atomic_write, find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from genlab.data import Data
 from genlab.errors import GenlabError
 from genlab.models import GenerativeModel
@@ -133,8 +133,7 @@ class Trainer:
         folder = self.run_dir / "checkpoints"
         save_checkpoint(state, folder / "last.pt")
         if keep:
-            shutil.copyfile(folder / "last.pt", folder / f".epoch_{state['epoch']:03d}.pt.tmp")
-            (folder / f".epoch_{state['epoch']:03d}.pt.tmp").replace(folder / f"epoch_{state['epoch']:03d}.pt")
+            atomic_write(folder / f"epoch_{state['epoch']:03d}.pt", lambda tmp: shutil.copyfile(folder / "last.pt", tmp))
 
     def restore(self, path: Path, model: GenerativeModel, engine: Engine) -> dict:
         state = load_checkpoint(path, map_location=self.device)
@@ -176,6 +175,7 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------------------
     def fit(self, model: GenerativeModel, data: Data) -> dict:
         t = self.train_cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         model.to(self.device)
         if self.cfg.device.channels_last:
             model.to(memory_format=torch.channels_last)

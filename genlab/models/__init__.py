@@ -8,7 +8,9 @@ __all__ = ["GenerativeModel", "build_model"]
 
 def build_model(cfg, spec):
     """MODELS[cfg.model.name](cfg.model, spec, loss=LOSSES[cfg.loss.name](cfg.loss))."""
-    from genlab.registry import LOSSES, MODELS
+    from genlab.registry import LOSSES, MODELS, load_all
+
+    load_all()
 
     loss = LOSSES[cfg.loss.name](cfg.loss)
     return MODELS[cfg.model.name](cfg.model, spec, loss=loss)

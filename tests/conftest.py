@@ -1,0 +1,39 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+torch = pytest.importorskip("torch")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+GENLAB = [sys.executable, "-m", "genlab"]
+FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
+
+
+def run_cli(args, cwd, timeout=600, env_extra=None):
+    """Run `python -m genlab ARGS` as a user would, with no network."""
+    env = dict(os.environ, HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", PYTHONUNBUFFERED="1")
+    env.update(env_extra or {})
+    return subprocess.run(GENLAB + list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def compose():
+    from genlab.compose import compose as _compose
+
+    return lambda *overrides: _compose(list(overrides))
+
+
+@pytest.fixture
+def train(compose):
+    """Train in-process: train(run_dir, *overrides) -> the last logged scalars."""
+    from genlab.entry import run_training
+
+    def _train(run_dir, *overrides):
+        cfg = compose("train.progress=none", *overrides)
+        return run_training(cfg, Path(run_dir))
+
+    return _train

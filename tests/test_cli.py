@@ -1,0 +1,74 @@
+"""The command line as a user meets it: help, listings, and one clear line for every kind of bad input."""
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def test_help_lists_every_subcommand(tmp_path):
+    out = run_cli(["--help"], tmp_path)
+    assert out.returncode == 0
+    for command in ("train", "list", "config"):
+        assert command in out.stdout
+    train_help = run_cli(["train", "--help"], tmp_path)
+    assert train_help.returncode == 0 and "-m" in train_help.stdout and "resume" in train_help.stdout
+
+
+def test_list_shows_groups_options_and_descriptions(tmp_path):
+    out = run_cli(["list"], tmp_path, env_extra={"COLUMNS": "200"})
+    assert out.returncode == 0
+    for text in ("dcgan", "vae", "digits", "fashion_mnist", "celeba", "image_folder", "adam", "rmsprop", "cuda",
+                 "nonsaturating", "Radford"):
+        assert text in out.stdout
+    model_only = run_cli(["list", "model"], tmp_path, env_extra={"COLUMNS": "200"})
+    assert "dcgan" in model_only.stdout and "Debian" not in model_only.stdout
+
+
+def test_config_show_prints_the_resolved_config(tmp_path):
+    out = run_cli(["config", "show", "model=vae", "model.latent_dim=2", "train.epochs=3"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "latent_dim: 2" in out.stdout and "epochs: 3" in out.stdout and "name: vae" in out.stdout
+
+
+def _one_line_error(out):
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("genlab: ") and "Traceback" not in out.stderr + out.stdout
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["model=nosuch"], ["unknown model 'nosuch'", "dcgan", "vae"]),
+        (["data=nosuch"], ["unknown data 'nosuch'", "digits", "celeba"]),
+        (["model.name=nosuch"], ["unknown model 'nosuch'", "dcgan"]),
+        (["train.epochs=abc"], ["train.epochs must be an integer", "'abc'"]),
+        (["optim.lr=-1"], ["optim.lr must be positive"]),
+        (["train.epochz=3"], ["unknown key train.epochz", "+train.epochz=3"]),
+        (["data=image_folder"], ["data.root is required"]),
+        (["data.size=30"], ["power of two"]),
+        (["-m", "optim.lr=1e-4,abc"], ["optim.lr must be a number", "'abc'"]),
+        (["--bogus"], ["unknown option --bogus"]),
+    ],
+)
+def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, args, expected):
+    line = _one_line_error(run_cli(["train", "train.epochs=1", *args], tmp_path))
+    for text in expected:
+        assert text in line
+    assert not (tmp_path / "outputs" / "dcgan_digits").exists() or "power of two" in line
+
+
+def test_celeba_without_data_says_where_to_put_it(tmp_path):
+    line = _one_line_error(run_cli(["train", "data=celeba", f"data.root={tmp_path / 'data'}"], tmp_path))
+    assert "img_align_celeba" in line and str(tmp_path / "data") in line
+    assert not (tmp_path / "outputs").exists()  # checked before any run folder is made
+
+
+def test_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the output folder should go")
+    line = _one_line_error(run_cli(["train", f"hydra.run.dir={blocker}/run"], tmp_path))
+    assert "cannot write the run folder" in line and "hydra.run.dir" not in line or "is a file" in line
+    assert blocker.read_text().startswith("a file")

@@ -1,0 +1,106 @@
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from genlab.data import DataSpec
+from genlab.errors import GenlabError
+from genlab.losses import NonSaturating
+from genlab.models.gan import DCGAN, DCGANDiscriminator, DCGANGenerator
+from genlab.models.vae import VAE, kl_to_standard_normal, reconstruction_loss
+
+
+def n_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_dcgan_64_rgb_matches_the_canonical_pytorch_dcgan_sizes():
+    # The lab sheet's nets at 64x64x3, nz=100, ngf=ndf=64 (REFERENCES.md, recomputed with PyTorch).
+    assert n_params(DCGANGenerator(100, 64, 3, 64)) == 3_576_704
+    assert n_params(DCGANDiscriminator(64, 3, 64)) == 2_765_568
+
+
+@pytest.mark.parametrize("size", [16, 32, 64, 128])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dcgan_shapes_at_every_size(size, channels):
+    g, d = DCGANGenerator(100, 8, channels, size), DCGANDiscriminator(8, channels, size)
+    images = g(torch.randn(2, 100))
+    assert images.shape == (2, channels, size, size)
+    assert images.abs().max() <= 1.0
+    assert d(images).shape == (2,)
+
+
+def test_dcgan_size_stages_follow_the_lab_sheet():
+    # 64x64: four x2 stages after 4x4; 32 one fewer; 128 one more (counted as ConvTranspose layers).
+    for size, convs in ((32, 4), (64, 5), (128, 6)):
+        g = DCGANGenerator(100, 8, 3, size)
+        assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules()) == convs
+
+
+def test_dcgan_rejects_sizes_that_are_not_powers_of_two():
+    with pytest.raises(GenlabError, match="power of two"):
+        DCGANGenerator(100, 8, 1, 28)
+
+
+def test_nonsaturating_loss_by_hand():
+    loss = NonSaturating()
+    zero = torch.zeros(4)
+    assert loss.d_loss(zero, zero).item() == pytest.approx(2 * math.log(2))
+    assert loss.g_loss(zero).item() == pytest.approx(math.log(2))
+    # D confident and right: real logit 3, fake logit -3 -> 2 * log(1 + e^-3)
+    assert loss.d_loss(torch.full((2,), 3.0), torch.full((2,), -3.0)).item() == pytest.approx(
+        2 * math.log1p(math.exp(-3))
+    )
+    assert loss.g_loss(torch.full((2,), -3.0)).item() == pytest.approx(math.log1p(math.exp(3)))
+
+
+def test_kl_matches_closed_form_and_monte_carlo():
+    torch.manual_seed(0)
+    mu, logvar = torch.tensor([[0.5, -1.0]]), torch.tensor([[0.2, -0.7]])
+    var = logvar.exp()
+    by_hand = 0.5 * (mu.pow(2) + var - 1 - logvar).sum()
+    assert kl_to_standard_normal(mu, logvar).item() == pytest.approx(by_hand.item())
+    q = torch.distributions.Normal(mu, var.sqrt())
+    z = q.sample((200_000,))
+    p = torch.distributions.Normal(torch.zeros(2), torch.ones(2))
+    monte_carlo = (q.log_prob(z) - p.log_prob(z)).sum(-1).mean()
+    assert monte_carlo.item() == pytest.approx(by_hand.item(), abs=0.02)
+
+
+def test_reconstruction_losses_take_targets_in_unit_range():
+    target = torch.tensor([[0.0, 1.0, 0.5]])
+    perfect = torch.logit(target.clamp(1e-6, 1 - 1e-6))
+    assert reconstruction_loss(perfect, target, "mse").item() == pytest.approx(0.0, abs=1e-9)
+    # BCE of a perfect Bernoulli prediction is the targets' entropy: 0 + 0 + log 2
+    assert reconstruction_loss(perfect, target, "bce").item() == pytest.approx(math.log(2), abs=1e-4)
+
+
+def test_vae_forward_sample_and_visuals():
+    cfg = OmegaConf.create({"latent_dim": 2, "recon": "bce", "beta": 1.0})
+    model = VAE(cfg, DataSpec("x", 1, 32))
+    x = torch.rand(16, 1, 32, 32) * 2 - 1
+    terms = model.loss_terms(x)
+    assert set(terms) == {"loss", "recon_loss", "kl"} and terms["kl"] >= 0
+    assert terms["loss"].item() == pytest.approx((terms["recon_loss"] + terms["kl"]).item())
+    samples = model.sample(5, generator=torch.Generator().manual_seed(1))
+    assert samples.shape == (5, 1, 32, 32) and samples.min() >= -1 and samples.max() <= 1
+    visuals = model.visuals((x, None))
+    assert visuals["reconstructions"].shape == (32, 1, 32, 32)
+    assert torch.equal(visuals["reconstructions"][:8], x[:8])  # first row: the inputs themselves
+
+
+def test_dcgan_training_step_updates_both_networks_and_leaves_no_stale_grads():
+    from genlab.trainer import Engine
+
+    cfg = OmegaConf.create({"nz": 16, "ngf": 8, "ndf": 8})
+    model = DCGAN(cfg, DataSpec("x", 1, 16), NonSaturating())
+    model.configure_optimizers(OmegaConf.create({"name": "adam", "lr": None, "betas": None}))
+    model.engine = Engine(torch.device("cpu"), "none", model.optimizers)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = model.training_step((torch.rand(8, 1, 16, 16) * 2 - 1, None), 0)
+    assert set(out) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"generator", "discriminator"}
+    assert all(p.requires_grad for p in model.discriminator.parameters())
+    assert model.optimizer_settings["g"]["lr"] == 2e-4 and tuple(model.optimizer_settings["g"]["betas"]) == (0.5, 0.999)
