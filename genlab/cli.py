@@ -45,11 +45,10 @@ def train(ctx: typer.Context) -> None:
     """
     from genlab.compose import check_command_line
 
-    args = list(ctx.args)
-    check_command_line(args)
+    line = check_command_line(list(ctx.args))
     from genlab.entry import train as hydra_train
 
-    sys.argv = ["genlab train", *args]
+    sys.argv = ["genlab train", *line.hydra_argv()]
     hydra_train()
 
 
@@ -84,12 +83,12 @@ def _defaults() -> dict[str, str]:
 
     from genlab.paths import config_dir
 
-    root = OmegaConf.load(config_dir() / "config.yaml")
+    root = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False)
     out = {}
     for entry in root.get("defaults", []):
-        if OmegaConf.is_dict(entry):
+        if isinstance(entry, dict):
             for key, value in entry.items():
-                if not str(key).startswith("override"):
+                if not str(key).startswith(("override", "optional")):
                     out[str(key)] = value
     return out
 

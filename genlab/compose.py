@@ -8,23 +8,30 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.errors import GenlabError
-from genlab.paths import CONFIG_GROUPS, config_dir, group_options
+from genlab.paths import config_dir, group_options
 
 # Hydra flags that print something and exit; the command line is then Hydra's alone to handle.
 INFO_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h", "--shell-completion", "-sc",
               "--version", "--experimental-rerun"}
+# Hydra flags that take a value, and where parse_command_line keeps it.
 VALUE_FLAGS = {"--config-dir": "config_dir", "-cd": "config_dir", "--config-name": "config_name",
-               "-cn": "config_name", "--config-path": "config_path", "-cp": "config_path", "--package": None,
-               "-p": None}
+               "-cn": "config_name", "--config-path": "config_path", "-cp": "config_path", "--package": "",
+               "-p": ""}
+PLAIN_FLAGS = {"-m", "--multirun", "-r", "--run", "--resolve"}
 
 
 @dataclass
 class CommandLine:
     overrides: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # Hydra's flags with their values, in the order given
     multirun: bool = False
     informational: bool = False
     config_dir: str | None = None
     config_name: str = "config"
+
+    def hydra_argv(self) -> list[str]:
+        """Flags first, then overrides: Hydra's argparse rejects a flag after the overrides have started."""
+        return [*self.flags, *self.overrides]
 
 
 def parse_command_line(args: list[str]) -> CommandLine:
@@ -32,19 +39,29 @@ def parse_command_line(args: list[str]) -> CommandLine:
     i = 0
     while i < len(args):
         arg = args[i]
-        name, _, value = arg.partition("=")
-        if arg in ("-m", "--multirun"):
-            line.multirun = True
+        name, has_value, value = arg.partition("=")
+        if arg in PLAIN_FLAGS:
+            line.flags.append(arg)
+            line.multirun |= arg in ("-m", "--multirun")
         elif name in INFO_FLAGS:
+            line.flags.append(arg)
             line.informational = True
-        elif name in VALUE_FLAGS and arg.startswith("-"):
-            if not value:
+            if name in ("--cfg", "-c", "--info", "-i", "--shell-completion", "-sc") and not has_value:
+                if i + 1 < len(args) and not args[i + 1].startswith("-") and "=" not in args[i + 1]:
+                    i += 1
+                    line.flags.append(args[i])
+        elif name in VALUE_FLAGS:
+            if not has_value:
+                if i + 1 >= len(args):
+                    raise GenlabError(f"{arg} needs a value, e.g. {arg} my_configs")
                 i += 1
-                value = args[i] if i < len(args) else ""
+                value = args[i]
+            if VALUE_FLAGS[name] == "config_path":
+                raise GenlabError(f"{name} replaces genlab's config tree; use --config-dir DIR to add your own "
+                                  "configs beside it")
             if VALUE_FLAGS[name]:
                 setattr(line, VALUE_FLAGS[name], value)
-        elif arg == "--resolve":
-            pass
+            line.flags += [name, value]
         elif arg.startswith("-"):
             raise GenlabError(f"unknown option {arg}: `genlab train --help` lists the options")
         else:
@@ -53,23 +70,28 @@ def parse_command_line(args: list[str]) -> CommandLine:
     return line
 
 
-def _check_group_choices(overrides: list[str], extra_dirs: tuple[Path, ...]) -> None:
+def _groups() -> set[str]:
+    return {p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra"}
+
+
+def _check_group_choices(overrides: list[str], extra_dirs: tuple[Path, ...], multirun: bool) -> None:
     """`model=foo` -> one line listing the real options (Hydra's own message spans several lines)."""
-    groups = set(CONFIG_GROUPS) | {p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra"}
+    groups = _groups()
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
         key = key.split("@")[0]
-        if not sep or key not in groups or not value:
+        if not sep or key not in groups or not value or value == "null":
             continue
         options = group_options(key, extra_dirs)
-        for choice in value.split(","):  # a multirun sweep lists several
-            choice = choice.strip()
-            if choice and choice not in options and not choice.startswith(("choice(", "range(", "glob(")):
-                raise GenlabError(f"unknown {key} '{choice}'; choose one of: {', '.join(options)}")
+        if value not in options:
+            if "," in value and not multirun:
+                raise GenlabError(f"{override} lists several values: add -m to sweep over them "
+                                  f"(genlab train -m {override})")
+            raise GenlabError(f"unknown {key} '{value}'; choose one of: {', '.join(options)}")
 
 
 def compose(overrides: list[str], config_dir_extra: str | None = None, config_name: str = "config",
-            with_hydra: bool = False) -> DictConfig:
+            with_hydra: bool = False, multirun: bool = False) -> DictConfig:
     """Compose the config as `genlab train OVERRIDES` would; any mistake becomes one GenlabError line."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -81,7 +103,7 @@ def compose(overrides: list[str], config_dir_extra: str | None = None, config_na
     for folder in extra:
         if not folder.is_dir():
             raise GenlabError(f"--config-dir {folder} is not a folder")
-    _check_group_choices(overrides, extra)
+    _check_group_choices(overrides, extra, multirun)
     overrides = list(overrides)
     if extra:
         overrides.append(f"hydra.searchpath=[file://{extra[0]}]")
@@ -105,9 +127,12 @@ def _one_line(err: Exception) -> str:
             return (f"unknown key {key}: check the spelling (`genlab config show` prints every key), "
                     f"or add a new one with {suggestion}")
         return f"could not set {key}: {' '.join(lines[1:]) or text}"
+    if text.startswith("Ambiguous value"):
+        key = text.split("'")[1] if "'" in text else "KEY"
+        return f"{key} lists several values: add -m to sweep over them, or quote a list as {key}=[a,b]"
     if "Could not find" in text:
         return f"{lines[0]}: `genlab list` shows the options"
-    return " ".join(lines[:2])
+    return " ".join(lines[:2]) if lines else type(err).__name__
 
 
 def sweep_variants(overrides: list[str]) -> list[list[str]]:
@@ -115,29 +140,59 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides)
-    values: list[list[str]] = []
-    for override in parsed:
-        key = override.get_key_element()
+    choices_per_override: list[list[str]] = []
+    for raw, override in zip(overrides, parsed):
+        choices = [raw]
         if override.is_sweep_override():
+            prefix = raw.split("=", 1)[0]
             try:
-                choices = [f"{key}={v}" for v in override.sweep_string_iterator()]
-            except Exception:  # glob() and friends need the config to expand; Hydra checks them itself
+                choices = [f"{prefix}={value}" for value in override.sweep_string_iterator()] or [raw]
+            except Exception:  # glob() and interval() need the config or a sampler; Hydra expands them itself
                 choices = []
-        else:
-            choices = [f"{key}={override.get_value_element_as_str()}"]
-        values.append(choices)
-    base = [v[0] for v in values if v]
+        choices_per_override.append(choices)
+    base = [choices[0] for choices in choices_per_override if choices]
+    positions = [i for i, choices in enumerate(choices_per_override) if choices]
     variants = [base]
-    for i, choices in enumerate(values):
-        for choice in choices[1:]:
+    for slot, i in enumerate(positions):
+        for choice in choices_per_override[i][1:]:
             variant = list(base)
-            variant[i] = choice
+            variant[slot] = choice
             variants.append(variant)
     return variants
 
 
+def _check_types(cfg: DictConfig, defaults: DictConfig, overrides: list[str]) -> None:
+    """A value set on the command line must have the type of the default it replaces (ints stay ints)."""
+    for override in overrides:
+        key, sep, _ = override.partition("=")
+        if not sep or key.startswith(("~", "+", "hydra.")) or key in _groups():
+            continue
+        old = OmegaConf.select(defaults, key, default=None, throw_on_missing=False)
+        new = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if old is None or new is None or OmegaConf.is_config(old):
+            continue
+        if isinstance(old, bool):
+            ok = isinstance(new, bool)
+            hint = f"{key}=true"
+        elif isinstance(old, int):
+            ok = isinstance(new, int) and not isinstance(new, bool)
+            hint = f"{key}={old}"
+        elif isinstance(old, float):
+            ok = isinstance(new, (int, float)) and not isinstance(new, bool)
+            hint = f"{key}={old}"
+        elif isinstance(old, str):
+            ok = isinstance(new, str)
+            hint = f"{key}={old}"
+        else:
+            continue
+        if not ok:
+            kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[type(old)]
+            raise GenlabError(f"{key} must be {kind}, got {new!r}: pass e.g. {hint}")
+
+
 def check_command_line(args: list[str]) -> CommandLine:
     """Everything `genlab train ARGS` can get wrong before a run folder is made, as one GenlabError."""
+    from genlab.checkpoint import find_checkpoint
     from genlab.config import check_writable, validate
     from genlab.registry import DATASETS
 
@@ -148,10 +203,20 @@ def check_command_line(args: list[str]) -> CommandLine:
         variants = sweep_variants(line.overrides) if line.multirun else [line.overrides]
     except Exception as err:
         raise GenlabError(_one_line(err)) from None
+    group_keys = _groups()
     for overrides in variants:
-        cfg = compose(overrides, line.config_dir, line.config_name, with_hydra=True)
+        cfg = compose(overrides, line.config_dir, line.config_name, with_hydra=True, multirun=line.multirun)
+        selections = [o for o in overrides if o.lstrip("+~").partition("=")[0].split("@")[0] in group_keys]
+        defaults = compose(selections, line.config_dir, line.config_name)
+        _check_types(cfg, defaults, overrides)
         validate(cfg)
         DATASETS[cfg.data.name].locate(cfg.data)
+        resume = cfg.train.resume
+        if resume == "auto" and line.multirun:
+            raise GenlabError("train.resume=auto picks one earlier run; in a sweep (-m) pass each job its own "
+                              "train.resume=RUN_FOLDER")
+        if resume not in (None, "auto"):
+            find_checkpoint(resume)
         out = OmegaConf.select(cfg, "hydra.sweep.dir" if line.multirun else "hydra.run.dir")
         check_writable(out)
     return line

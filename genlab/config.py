@@ -40,7 +40,8 @@ def check_int(cfg: DictConfig, key: str, *, minimum: int | None = None, optional
     return value
 
 
-def check_float(cfg: DictConfig, key: str, *, positive: bool = False, optional: bool = False) -> float | None:
+def check_float(cfg: DictConfig, key: str, *, positive: bool = False, minimum: float | None = None,
+                optional: bool = False) -> float | None:
     value = get(cfg, key, None if optional else _MISSING)
     if value is None and optional:
         return None
@@ -48,6 +49,8 @@ def check_float(cfg: DictConfig, key: str, *, positive: bool = False, optional: 
         raise GenlabError(f"{key} must be a number, got {value!r}: pass e.g. {key}=1e-3")
     if positive and value <= 0:
         raise GenlabError(f"{key} must be positive, got {value}")
+    if minimum is not None and value < minimum:
+        raise GenlabError(f"{key} must be at least {minimum}, got {value}")
     return float(value)
 
 
@@ -81,7 +84,7 @@ def validate(cfg: DictConfig) -> None:
     from genlab.registry import DATASETS, LOSSES, MODELS, load_all
 
     load_all()
-    MODELS[get(cfg, "model.name")]
+    model = MODELS[get(cfg, "model.name")]
     DATASETS[get(cfg, "data.name")]
     LOSSES[get(cfg, "loss.name")]
 
@@ -99,25 +102,39 @@ def validate(cfg: DictConfig) -> None:
     if resume is not None and not isinstance(resume, str):
         raise GenlabError(f"train.resume must be a run folder, a checkpoint file or 'auto'; got {resume!r}")
 
-    check_choice(cfg, "optim.name", ("adam", "adamw", "rmsprop", "sgd"))
-    check_float(cfg, "optim.lr", positive=True, optional=True)
-    check_float(cfg, "optim.weight_decay", optional=True)
-    check_betas(cfg, "optim.betas")
-    for net, sub in (get(cfg, "optim", {}) or {}).items():
-        if isinstance(sub, DictConfig):
-            check_float(cfg, f"optim.{net}.lr", positive=True, optional=True)
-            check_float(cfg, f"optim.{net}.weight_decay", optional=True)
-            check_betas(cfg, f"optim.{net}.betas")
+    name = check_choice(cfg, "optim.name", ("adam", "adamw", "rmsprop", "sgd"))
+    check_float(cfg, "optim.eps", positive=True, optional=True)
+    check_float(cfg, "optim.alpha", positive=True, optional=True)
+    for prefix in ["optim", *(f"optim.{net}" for net, sub in get(cfg, "optim").items() if isinstance(sub, DictConfig))]:
+        check_float(cfg, f"{prefix}.lr", positive=True, optional=True)
+        check_float(cfg, f"{prefix}.weight_decay", minimum=0.0, optional=True)
+        check_float(cfg, f"{prefix}.momentum", minimum=0.0, optional=True)
+        check_betas(cfg, f"{prefix}.betas")
+    if name == "sgd" and get(cfg, "optim.nesterov", False) and not get(cfg, "optim.momentum", 0):
+        raise GenlabError("optim.nesterov=true needs optim.momentum > 0")
 
     check_choice(cfg, "device.name", ("auto", "cpu", "cuda"))
     check_choice(cfg, "device.amp", ("none", "bf16", "fp16"))
     check_bool(cfg, "device.channels_last")
+    ids = get(cfg, "device.ids", None)
+    if ids is not None and not (OmegaConf.is_list(ids) and len(ids) > 0 and all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids)):
+        raise GenlabError(f"device.ids must be a list of GPU numbers such as [0] or [0,1]; got {ids!r}")
+    if get(cfg, "device.name") == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise GenlabError("device=cuda but PyTorch sees no CUDA GPU: use device=cpu or device=auto")
+        if ids is not None and max(ids) >= torch.cuda.device_count():
+            raise GenlabError(f"device.ids={list(ids)} but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
 
     check_int(cfg, "data.size", minimum=8)
     check_int(cfg, "data.limit", minimum=1, optional=True)
     check_int(cfg, "data.num_workers", minimum=0)
     check_bool(cfg, "data.download")
     get(cfg, "data.root", None)  # surfaces a missing mandatory root (image_folder) as one line
+    if hasattr(model, "check_config"):
+        model.check_config(cfg)  # the model's own keys, and what it needs of the data (e.g. its size)
 
 
 def check_writable(folder: str | os.PathLike) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,7 +19,11 @@ log = logging.getLogger("genlab")
 
 
 def report_user_errors(func):
-    """A GenlabError becomes `genlab: <message>` on stderr and exit code 2, never a traceback."""
+    """A GenlabError becomes `genlab: <message>` on stderr and exit code 2, never a traceback.
+
+    A run folder that holds nothing but Hydra's record (the error came before training) is removed, so
+    failed starts leave no empty runs behind for `train.resume=auto` or a report to trip over.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -26,11 +31,18 @@ def report_user_errors(func):
             return func(*args, **kwargs)
         except GenlabError as err:
             print(f"genlab: {err}", file=sys.stderr)
+            _remove_if_empty(Path(HydraConfig.get().runtime.output_dir))
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
             sys.exit(130)
 
     return wrapper
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+        logging.shutdown()  # close train.log before deleting it
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def run_training(cfg: DictConfig, run_dir: Path) -> dict:

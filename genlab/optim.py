@@ -18,6 +18,8 @@ def optimizer_settings(optim_cfg: DictConfig, net: str, model_defaults: dict) ->
     per_net = OmegaConf.to_container(per_net, resolve=True) if isinstance(per_net, DictConfig) else {}
     settings = dict(shared)
     for key, value in model_defaults.items():
+        if key == "betas" and settings["name"] not in ("adam", "adamw"):
+            continue
         if settings.get(key) is None:
             settings[key] = value
     for key in _PER_NET:

@@ -23,7 +23,8 @@ def group_options(group: str, extra_dirs: tuple[Path, ...] = ()) -> dict[str, st
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.yaml")):
-            first = path.read_text().splitlines()[:1]
-            text = first[0].lstrip("#").strip() if first and first[0].startswith("#") else ""
+            comments = [line for line in path.read_text().splitlines()[:3]
+                        if line.startswith("#") and not line.startswith("# @package")]
+            text = comments[0].lstrip("#").strip() if comments else ""
             options.setdefault(path.stem, text)
     return dict(sorted(options.items()))

@@ -124,6 +124,7 @@ class Trainer:
             "scalers": {n: s.state_dict() for n, s in engine.scalers.items()},
             "extra": model.extra_state(),
             "rng": rng_state(),
+            "batches_per_epoch": self.batches_per_epoch,
             "epoch": epoch,  # the epoch in progress (== epochs done when batch == 0)
             "batch": batch,  # batches of that epoch already trained on
             "step": step,
@@ -136,13 +137,20 @@ class Trainer:
             atomic_write(folder / f"epoch_{state['epoch']:03d}.pt", lambda tmp: shutil.copyfile(folder / "last.pt", tmp))
 
     def restore(self, path: Path, model: GenerativeModel, engine: Engine) -> dict:
-        state = load_checkpoint(path, map_location=self.device)
+        # RNG states must stay CPU tensors; load_state_dict moves weights and optimiser state to the device.
+        state = load_checkpoint(path, map_location="cpu")
         old, new = state["config"], OmegaConf.to_container(self.cfg, resolve=True)
-        for key in ("model", "data"):
+        for key in ("model", "data", "optim"):
             if old.get(key, {}).get("name") != new[key]["name"]:
                 raise GenlabError(
-                    f"cannot resume {path}: it trained {key}={old[key]['name']}, this run asks for {new[key]['name']}"
+                    f"cannot resume {path}: it trained with {key}={old[key]['name']}, this run asks for "
+                    f"{key}={new[key]['name']}"
                 )
+        if state.get("batches_per_epoch", self.batches_per_epoch) != self.batches_per_epoch:
+            raise GenlabError(
+                f"cannot resume {path}: it had {state['batches_per_epoch']} batches per epoch, this run has "
+                f"{self.batches_per_epoch}; resume with the same train.batch_size and data.limit"
+            )
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as err:
@@ -152,24 +160,32 @@ class Trainer:
             ) from None
         for name, opt in model.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
+            # load_state_dict brings back the old hyper-parameters; this run's optim.* settings win
+            for group in opt.param_groups:
+                for key, value in model.optimizer_settings[name].items():
+                    if key in group and key != "params" and value is not None:
+                        group[key] = tuple(value) if key == "betas" else value
         for name, scaler in engine.scalers.items():
             if name in state.get("scalers", {}):
                 scaler.load_state_dict(state["scalers"][name])
         model.load_extra_state(state.get("extra", {}))
         set_rng_state(state["rng"])
-        self._copy_history(path, state["step"])
+        self._copy_history(path, state["step"], state["epoch"])
         return state
 
-    def _copy_history(self, checkpoint: Path, step: int) -> None:
+    def _copy_history(self, checkpoint: Path, step: int, epoch: int) -> None:
         """A resumed run's folder gets the earlier history, so it stands alone (curves, samples, TensorBoard)."""
         old_run = checkpoint.parent.parent
         if old_run.resolve() == self.run_dir.resolve():
             return
         records = [r for r in read_metrics(old_run / "metrics.jsonl") if r.get("step", 0) <= step]
         (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-        for sub in ("samples", "tb"):
-            if (old_run / sub).is_dir():
-                shutil.copytree(old_run / sub, self.run_dir / sub, dirs_exist_ok=True)
+        if (old_run / "tb").is_dir():  # later events are dropped by the new writer's purge_step
+            shutil.copytree(old_run / "tb", self.run_dir / "tb", dirs_exist_ok=True)
+        for png in sorted((old_run / "samples").glob("epoch_*.png")):
+            if int(png.stem.split("_")[1]) <= epoch:
+                (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(png, self.run_dir / "samples" / png.name)
         (self.run_dir / "resumed_from.txt").write_text(f"{checkpoint.resolve()}\nstep {step}\n")
 
     # ---- the loop ----------------------------------------------------------------------------------
@@ -183,7 +199,7 @@ class Trainer:
         engine = Engine(self.device, self.cfg.device.amp, model.optimizers)
         model.engine = engine
 
-        batches = len(data.train)
+        batches = self.batches_per_epoch = len(data.train)
         total = t.steps if t.steps is not None else t.epochs * batches
         n_epochs = math.ceil(total / batches)
         epoch, start_batch, step = 0, 0, 0
@@ -193,7 +209,8 @@ class Trainer:
             epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
             log.info(f"resumed from {resume} at epoch {epoch}, step {step}")
             if step >= total:
-                log.info(f"that run already reached step {step} of {total}: raise train.epochs or train.steps")
+                log.info(f"that run already reached step {step} of {total}: nothing to train "
+                         "(raise train.epochs or train.steps to go on)")
 
         title = f"{self.cfg.model.name} on {self.cfg.data.name}"
         tracker = Tracker(self.run_dir, model.curve_groups, title, purge_step=step + 1 if step else None)
@@ -240,8 +257,8 @@ class Trainer:
                 done = step >= total
                 if done or (finished_epoch and epoch % t.sample_every == 0):
                     self._visuals(model, tracker, fixed, step, epoch if finished_epoch else epoch + 1)
-                if done or (finished_epoch and epoch % t.checkpoint_every == 0):
-                    keep = finished_epoch and t.keep_every > 0 and epoch % t.keep_every == 0
+                keep = finished_epoch and t.keep_every > 0 and epoch % t.keep_every == 0
+                if done or keep or (finished_epoch and epoch % t.checkpoint_every == 0):
                     self.save(self.state(model, engine, epoch, start_batch, step), keep)
                     tracker.draw_curves()
                 progress.update(step, epoch, last, force=True)
@@ -254,6 +271,9 @@ class Trainer:
                      f"Continue with: genlab train train.resume={self.run_dir}")
             raise
         progress.close()
+        if resume is not None and not (self.run_dir / "checkpoints" / "last.pt").is_file():
+            self.save(self.state(model, engine, epoch, start_batch, step), keep=False)  # nothing was left to train
+            tracker.draw_curves()
         tracker.close()
         log.info(f"done: {step} steps in {time.perf_counter() - started:.0f} s; samples, curves.png and "
                  f"checkpoints/last.pt are in {self.run_dir}")

@@ -129,7 +129,15 @@ class LoaderBatches:
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         self.sampler.set_epoch(epoch, start_batch)
-        for images, labels in self.loader:
+        batches = iter(self.loader)
+        while True:
+            try:
+                images, labels = next(batches)
+            except StopIteration:
+                return
+            except GenlabError as err:
+                # from a worker process it arrives wrapped in the worker's traceback; keep the last line
+                raise GenlabError(str(err).strip().splitlines()[-1].split("GenlabError: ")[-1]) from None
             yield to_unit_range(images.to(self.device, non_blocking=True)), labels.to(self.device)
 
     def first(self, n: int) -> Batch:

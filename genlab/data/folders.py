@@ -31,8 +31,11 @@ class ImageFiles(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
-        with Image.open(self.files[i]) as img:
-            img = img.convert("RGB" if self.channels == 3 else "L")
+        try:
+            with Image.open(self.files[i]) as img:
+                img = img.convert("RGB" if self.channels == 3 else "L")
+        except (OSError, ValueError) as err:
+            raise GenlabError(f"cannot read image {self.files[i]} ({err}); remove or replace it") from None
         if self.crop:
             img = _centre_crop(img, self.crop)
         w, h = img.size

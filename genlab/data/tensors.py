@@ -69,8 +69,11 @@ IDX_FILES = {
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped): magic 0x0000 <dtype=0x08> <ndim>, big-endian sizes, uint8 data."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as err:
+        raise GenlabError(f"cannot read {path} ({err}); delete it and fetch it again") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise GenlabError(f"{path} is not an IDX file of unsigned bytes; delete it and fetch it again")
     ndim = data[3]
@@ -202,10 +205,14 @@ class CIFAR10:
         def read(names):
             xs, ys = [], []
             for name in names:
-                with open(folder / name, "rb") as f:
-                    entry = pickle.load(f, encoding="latin1")
-                xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                ys.append(np.asarray(entry["labels"], dtype=np.int64))
+                try:
+                    with open(folder / name, "rb") as f:
+                        entry = pickle.load(f, encoding="latin1")
+                    xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                    ys.append(np.asarray(entry["labels"], dtype=np.int64))
+                except Exception as err:  # truncated, not a pickle, or not CIFAR's dict
+                    raise GenlabError(f"cannot read {folder / name} as a CIFAR-10 batch ({type(err).__name__}); "
+                                      "unpack cifar-10-python.tar.gz again") from None
             return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
         train_x, train_y = read(CIFAR_TRAIN)

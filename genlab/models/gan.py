@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from genlab.config import check_int
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.registry import MODELS
@@ -71,6 +72,12 @@ class DCGANDiscriminator(nn.Module):
 class DCGAN(GenerativeModel):
     default_optim = {"lr": 2e-4, "betas": (0.5, 0.999)}
     curve_groups = {"losses": ["d_loss", "g_loss"], "D outputs": ["d_real", "d_fake"]}
+
+    @staticmethod
+    def check_config(cfg) -> None:
+        for key in ("nz", "ngf", "ndf"):
+            check_int(cfg, f"model.{key}", minimum=1)
+        _stages(check_int(cfg, "data.size"))
 
     def __init__(self, cfg, spec, loss):
         super().__init__()

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.config import check_choice, check_float, check_int
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel
 from genlab.registry import MODELS
@@ -64,6 +65,14 @@ class Decoder(nn.Module):
 class VAE(GenerativeModel):
     default_optim = {"lr": 1e-3, "betas": (0.9, 0.999)}
     curve_groups = {"loss": ["loss"], "reconstruction": ["recon_loss"], "KL": ["kl"]}
+
+    @staticmethod
+    def check_config(cfg) -> None:
+        check_int(cfg, "model.latent_dim", minimum=1)
+        check_choice(cfg, "model.recon", ("bce", "mse"))
+        check_float(cfg, "model.beta", minimum=0.0)
+        if check_int(cfg, "data.size") % 8:
+            raise GenlabError(f"vae needs data.size divisible by 8, got {cfg.data.size}: pass e.g. data.size=32")
 
     def __init__(self, cfg, spec, loss=None):
         super().__init__()
