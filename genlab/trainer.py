@@ -227,7 +227,7 @@ class Trainer:
         progress = Progress(t.progress, total, step)
         sums: dict[str, torch.Tensor] = {}
         count, images_seen = 0, 0
-        clock, started = time.perf_counter(), time.perf_counter()
+        clock = started = curves_drawn = time.perf_counter()
         last = {}
         try:
             while epoch < n_epochs and step < total:
@@ -260,7 +260,10 @@ class Trainer:
                 keep = finished_epoch and t.keep_every > 0 and epoch % t.keep_every == 0
                 if done or keep or (finished_epoch and epoch % t.checkpoint_every == 0):
                     self.save(self.state(model, engine, epoch, start_batch, step), keep)
-                    tracker.draw_curves()
+                    # matplotlib costs ~0.2 s a figure: with short epochs redraw at most every 20 s
+                    if done or time.perf_counter() - curves_drawn > 20:
+                        tracker.draw_curves()
+                        curves_drawn = time.perf_counter()
                 progress.update(step, epoch, last, force=True)
         except KeyboardInterrupt:
             progress.close()
