@@ -7,7 +7,9 @@ import json
 import logging
 import math
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -95,7 +97,7 @@ class Progress:
             self.bar.start()
 
     def update(self, step: int, epoch: int, scalars: dict[str, float], force: bool = False) -> None:
-        info = "  ".join(f"{k} {v:.3g}" for k, v in scalars.items())
+        info = "  ".join(f"{k} {v:.4g}" for k, v in scalars.items())
         if self.bar is not None:
             self.bar.update(self.task, completed=step, epoch=epoch, info=info)
         elif self.mode == "log" and (force or time.monotonic() - self.last_line > 30):
@@ -105,6 +107,28 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None
+
+
+class StopRequest:
+    """The first Ctrl-C asks the loop to stop after the step in flight (then it saves); a second one quits now."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.info("Ctrl-C: stopping after this step to save a checkpoint (press it again to quit at once)")
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 class Trainer:
@@ -229,8 +253,9 @@ class Trainer:
         count, images_seen = 0, 0
         clock = started = curves_drawn = time.perf_counter()
         last = {}
+        stop = StopRequest()
         try:
-            while epoch < n_epochs and step < total:
+            while epoch < n_epochs and step < total and not stop.requested:
                 model.train()
                 for batch in data.train.epoch(epoch, start_batch):
                     if self.cfg.device.channels_last:
@@ -247,10 +272,12 @@ class Trainer:
                         last = {k: float(v) / count for k, v in sums.items()}
                         last["img_per_s"] = images_seen / max(now - clock, 1e-9)
                         tracker.log_scalars(step, epoch + start_batch / batches, last, now - started)
-                        progress.update(step, epoch + 1, {k: v for k, v in last.items()})
+                        progress.update(step, epoch + 1, last)
                         sums, count, images_seen, clock = {}, 0, 0, now
-                    if step >= total:
+                    if step >= total or stop.requested:
                         break
+                if stop.requested:
+                    break
                 finished_epoch = start_batch >= batches
                 if finished_epoch:
                     epoch, start_batch = epoch + 1, 0
@@ -265,19 +292,21 @@ class Trainer:
                         tracker.draw_curves()
                         curves_drawn = time.perf_counter()
                 progress.update(step, epoch, last, force=True)
-        except KeyboardInterrupt:
+            if stop.requested:
+                # the step in flight finished first, so this checkpoint resumes exactly
+                progress.close()
+                self.save(self.state(model, engine, epoch, start_batch, step), keep=False)
+                tracker.draw_curves()
+                log.info(f"interrupted at step {step}; saved {self.run_dir / 'checkpoints' / 'last.pt'}. "
+                         f"Continue with: genlab train train.resume={self.run_dir}")
+                raise KeyboardInterrupt
+            if resume is not None and not (self.run_dir / "checkpoints" / "last.pt").is_file():
+                self.save(self.state(model, engine, epoch, start_batch, step), keep=False)  # nothing left to train
+                tracker.draw_curves()
+        finally:
+            stop.restore()
             progress.close()
-            self.save(self.state(model, engine, epoch, start_batch, step), keep=False)
-            tracker.draw_curves()
             tracker.close()
-            log.info(f"interrupted at step {step}; saved {self.run_dir / 'checkpoints' / 'last.pt'}. "
-                     f"Continue with: genlab train train.resume={self.run_dir}")
-            raise
-        progress.close()
-        if resume is not None and not (self.run_dir / "checkpoints" / "last.pt").is_file():
-            self.save(self.state(model, engine, epoch, start_batch, step), keep=False)  # nothing was left to train
-            tracker.draw_curves()
-        tracker.close()
         log.info(f"done: {step} steps in {time.perf_counter() - started:.0f} s; samples, curves.png and "
                  f"checkpoints/last.pt are in {self.run_dir}")
         return last

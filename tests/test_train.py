@@ -186,7 +186,11 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path, train):
     assert state["step"] >= 6
     target = state["epoch"] + 2
     train(tmp_path / "resumed", *common, f"train.epochs={target}", f"train.resume={run}")
-    assert _weights(tmp_path / "resumed")["step"] == target * 2
+    train(tmp_path / "straight", *common, f"train.epochs={target}")
+    resumed, straight = _weights(tmp_path / "resumed"), _weights(tmp_path / "straight")
+    assert resumed["step"] == straight["step"] == target * 2
+    # Ctrl-C lets the step in flight finish, so the interrupted run continues exactly
+    assert all(torch.equal(straight["model"][k], resumed["model"][k]) for k in straight["model"])
 
 
 def test_resume_refuses_a_different_optimiser_or_batching_and_applies_a_new_lr(tmp_path, train):
