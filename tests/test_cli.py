@@ -90,3 +90,9 @@ def test_unwritable_output_folder(tmp_path):
     line = _one_line_error(run_cli(["train", f"hydra.run.dir={blocker}/run"], tmp_path))
     assert "cannot write the run folder" in line and "is a file" in line
     assert blocker.read_text().startswith("a file")
+
+
+def test_an_error_found_while_loading_leaves_no_empty_run_folder(tmp_path):
+    line = _one_line_error(run_cli(["train", "data.limit=10", "train.batch_size=64"], tmp_path))
+    assert "fewer than train.batch_size=64" in line
+    assert list((tmp_path / "outputs" / "dcgan_digits").iterdir()) == []
