@@ -88,6 +88,10 @@ def validate(cfg: DictConfig) -> None:
     DATASETS[get(cfg, "data.name")]
     LOSSES[get(cfg, "loss.name")]
 
+    check_int(cfg, "loss.n_critic", minimum=1, optional=True)
+    check_float(cfg, "loss.clip", positive=True, optional=True)
+    check_float(cfg, "loss.gp_weight", minimum=0.0, optional=True)
+
     check_int(cfg, "train.epochs", minimum=1)
     check_int(cfg, "train.steps", minimum=1, optional=True)
     check_int(cfg, "train.batch_size", minimum=1)

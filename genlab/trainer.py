@@ -40,12 +40,17 @@ class Engine:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def update(self, loss: torch.Tensor, name: str, optimizer: torch.optim.Optimizer) -> None:
+    def update(self, loss: torch.Tensor, name: str, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """zero_grad, backward, step; returns the global L2 norm of the (unscaled) gradients it applied."""
         scaler = self.scalers[name]
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads]))
         scaler.step(optimizer)
         scaler.update()
+        return norm
 
 
 def resolve_device(cfg: DictConfig) -> torch.device:
@@ -250,7 +255,8 @@ class Trainer:
             self._visuals(model, tracker, fixed, step, 0)
         progress = Progress(t.progress, total, step)
         sums: dict[str, torch.Tensor] = {}
-        count, images_seen = 0, 0
+        counts: dict[str, int] = {}  # per scalar: a model may log some only on some steps (G every n_critic)
+        images_seen = 0
         clock = started = curves_drawn = time.perf_counter()
         last = {}
         stop = StopRequest()
@@ -263,17 +269,18 @@ class Trainer:
                     scalars = model.training_step(batch, step)
                     step += 1
                     start_batch += 1
-                    count += 1
                     images_seen += len(batch[0])
                     for k, v in scalars.items():
                         sums[k] = sums.get(k, 0.0) + v
+                        counts[k] = counts.get(k, 0) + 1
                     if step % t.log_every == 0 or step == total:
                         now = time.perf_counter()
-                        last = {k: float(v) / count for k, v in sums.items()}
-                        last["img_per_s"] = images_seen / max(now - clock, 1e-9)
-                        tracker.log_scalars(step, epoch + start_batch / batches, last, now - started)
+                        window = {k: float(v) / counts[k] for k, v in sums.items()}
+                        window["img_per_s"] = images_seen / max(now - clock, 1e-9)
+                        tracker.log_scalars(step, epoch + start_batch / batches, window, now - started)
+                        last.update(window)
                         progress.update(step, epoch + 1, last)
-                        sums, count, images_seen, clock = {}, 0, 0, now
+                        sums, counts, images_seen, clock = {}, {}, 0, now
                     if step >= total or stop.requested:
                         break
                 if stop.requested:

@@ -93,13 +93,13 @@ def test_vae_forward_sample_and_visuals():
 def test_dcgan_training_step_updates_both_networks_and_leaves_no_stale_grads():
     from genlab.trainer import Engine
 
-    cfg = OmegaConf.create({"nz": 16, "ngf": 8, "ndf": 8})
+    cfg = OmegaConf.create({"nz": 16, "ngf": 8, "ndf": 8, "d_norm": "auto"})
     model = DCGAN(cfg, DataSpec("x", 1, 16), NonSaturating())
     model.configure_optimizers(OmegaConf.create({"name": "adam", "lr": None, "betas": None}))
     model.engine = Engine(torch.device("cpu"), "none", model.optimizers)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     out = model.training_step((torch.rand(8, 1, 16, 16) * 2 - 1, None), 0)
-    assert set(out) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    assert set(out) == {"d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm"}
     changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"generator", "discriminator"}
     assert all(p.requires_grad for p in model.discriminator.parameters())

@@ -49,9 +49,10 @@ class GenerativeModel(nn.Module):
     def autocast(self):
         return self.engine.autocast() if self.engine is not None else contextlib.nullcontext()
 
-    def update(self, loss: torch.Tensor, name: str) -> None:
-        """zero_grad, backward and step for optimiser `name`, through the trainer's engine (AMP scaling)."""
-        self.engine.update(loss, name, self.optimizers[name])
+    def update(self, loss: torch.Tensor, name: str) -> torch.Tensor:
+        """zero_grad, backward and step for optimiser `name`, through the trainer's engine (AMP scaling).
+        Returns the L2 norm of the gradients applied (a diagnostic: vanishing gradients show here)."""
+        return self.engine.update(loss, name, self.optimizers[name])
 
     @staticmethod
     @contextlib.contextmanager

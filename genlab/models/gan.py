@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from genlab.config import check_int
+from genlab.config import check_choice, check_int
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.registry import MODELS
@@ -49,16 +49,17 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """image -> Conv 4x4 s2 p1, LeakyReLU(0.2) -> [Conv 4x4 s2 p1, BN, LeakyReLU(0.2)] ... -> Conv 4x4 s1 p0 -> logit.
 
-    No BatchNorm on the input layer; no sigmoid (the loss applies its own link, see genlab.losses).
+    No normalisation on the input layer; no sigmoid (the loss applies its own link, see genlab.losses).
+    norm: batch (the paper), layer (per-sample, as a WGAN-GP critic needs) or none.
     """
 
-    def __init__(self, ndf: int, channels: int, size: int):
+    def __init__(self, ndf: int, channels: int, size: int, norm: str = "batch"):
         super().__init__()
         stages = _stages(size)
         width = ndf
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
         for _ in range(stages - 1):
-            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width * 2),
+            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm == "none"), _norm(norm, width * 2),
                        nn.LeakyReLU(0.2, True)]
             width *= 2
         self.features = nn.Sequential(*layers)
@@ -68,15 +69,67 @@ class DCGANDiscriminator(nn.Module):
         return self.head(self.features(x)).flatten()
 
 
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)  # normalises each sample over (C, H, W): layer norm for conv maps
+    return nn.Identity()
+
+
+def discriminator_norm(cfg, loss) -> str:
+    """model.d_norm, where `auto` means what the loss needs (layer norm for WGAN-GP, else BatchNorm)."""
+    return loss.d_norm if cfg.get("d_norm", "auto") == "auto" else cfg.d_norm
+
+
+def adversarial_step(model: GenerativeModel, real: torch.Tensor, fake: torch.Tensor, step: int,
+                     d_forward, loss) -> dict[str, torch.Tensor]:
+    """One GAN step shared by the GAN family: D on a real and a fake batch (plus the loss's penalty, then its
+    clipping), then, every loss.n_critic steps, G against the updated D. Returns the diagnostics.
+
+    d_forward(images) -> D's raw scores. `fake` must still carry G's graph.
+    """
+    with model.autocast():
+        d_real = d_forward(real)
+        d_fake = d_forward(fake.detach())
+        d_loss = loss.d_loss(d_real, d_fake)
+        penalty = loss.penalty(d_forward, real, fake)
+        if penalty is not None:
+            d_loss = d_loss + penalty
+    out = {"d_loss": d_loss.detach(), "d_grad_norm": model.update(d_loss, "d")}
+    loss.after_d_step(model.discriminator)
+    if penalty is not None:
+        out["gradient_penalty"] = penalty.detach()
+    p_real, p_fake = loss.probability(d_real.detach().float()), loss.probability(d_fake.detach().float())
+    if p_real is not None:
+        out.update(d_real=p_real.mean(), d_fake=p_fake.mean())  # D(x), D(G(z)) before D's step
+    else:
+        out.update(critic_real=d_real.detach().float().mean(), critic_fake=d_fake.detach().float().mean())
+    if (step + 1) % loss.n_critic == 0:
+        with model.frozen(model.discriminator), model.autocast():
+            g_loss = loss.g_loss(d_forward(fake))
+        out.update(g_loss=g_loss.detach(), g_grad_norm=model.update(g_loss, "g"))
+    return out
+
+
+GAN_CURVES = {
+    "losses": ["d_loss", "g_loss"],
+    "D outputs": ["d_real", "d_fake", "critic_real", "critic_fake"],
+    "gradient norms": ["d_grad_norm", "g_grad_norm"],
+}
+
+
 @MODELS.register("dcgan")
 class DCGAN(GenerativeModel):
     default_optim = {"lr": 2e-4, "betas": (0.5, 0.999)}
-    curve_groups = {"losses": ["d_loss", "g_loss"], "D outputs": ["d_real", "d_fake"]}
+    curve_groups = GAN_CURVES
 
     @staticmethod
     def check_config(cfg) -> None:
         for key in ("nz", "ngf", "ndf"):
             check_int(cfg, f"model.{key}", minimum=1)
+        if "d_norm" in cfg.model:
+            check_choice(cfg, "model.d_norm", ("auto", "batch", "layer", "none"))
         _stages(check_int(cfg, "data.size"))
 
     def __init__(self, cfg, spec, loss):
@@ -84,7 +137,8 @@ class DCGAN(GenerativeModel):
         self.nz = int(cfg.nz)
         self.loss = loss
         self.generator = DCGANGenerator(self.nz, int(cfg.ngf), spec.channels, spec.size)
-        self.discriminator = DCGANDiscriminator(int(cfg.ndf), spec.channels, spec.size)
+        self.discriminator = DCGANDiscriminator(int(cfg.ndf), spec.channels, spec.size,
+                                                norm=discriminator_norm(cfg, loss))
         self.apply(init_dcgan_weights)
 
     def networks(self):
@@ -93,22 +147,10 @@ class DCGAN(GenerativeModel):
     def training_step(self, batch, step):
         real, _ = batch
         z = torch.randn(real.shape[0], self.nz, device=real.device)
-        # D on a real batch and on a fake batch, then G against the updated D (the lab sheet's order).
         with self.autocast():
             fake = self.generator(z)
-            d_real = self.discriminator(real)
-            d_fake = self.discriminator(fake.detach())
-            d_loss = self.loss.d_loss(d_real, d_fake)
-        self.update(d_loss, "d")
-        with self.frozen(self.discriminator), self.autocast():
-            g_loss = self.loss.g_loss(self.discriminator(fake))
-        self.update(g_loss, "g")
-        return {
-            "d_loss": d_loss.detach(),
-            "g_loss": g_loss.detach(),
-            "d_real": torch.sigmoid(d_real.detach().float()).mean(),  # D(x)
-            "d_fake": torch.sigmoid(d_fake.detach().float()).mean(),  # D(G(z)) before D's step
-        }
+        # D on a real batch and on a fake batch, then G against the updated D (the lab sheet's order).
+        return adversarial_step(self, real, fake, step, self.discriminator, self.loss)
 
     @torch.no_grad()
     def sample(self, n, *, generator=None, labels=None):

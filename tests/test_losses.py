@@ -1,0 +1,120 @@
+"""Each adversarial loss pinned to hand-computed values; the gradient penalty against finite differences;
+clipping on the critic's weights after a real step; every GAN x loss pair trains."""
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from genlab.losses import gradient_penalty
+from genlab.registry import LOSSES, load_all
+
+load_all()
+REAL = torch.tensor([2.0, -1.0])
+FAKE = torch.tensor([0.5, -3.0])
+
+
+def sp(x):  # softplus
+    return math.log1p(math.exp(x))
+
+
+def mean(*xs):
+    return sum(xs) / len(xs)
+
+
+# (loss, D loss by hand, G loss by hand) for scores REAL, FAKE; -log sigmoid(s) = softplus(-s)
+HAND = {
+    "nonsaturating": (mean(sp(-2), sp(1)) + mean(sp(0.5), sp(-3)), mean(sp(-0.5), sp(3))),
+    "minimax": (mean(sp(-2), sp(1)) + mean(sp(0.5), sp(-3)), -mean(sp(0.5), sp(-3))),
+    "lsgan": (mean(1.0, 4.0) + mean(0.25, 9.0), mean(0.25, 16.0)),
+    "wgan": (mean(0.5, -3.0) - mean(2.0, -1.0), -mean(0.5, -3.0)),
+    "wgan_gp": (mean(0.5, -3.0) - mean(2.0, -1.0), -mean(0.5, -3.0)),
+    "hinge": (mean(0.0, 2.0) + mean(1.5, 0.0), -mean(0.5, -3.0)),
+}
+
+
+def test_every_registered_loss_has_a_hand_computed_case():
+    assert set(HAND) == set(LOSSES.names())
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_loss_values_by_hand(name):
+    loss = LOSSES[name]()
+    d_expected, g_expected = HAND[name]
+    assert loss.d_loss(REAL, FAKE).item() == pytest.approx(d_expected, rel=1e-6)
+    assert loss.g_loss(FAKE).item() == pytest.approx(g_expected, rel=1e-6)
+
+
+def test_minimax_saturates_where_nonsaturating_does_not():
+    # D confidently rejects the fakes (score -8): the minimax G gradient all but vanishes
+    fake = torch.tensor([-8.0], requires_grad=True)
+    (g_minimax,) = torch.autograd.grad(LOSSES["minimax"]().g_loss(fake), fake)
+    (g_nonsat,) = torch.autograd.grad(LOSSES["nonsaturating"]().g_loss(fake), fake)
+    assert abs(g_minimax.item()) < 1e-3 < 0.99 < abs(g_nonsat.item())
+
+
+def test_gradient_penalty_matches_finite_differences():
+    torch.manual_seed(0)
+    critic_net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    critic = lambda x: critic_net(x).flatten()  # noqa: E731
+    real, fake = torch.randn(3, 3, 2, 2), torch.randn(3, 3, 2, 2)
+    torch.manual_seed(1)
+    penalty = gradient_penalty(critic, real, fake).item()
+    torch.manual_seed(1)
+    alpha = torch.rand(3, 1, 1, 1)
+    x_hat = (alpha * real + (1 - alpha) * fake).double()
+    net = critic_net.double()
+    eps, expected = 1e-6, []
+    for i in range(3):
+        grad = torch.zeros(12, dtype=torch.double)
+        flat = x_hat[i].flatten()
+        for j in range(12):
+            up, down = flat.clone(), flat.clone()
+            up[j] += eps
+            down[j] -= eps
+            grad[j] = (net(up.view(1, 3, 2, 2)) - net(down.view(1, 3, 2, 2))).item() / (2 * eps)
+        expected.append((grad.norm() - 1) ** 2)
+    assert penalty == pytest.approx(torch.stack(expected).mean().item(), rel=1e-4)
+
+
+def _dcgan(loss_name, **loss_cfg):
+    from genlab.data import DataSpec
+    from genlab.models.gan import DCGAN
+    from genlab.trainer import Engine
+
+    loss = LOSSES[loss_name](OmegaConf.create({"name": loss_name, **loss_cfg}))
+    model = DCGAN(OmegaConf.create({"nz": 8, "ngf": 8, "ndf": 8, "d_norm": "auto"}), DataSpec("x", 1, 16), loss)
+    model.configure_optimizers(OmegaConf.create({"name": "rmsprop", "lr": 0.05, "betas": None}))
+    model.engine = Engine(torch.device("cpu"), "none", model.optimizers)
+    return model
+
+
+def test_wgan_clips_the_critic_after_each_step():
+    model = _dcgan("wgan", n_critic=5, clip=0.01)
+    model.training_step((torch.rand(8, 1, 16, 16) * 2 - 1, None), 0)
+    weights = torch.cat([p.detach().flatten() for p in model.discriminator.parameters()])
+    assert weights.abs().max().item() == pytest.approx(0.01)  # lr 0.05 pushes some weights to the bound
+
+
+def test_n_critic_steps_d_every_step_and_g_every_fifth():
+    model = _dcgan("wgan_gp", n_critic=5, gp_weight=10.0)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.discriminator.modules())  # layer norm
+    x = torch.rand(8, 1, 16, 16) * 2 - 1
+    g_before = [p.clone() for p in model.generator.parameters()]
+    for step in range(4):
+        out = model.training_step((x, None), step)
+        assert "g_loss" not in out and "gradient_penalty" in out
+    assert all(torch.equal(a, b) for a, b in zip(g_before, model.generator.parameters()))
+    out = model.training_step((x, None), 4)
+    assert "g_loss" in out and "critic_real" in out
+    assert not all(torch.equal(a, b) for a, b in zip(g_before, model.generator.parameters()))
+
+
+@pytest.mark.parametrize("loss", sorted(HAND))
+@pytest.mark.parametrize("model", ["dcgan"])
+def test_every_gan_trains_with_every_loss(tmp_path, train, model, loss):
+    last = train(tmp_path, f"model={model}", f"loss={loss}", "train.steps=10", "data.limit=64",
+                 "train.batch_size=16", "train.log_every=5", "model.ngf=8", "model.ndf=8")
+    assert math.isfinite(last["d_loss"]) and math.isfinite(last["g_loss"])
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()
