@@ -12,12 +12,16 @@ _PER_NET = ("lr", "betas", "weight_decay", "momentum")
 
 
 def optimizer_settings(optim_cfg: DictConfig, net: str, model_defaults: dict) -> dict:
-    """Effective settings for one network: optim.<net>.* > optim.* > the model's paper defaults."""
+    """Effective settings for one network: optim.<net>.* > optim.* > the model's paper defaults for that
+    network > the model's paper defaults."""
     shared = {k: v for k, v in OmegaConf.to_container(optim_cfg, resolve=True).items() if not isinstance(v, dict)}
     per_net = optim_cfg.get(net)
     per_net = OmegaConf.to_container(per_net, resolve=True) if isinstance(per_net, DictConfig) else {}
     settings = dict(shared)
-    for key, value in model_defaults.items():
+    # the model's defaults for every network, then its defaults for this one (e.g. CGAN's G learns faster)
+    defaults = {k: v for k, v in model_defaults.items() if not isinstance(v, dict)}
+    defaults.update(model_defaults.get(net, {}))
+    for key, value in defaults.items():
         if key == "betas" and settings["name"] not in ("adam", "adamw"):
             continue
         if settings.get(key) is None:

@@ -27,6 +27,21 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> Image.I
     return Image.fromarray(array[..., 0] if images.shape[1] == 1 else array)
 
 
+def titled_rows(grid: Image.Image, titles: list[str], padding: int = 2) -> Image.Image:
+    """Put a title left of each row of a grid made by image_grid (rows of equal height)."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    margin = 8 + max(int(ImageDraw.Draw(grid).textlength(t, font=font)) for t in titles)
+    out = Image.new(grid.mode, (grid.width + margin, grid.height), 255 if grid.mode == "L" else (255, 255, 255))
+    out.paste(grid, (margin, 0))
+    draw = ImageDraw.Draw(out)
+    row = (grid.height - padding) / len(titles)
+    for i, title in enumerate(titles):
+        draw.text((4, padding + i * row + row / 2 - 6), title, fill=0 if grid.mode == "L" else (0, 0, 0), font=font)
+    return out
+
+
 def save_png(image: Image.Image, path: Path) -> None:
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
@@ -104,10 +119,14 @@ class Tracker:
         record = {"step": step, "epoch": round(epoch, 4), "time": round(elapsed, 3), **scalars}
         self._jsonl.write(json.dumps(record) + "\n")
 
-    def log_visuals(self, step: int, epoch: int, visuals: dict[str, torch.Tensor]) -> list[Path]:
+    def log_visuals(self, step: int, epoch: int, visuals: dict[str, torch.Tensor],
+                    row_titles: dict[str, list[str]] | None = None) -> list[Path]:
         paths = []
         for name, images in visuals.items():
-            grid = image_grid(images)
+            titles = (row_titles or {}).get(name)
+            grid = image_grid(images, nrow=len(images) // len(titles) if titles else 8)
+            if titles:
+                grid = titled_rows(grid, titles)
             suffix = "" if name == "samples" else f"_{name}"
             path = self.run_dir / "samples" / f"epoch_{epoch:03d}{suffix}.png"
             save_png(grid, path)

@@ -324,4 +324,4 @@ class Trainer:
             model.eval()
             visuals = model.visuals(fixed)
             model.train()
-        tracker.log_visuals(step, epoch, visuals)
+        tracker.log_visuals(step, epoch, visuals, model.visual_row_titles())

@@ -104,3 +104,63 @@ def test_dcgan_training_step_updates_both_networks_and_leaves_no_stale_grads():
     assert changed == {"generator", "discriminator"}
     assert all(p.requires_grad for p in model.discriminator.parameters())
     assert model.optimizer_settings["g"]["lr"] == 2e-4 and tuple(model.optimizer_settings["g"]["betas"]) == (0.5, 0.999)
+
+
+def test_acgan_nets_follow_odenas_cifar10_table():
+    from genlab.models.acgan import ACGANDiscriminator, ACGANGenerator
+
+    g = ACGANGenerator(110, 3, 32)
+    assert g.fc[0].in_features == 110 and g.fc[0].out_features == 384 * 4 * 4
+    convs = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(192, (5, 5), (2, 2)), (96, (5, 5), (2, 2)),
+                                                                          (3, (5, 5), (2, 2))]
+    assert g(torch.randn(2, 110)).shape == (2, 3, 32, 32)
+    d = ACGANDiscriminator(10, 3, 32)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.stride[0]) for c in convs] == [(16, 2), (32, 1), (64, 2), (128, 1), (256, 2), (512, 1)]
+    assert sum(isinstance(m, torch.nn.Dropout) for m in d.modules()) == 6
+    source, classes = d(torch.randn(2, 3, 32, 32))
+    assert source.shape == (2,) and classes.shape == (2, 10)  # linear 11 = 1 source + 10 classes
+
+
+def test_cgan_nets_follow_the_cifar10_report():
+    from genlab.models.cgan import CGANDiscriminator, CGANGenerator
+
+    g = CGANGenerator(100, 10, 3, 32)
+    assert g.fc[0].in_features == 110 and g.fc[0].out_features == 512 * 2 * 2  # z + label -> dense 2x2x512
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules()) == 4
+    assert g(torch.randn(2, 100), torch.eye(10)[:2]).shape == (2, 3, 32, 32)
+    d = CGANDiscriminator(10, 3, 32)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in d.modules()) == 4
+    assert d.head[0].in_features == 512 * 2 * 2 + 10 and d.head[0].out_features == 512  # concat label, dense 512
+    assert d(torch.randn(2, 3, 32, 32), torch.eye(10)[:2]).shape == (2,)
+
+
+@pytest.mark.parametrize("name", ["cgan", "acgan"])
+def test_label_conditional_models_need_labels_and_sample_the_asked_class_rows(name):
+    from genlab.registry import LOSSES, MODELS
+
+    cfg = OmegaConf.create({"nz": 8, "label_mode": "embedding", "embed_dim": 4, "g_width": 32, "d_width": 4,
+                            "d_norm": "auto"})
+    loss = LOSSES["nonsaturating"]()
+    with pytest.raises(GenlabError, match="no classes"):
+        MODELS[name](cfg, DataSpec("faces", 3, 32, 0), loss)
+    model = MODELS[name](cfg, DataSpec("digits", 1, 32, 10), loss)
+    assert model.sample(6, labels=[3]).shape == (6, 1, 32, 32)
+    with pytest.raises(GenlabError, match="from 0 to 9"):
+        model.sample(2, labels=[10])
+    visuals = model.visuals((torch.zeros(16, 1, 32, 32), None))
+    assert visuals["classes"].shape == (80, 1, 32, 32) and len(model.visual_row_titles()["classes"]) == 10
+
+
+def test_infogan_visuals_sweep_each_continuous_code_per_category():
+    from genlab.registry import LOSSES, MODELS
+
+    cfg = OmegaConf.create({"nz": 8, "n_cat": 4, "n_cont": 2, "lambda_info": 1.0, "lambda_cont": 0.1,
+                            "d_norm": "auto"})
+    model = MODELS["infogan"](cfg, DataSpec("digits", 1, 16, 10), LOSSES["nonsaturating"]())
+    visuals = model.visuals((torch.zeros(8, 1, 16, 16), None))
+    assert set(visuals) == {"samples", "sweep_c1", "sweep_c2"} and visuals["sweep_c1"].shape == (32, 1, 16, 16)
+    row = visuals["sweep_c1"][:8]
+    assert not torch.allclose(row[0], row[-1])  # the swept code changes the image along a row
+    assert 0.0 <= model.code_recovery(n=64) <= 1.0

@@ -78,6 +78,10 @@ class GenerativeModel(nn.Module):
         """Named image batches for the sample grids; `batch` is a fixed evaluation batch."""
         raise NotImplementedError
 
+    def visual_row_titles(self) -> dict[str, list[str]]:
+        """Visual name -> a title for each row of its grid (e.g. the class of each row)."""
+        return {}
+
     def extra_state(self) -> dict:
         """Anything beyond parameters and buffers that a checkpoint must carry (e.g. an image pool)."""
         return {}

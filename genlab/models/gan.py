@@ -164,3 +164,28 @@ class DCGAN(GenerativeModel):
     @torch.no_grad()
     def visuals(self, batch):
         return {"samples": self.sample(len(batch[0]), generator=torch.Generator().manual_seed(0))}
+
+
+def class_rows(model: GenerativeModel, n_classes: int, per_class: int = 8) -> torch.Tensor:
+    """A grid batch with one row per class and the same noise down each column (fixed seed)."""
+    labels = torch.arange(n_classes).repeat_interleave(per_class)
+    generator = torch.Generator().manual_seed(0)
+    noise_columns = torch.randn(per_class, model.nz, generator=generator)
+    return model.sample(len(labels), labels=labels, noise=noise_columns.repeat(n_classes, 1))
+
+
+def require_labels(name: str, spec) -> int:
+    if spec.n_classes < 2:
+        raise GenlabError(f"{name} is label-conditional and {spec.name} has no classes: pick a labelled dataset "
+                          "(digits, mnist, fashion_mnist, cifar10, or image_folder with class subfolders)")
+    return spec.n_classes
+
+
+def sample_labels(n: int, n_classes: int, labels, device) -> torch.Tensor:
+    """Requested labels (an int, a list or a tensor, cycled to n), or 0, 1, ..., n_classes-1, 0, 1, ..."""
+    if labels is None:
+        labels = torch.arange(n) % n_classes
+    labels = torch.as_tensor(labels, dtype=torch.long).flatten()
+    if labels.numel() == 0 or labels.min() < 0 or labels.max() >= n_classes:
+        raise GenlabError(f"labels must be class numbers from 0 to {n_classes - 1}")
+    return labels.repeat((n + labels.numel() - 1) // labels.numel())[:n].to(device)

@@ -1,0 +1,34 @@
+"""Every preset composes (lightning-hydra-template's smoke test), and the GAN-loss sweep preset really runs."""
+
+import pytest
+
+from genlab.paths import config_dir
+from tests.conftest import run_cli
+
+EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_preset_composes_and_validates(compose, name):
+    from genlab.config import validate
+
+    cfg = compose(f"experiment={name}")
+    validate(cfg)
+    assert cfg.model.name in name and cfg.data.name.replace("_", "") in name.replace("_", "")
+
+
+def test_lab_sheet_preset_is_the_lab_sheet(compose):
+    cfg = compose("experiment=dcgan_celeba64")
+    assert (cfg.model.ngf, cfg.model.ndf, cfg.model.nz, cfg.data.size) == (64, 64, 100, 64)
+    assert cfg.loss.name == "nonsaturating"
+
+
+def test_gan_losses_sweep_preset_runs_one_job_per_loss(tmp_path):
+    out = run_cli(["train", "-m", "sweep=gan_losses", "train.steps=2", "data.limit=32", "train.batch_size=16",
+                   "model.ngf=8", "model.ndf=8", "train.n_samples=8"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    (sweep,) = (tmp_path / "outputs" / "multirun").iterdir()
+    losses = sorted((job / ".hydra" / "overrides.yaml").read_text().split("loss=")[1].split()[0]
+                    for job in sweep.iterdir() if job.is_dir())
+    assert losses == ["hinge", "lsgan", "minimax", "nonsaturating", "wgan", "wgan_gp"]
+    assert all((job / "checkpoints" / "last.pt").is_file() for job in sweep.iterdir() if job.is_dir())
