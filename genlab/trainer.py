@@ -115,6 +115,14 @@ class Progress:
             self.bar = None
 
 
+def pairwise_spread(images: torch.Tensor) -> float:
+    """Mean L2 distance between all pairs of images (in [-1, 1] pixels): a crude but model-free diversity."""
+    flat = images.detach().float().flatten(1)
+    distances = torch.cdist(flat, flat)
+    n = len(flat)
+    return float(distances.sum() / (n * (n - 1)))
+
+
 class StopRequest:
     """The first Ctrl-C asks the loop to stop after the step in flight (then it saves); a second one quits now."""
 
@@ -220,6 +228,7 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------------------
     def fit(self, model: GenerativeModel, data: Data) -> dict:
         t = self.train_cfg
+        self.started = time.perf_counter()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         model.to(self.device)
         if self.cfg.device.channels_last:
@@ -257,7 +266,8 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}  # per scalar: a model may log some only on some steps (G every n_critic)
         images_seen = 0
-        clock = started = curves_drawn = time.perf_counter()
+        clock = curves_drawn = time.perf_counter()
+        started = self.started
         last = {}
         stop = StopRequest()
         try:
@@ -325,3 +335,8 @@ class Trainer:
             visuals = model.visuals(fixed)
             model.train()
         tracker.log_visuals(step, epoch, visuals, model.visual_row_titles())
+        if "samples" in visuals and len(fixed[0]) > 1:
+            # how spread out the fixed-noise samples are, relative to the real fixed batch: near 0 = collapse
+            real = pairwise_spread(fixed[0])
+            diversity = pairwise_spread(visuals["samples"]) / real if real > 0 else float("nan")
+            tracker.log_scalars(step, epoch, {"sample_diversity": diversity}, time.perf_counter() - self.started)

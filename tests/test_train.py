@@ -20,8 +20,11 @@ def test_genlab_train_from_an_empty_folder_makes_a_complete_run_folder(tmp_path)
     for path in (".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoints/last.pt", "metrics.jsonl",
                  "curves.png", "samples/epoch_000.png", "samples/epoch_001.png", "train.log"):
         assert (run / path).is_file(), path
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [r for r in lines if "d_loss" in r]
     assert [r["step"] for r in records] == [2, 4, 6, 8]
+    diversity = [r for r in lines if "sample_diversity" in r]  # at each sample grid: steps 0 and 8
+    assert [r["step"] for r in diversity] == [0, 8] and all(r["sample_diversity"] > 0 for r in diversity)
     assert all({"d_loss", "g_loss", "d_real", "d_fake", "img_per_s"} <= set(r) for r in records)
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -29,7 +32,8 @@ def test_genlab_train_from_an_empty_folder_makes_a_complete_run_folder(tmp_path)
     events = EventAccumulator(str(run / "tb"), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     tags = events.Tags()
-    assert {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake"} <= set(tags["scalars"])
+    assert {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/d_grad_norm", "train/g_grad_norm",
+            "train/sample_diversity"} <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("train/d_loss")] == [2, 4, 6, 8]
     assert events.Scalars("train/g_loss")[-1].value == pytest.approx(records[-1]["g_loss"], rel=1e-5)
     assert "visuals/samples" in tags["images"]
@@ -43,7 +47,7 @@ def test_vae_with_a_2d_latent_trains(tmp_path, train):
     assert {"loss", "recon_loss", "kl"} <= set(last)
     assert last["loss"] == pytest.approx(last["recon_loss"] + last["kl"], rel=1e-4)
     assert (tmp_path / "samples" / "epoch_002_reconstructions.png").is_file()
-    first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    first = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in line][0]
     assert last["loss"] < first["loss"]
 
 
@@ -89,8 +93,8 @@ def test_resume_continues_exactly(tmp_path, train, model):
         for pid, s in opt["state"].items():
             assert torch.equal(s["exp_avg"], resumed["optimizers"][name]["state"][pid]["exp_avg"])
     # the resumed folder carries the whole history
-    steps = [json.loads(line)["step"] for line in (tmp_path / "second" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, 9))
+    records = [json.loads(line) for line in (tmp_path / "second" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "sample_diversity" not in r] == list(range(1, 9))
     assert (tmp_path / "second" / "samples" / "epoch_001.png").is_file()
 
 

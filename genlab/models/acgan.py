@@ -69,6 +69,7 @@ class ACGAN(GenerativeModel):
         "class": ["d_loss_label", "g_loss_label"],
         "D outputs": ["d_real", "d_fake", "critic_real", "critic_fake", "d_accuracy"],
         "gradient norms": ["d_grad_norm", "g_grad_norm"],
+        "sample diversity (1 = real data)": ["sample_diversity"],
     }
 
     @staticmethod

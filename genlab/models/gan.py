@@ -116,6 +116,7 @@ GAN_CURVES = {
     "losses": ["d_loss", "g_loss"],
     "D outputs": ["d_real", "d_fake", "critic_real", "critic_fake"],
     "gradient norms": ["d_grad_norm", "g_grad_norm"],
+    "sample diversity (1 = real data)": ["sample_diversity"],
 }
 
 

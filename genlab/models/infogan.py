@@ -66,6 +66,7 @@ class InfoGAN(GenerativeModel):
         "code recovery": ["q_accuracy"],
         "D outputs": ["d_real", "d_fake", "critic_real", "critic_fake"],
         "gradient norms": ["d_grad_norm", "g_grad_norm"],
+        "sample diversity (1 = real data)": ["sample_diversity"],
     }
 
     @staticmethod
