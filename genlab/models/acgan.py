@@ -11,7 +11,7 @@ from genlab.config import check_choice, check_int
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.models.cgan import LabelCode
-from genlab.models.gan import _norm, class_rows, discriminator_norm, require_labels, sample_labels
+from genlab.models.gan import class_rows, d_outputs, discriminator_norm, norm_layer, require_labels, sample_labels
 from genlab.registry import MODELS
 
 
@@ -46,7 +46,7 @@ class ACGANDiscriminator(nn.Module):
         layers: list[nn.Module] = []
         c_in = channels
         for i, (mult, stride) in enumerate([(1, 2), (2, 1), (4, 2), (8, 1), (16, 2), (32, 1)]):
-            layers += [nn.Conv2d(c_in, width * mult, 3, stride, 1), _norm(norm, width * mult) if i else nn.Identity(),
+            layers += [nn.Conv2d(c_in, width * mult, 3, stride, 1), norm_layer(norm, width * mult) if i else nn.Identity(),
                        nn.LeakyReLU(0.2, True), nn.Dropout(0.5)]
             c_in = width * mult
         self.features = nn.Sequential(*layers, nn.Flatten())
@@ -115,11 +115,7 @@ class ACGAN(GenerativeModel):
                "d_grad_norm": self.update(d_total, "d"),
                "d_accuracy": (cls_real.detach().argmax(1) == labels).float().mean()}
         self.loss.after_d_step(self.discriminator)
-        p_real, p_fake = self.loss.probability(src_real.detach().float()), self.loss.probability(src_fake.detach().float())
-        if p_real is not None:
-            out.update(d_real=p_real.mean(), d_fake=p_fake.mean())
-        else:
-            out.update(critic_real=src_real.detach().float().mean(), critic_fake=src_fake.detach().float().mean())
+        out.update(d_outputs(self.loss, src_real, src_fake))
         if (step + 1) % self.loss.n_critic == 0:
             with self.frozen(self.discriminator), self.autocast():
                 src, cls = self.discriminator(fake)

@@ -9,7 +9,7 @@ from torch import nn
 from genlab.config import check_choice, check_int
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel, init_dcgan_weights
-from genlab.models.gan import GAN_CURVES, _norm, adversarial_step, class_rows, discriminator_norm, require_labels
+from genlab.models.gan import GAN_CURVES, adversarial_step, class_rows, discriminator_norm, norm_layer, require_labels
 from genlab.models.gan import sample_labels
 from genlab.registry import MODELS
 
@@ -65,7 +65,7 @@ class CGANDiscriminator(nn.Module):
         layers: list[nn.Module] = []
         c_in = channels + (label_dim if label_channels else 0)
         for i in range(4):
-            layers += [nn.Conv2d(c_in, width, 4, 2, 1), _norm(norm, width) if i else nn.Identity(),
+            layers += [nn.Conv2d(c_in, width, 4, 2, 1), norm_layer(norm, width) if i else nn.Identity(),
                        nn.LeakyReLU(0.2, True)]
             c_in, width = width, width * 2
         self.features = nn.Sequential(*layers, nn.Flatten())

@@ -59,7 +59,7 @@ class DCGANDiscriminator(nn.Module):
         width = ndf
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
         for _ in range(stages - 1):
-            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm == "none"), _norm(norm, width * 2),
+            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm == "none"), norm_layer(norm, width * 2),
                        nn.LeakyReLU(0.2, True)]
             width *= 2
         self.features = nn.Sequential(*layers)
@@ -69,7 +69,7 @@ class DCGANDiscriminator(nn.Module):
         return self.head(self.features(x)).flatten()
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+def norm_layer(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "layer":
@@ -100,16 +100,21 @@ def adversarial_step(model: GenerativeModel, real: torch.Tensor, fake: torch.Ten
     loss.after_d_step(model.discriminator)
     if penalty is not None:
         out["gradient_penalty"] = penalty.detach()
-    p_real, p_fake = loss.probability(d_real.detach().float()), loss.probability(d_fake.detach().float())
-    if p_real is not None:
-        out.update(d_real=p_real.mean(), d_fake=p_fake.mean())  # D(x), D(G(z)) before D's step
-    else:
-        out.update(critic_real=d_real.detach().float().mean(), critic_fake=d_fake.detach().float().mean())
+    out.update(d_outputs(loss, d_real, d_fake))
     if (step + 1) % loss.n_critic == 0:
         with model.frozen(model.discriminator), model.autocast():
             g_loss = loss.g_loss(d_forward(fake))
         out.update(g_loss=g_loss.detach(), g_grad_norm=model.update(g_loss, "g"))
     return out
+
+
+def d_outputs(loss, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> dict[str, torch.Tensor]:
+    """D(x) and D(G(z)) (before D's step) where the loss reads D as a probability, else the critic's scores."""
+    real, fake = real_scores.detach().float(), fake_scores.detach().float()
+    p_real, p_fake = loss.probability(real), loss.probability(fake)
+    if p_real is not None:
+        return {"d_real": p_real.mean(), "d_fake": p_fake.mean()}
+    return {"critic_real": real.mean(), "critic_fake": fake.mean()}
 
 
 GAN_CURVES = {

@@ -10,7 +10,7 @@ from torch import nn
 from genlab.config import check_choice, check_float, check_int
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel, init_dcgan_weights
-from genlab.models.gan import _norm, discriminator_norm
+from genlab.models.gan import d_outputs, discriminator_norm, norm_layer, sample_labels
 from genlab.registry import MODELS
 
 
@@ -43,7 +43,7 @@ class InfoGANDiscriminator(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(channels, 64, 4, 2, 1), nn.LeakyReLU(0.1, True),
-            nn.Conv2d(64, 128, 4, 2, 1), _norm(norm, 128), nn.LeakyReLU(0.1, True), nn.Flatten(),
+            nn.Conv2d(64, 128, 4, 2, 1), norm_layer(norm, 128), nn.LeakyReLU(0.1, True), nn.Flatten(),
             nn.Linear(128 * (size // 4) ** 2, 1024), _norm1d(norm, 1024), nn.LeakyReLU(0.1, True),
         )
         self.d_head = nn.Linear(1024, 1)
@@ -124,11 +124,7 @@ class InfoGAN(GenerativeModel):
         out = {"d_loss": d_adv.detach(), "info_loss": info.detach(), "d_grad_norm": self.update(d_total, "d"),
                "q_accuracy": (q_fake.detach()[:, : self.n_cat].argmax(1) == cat).float().mean()}
         self.loss.after_d_step(self.discriminator)
-        p_real, p_fake = self.loss.probability(src_real.detach().float()), self.loss.probability(src_fake.detach().float())
-        if p_real is not None:
-            out.update(d_real=p_real.mean(), d_fake=p_fake.mean())
-        else:
-            out.update(critic_real=src_real.detach().float().mean(), critic_fake=src_fake.detach().float().mean())
+        out.update(d_outputs(self.loss, src_real, src_fake))
         if (step + 1) % self.loss.n_critic == 0:
             with self.frozen(self.discriminator), self.autocast():
                 src, q = self.discriminator(fake)
@@ -145,8 +141,6 @@ class InfoGAN(GenerativeModel):
         z = (noise if noise is not None else torch.randn(n, self.nz, generator=generator)).to(self.device)
         cat, c = self.codes(n, generator=generator, device=self.device)
         if labels is not None:
-            from genlab.models.gan import sample_labels
-
             cat = sample_labels(n, self.n_cat, labels, self.device)
         if cont is not None:
             c = cont.to(self.device)
