@@ -88,9 +88,13 @@ def validate(cfg: DictConfig) -> None:
     DATASETS[get(cfg, "data.name")]
     LOSSES[get(cfg, "loss.name")]
 
-    check_int(cfg, "loss.n_critic", minimum=1, optional=True)
-    check_float(cfg, "loss.clip", positive=True, optional=True)
-    check_float(cfg, "loss.gp_weight", minimum=0.0, optional=True)
+    loss_keys = get(cfg, "loss")
+    if "n_critic" in loss_keys:
+        check_int(cfg, "loss.n_critic", minimum=1)
+    if "clip" in loss_keys:
+        check_float(cfg, "loss.clip", positive=True)
+    if "gp_weight" in loss_keys:
+        check_float(cfg, "loss.gp_weight", minimum=0.0)
 
     check_int(cfg, "train.epochs", minimum=1)
     check_int(cfg, "train.steps", minimum=1, optional=True)
@@ -106,7 +110,7 @@ def validate(cfg: DictConfig) -> None:
     if resume is not None and not isinstance(resume, str):
         raise GenlabError(f"train.resume must be a run folder, a checkpoint file or 'auto'; got {resume!r}")
 
-    name = check_choice(cfg, "optim.name", ("adam", "adamw", "rmsprop", "sgd"))
+    name = check_choice(cfg, "optim.name", ("adam", "adamw", "rmsprop", "sgd"))  # the optimiser class, not the option
     check_float(cfg, "optim.eps", positive=True, optional=True)
     check_float(cfg, "optim.alpha", positive=True, optional=True)
     for prefix in ["optim", *(f"optim.{net}" for net, sub in get(cfg, "optim").items() if isinstance(sub, DictConfig))]:

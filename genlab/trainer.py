@@ -50,6 +50,8 @@ class Engine:
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads]))
         scaler.step(optimizer)
         scaler.update()
+        if scaler.is_enabled() and not torch.isfinite(norm):
+            return None  # fp16 overflow: GradScaler skipped this step, so no gradient was applied
         return norm
 
 
@@ -177,7 +179,7 @@ class Trainer:
         # RNG states must stay CPU tensors; load_state_dict moves weights and optimiser state to the device.
         state = load_checkpoint(path, map_location="cpu")
         old, new = state["config"], OmegaConf.to_container(self.cfg, resolve=True)
-        for key in ("model", "data", "optim"):
+        for key in ("model", "data", "optim", "loss"):
             if old.get(key, {}).get("name") != new[key]["name"]:
                 raise GenlabError(
                     f"cannot resume {path}: it trained with {key}={old[key]['name']}, this run asks for "
@@ -281,6 +283,8 @@ class Trainer:
                     start_batch += 1
                     images_seen += len(batch[0])
                     for k, v in scalars.items():
+                        if v is None:  # e.g. no gradient norm on a step that mixed precision skipped
+                            continue
                         sums[k] = sums.get(k, 0.0) + v
                         counts[k] = counts.get(k, 0) + 1
                     if step % t.log_every == 0 or step == total:

@@ -61,6 +61,7 @@ def _one_line_error(out):
         (["-m", "model=choice(dcgan,nosuch)"], ["unknown model 'nosuch'"]),
         (["-m", "train.resume=auto", "train.seed=1,2"], ["train.resume=auto", "-m"]),
         (["train.resume=/no/such/run"], ["no run folder or checkpoint at /no/such/run"]),
+        (["loss.n_critic=null"], ["loss.n_critic must be an integer"]),
         (["--bogus"], ["unknown option --bogus"]),
         (["-cp", "/tmp"], ["--config-dir"]),
     ],

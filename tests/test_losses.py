@@ -128,6 +128,35 @@ def test_every_gan_trains_with_every_loss(tmp_path, train, model, loss):
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
 
 
+def test_resume_mid_critic_cycle_is_exact(tmp_path, train):
+    common = ["loss=wgan_gp", "data.limit=64", "train.batch_size=16", "model.ngf=8", "model.ndf=8",
+              "train.n_samples=8"]
+    train(tmp_path / "straight", *common, "train.steps=9")
+    train(tmp_path / "first", *common, "train.steps=3")  # stops between G steps (G steps at 5 and 10)
+    train(tmp_path / "second", *common, "train.steps=9", f"train.resume={tmp_path / 'first'}")
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "second" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fp16_skipped_steps_log_no_nan_gradient_norms(tmp_path, train):
+    import json
+
+    train(tmp_path, "loss=wgan_gp", "device.amp=fp16", "train.steps=10", "data.limit=64", "train.batch_size=16",
+          "model.ngf=8", "model.ndf=8", "train.log_every=5", "train.n_samples=8")
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    norms = [r[k] for r in records for k in ("d_grad_norm", "g_grad_norm") if k in r]
+    assert norms and all(math.isfinite(v) for v in norms)
+    assert all(math.isfinite(r["gradient_penalty"]) for r in records if "gradient_penalty" in r)
+
+
+def test_a_losss_optimiser_is_replaced_whole_by_the_users(compose):
+    assert (compose("loss=wgan").optim.name, compose("loss=wgan").optim.lr) == ("rmsprop", 5e-5)
+    mine = compose("loss=wgan", "optim=adam")
+    assert (mine.optim.name, mine.optim.lr) == ("adam", None)  # None: the model's own default, not WGAN's lr
+    assert compose("loss=hinge", "loss.n_critic=3").loss.n_critic == 3  # every loss takes n_critic
+
+
 def test_every_gan_model_is_in_the_parametrised_test():
     from genlab.registry import MODELS
 

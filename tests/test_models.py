@@ -149,8 +149,12 @@ def test_label_conditional_models_need_labels_and_sample_the_asked_class_rows(na
     assert model.sample(6, labels=[3]).shape == (6, 1, 32, 32)
     with pytest.raises(GenlabError, match="from 0 to 9"):
         model.sample(2, labels=[10])
+    asked = []
+    real_sample = model.sample
+    model.sample = lambda n, **kw: (asked.append(kw.get("labels")), real_sample(n, **kw))[1]
     visuals = model.visuals((torch.zeros(16, 1, 32, 32), None))
     assert visuals["classes"].shape == (80, 1, 32, 32) and len(model.visual_row_titles()["classes"]) == 10
+    assert asked[-1].tolist() == [c for c in range(10) for _ in range(8)]  # row i of the class grid is class i
 
 
 def test_infogan_visuals_sweep_each_continuous_code_per_category():
@@ -163,4 +167,3 @@ def test_infogan_visuals_sweep_each_continuous_code_per_category():
     assert set(visuals) == {"samples", "sweep_c1", "sweep_c2"} and visuals["sweep_c1"].shape == (32, 1, 16, 16)
     row = visuals["sweep_c1"][:8]
     assert not torch.allclose(row[0], row[-1])  # the swept code changes the image along a row
-    assert 0.0 <= model.code_recovery(n=64) <= 1.0

@@ -204,6 +204,8 @@ def test_resume_refuses_a_different_optimiser_or_batching_and_applies_a_new_lr(t
     train(tmp_path / "a", *common, "train.epochs=1")
     with pytest.raises(GenlabError, match="optim=adam"):
         train(tmp_path / "b", *common, "train.epochs=2", "optim=sgd", f"train.resume={tmp_path / 'a'}")
+    with pytest.raises(GenlabError, match="loss=nonsaturating"):
+        train(tmp_path / "e", *common, "train.epochs=2", "loss=hinge", f"train.resume={tmp_path / 'a'}")
     with pytest.raises(GenlabError, match="batches per epoch"):
         train(tmp_path / "c", *common, "train.epochs=2", "train.batch_size=16", f"train.resume={tmp_path / 'a'}")
     train(tmp_path / "d", *common, "train.epochs=2", "optim.d.lr=1e-3", f"train.resume={tmp_path / 'a'}")

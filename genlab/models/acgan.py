@@ -111,10 +111,12 @@ class ACGAN(GenerativeModel):
             d_class = F.cross_entropy(cls_real, labels) + F.cross_entropy(cls_fake, labels)  # -L_C
             penalty = self.loss.penalty(lambda x: self.discriminator(x)[0], real, fake)
             d_total = d_source + d_class + (penalty if penalty is not None else 0)
-        out = {"d_loss": d_source.detach(), "d_loss_label": d_class.detach(),
+        out = {"gradient_penalty": penalty.detach()} if penalty is not None else {}
+        out |= {"d_loss": d_source.detach(), "d_loss_label": d_class.detach(),
                "d_grad_norm": self.update(d_total, "d"),
                "d_accuracy": (cls_real.detach().argmax(1) == labels).float().mean()}
-        self.loss.after_d_step(self.discriminator)
+        # WGAN clips the critic (body + source head) only: clipped class logits could not fit any class
+        self.loss.after_d_step(nn.ModuleList([self.discriminator.features, self.discriminator.source]))
         out.update(d_outputs(self.loss, src_real, src_fake))
         if (step + 1) % self.loss.n_critic == 0:
             with self.frozen(self.discriminator), self.autocast():

@@ -94,9 +94,8 @@ def adversarial_step(model: GenerativeModel, real: torch.Tensor, fake: torch.Ten
         d_fake = d_forward(fake.detach())
         d_loss = loss.d_loss(d_real, d_fake)
         penalty = loss.penalty(d_forward, real, fake)
-        if penalty is not None:
-            d_loss = d_loss + penalty
-    out = {"d_loss": d_loss.detach(), "d_grad_norm": model.update(d_loss, "d")}
+    d_total = d_loss + penalty if penalty is not None else d_loss
+    out = {"d_loss": d_loss.detach(), "d_grad_norm": model.update(d_total, "d")}
     loss.after_d_step(model.discriminator)
     if penalty is not None:
         out["gradient_penalty"] = penalty.detach()

@@ -121,9 +121,11 @@ class InfoGAN(GenerativeModel):
             info = self.info_loss(q_fake.float(), cat, cont)  # trains Q (and D's body) to read c
             penalty = self.loss.penalty(lambda x: self.discriminator(x)[0], real, fake)
             d_total = d_adv + self.lambda_info * info + (penalty if penalty is not None else 0)
-        out = {"d_loss": d_adv.detach(), "info_loss": info.detach(), "d_grad_norm": self.update(d_total, "d"),
+        out = {"gradient_penalty": penalty.detach()} if penalty is not None else {}
+        out |= {"d_loss": d_adv.detach(), "info_loss": info.detach(), "d_grad_norm": self.update(d_total, "d"),
                "q_accuracy": (q_fake.detach()[:, : self.n_cat].argmax(1) == cat).float().mean()}
-        self.loss.after_d_step(self.discriminator)
+        # WGAN clips the critic (body + D head) only: a clipped Q head could not read the codes back
+        self.loss.after_d_step(nn.ModuleList([self.discriminator.body, self.discriminator.d_head]))
         out.update(d_outputs(self.loss, src_real, src_fake))
         if (step + 1) % self.loss.n_critic == 0:
             with self.frozen(self.discriminator), self.autocast():
