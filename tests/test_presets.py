@@ -18,6 +18,11 @@ def test_every_experiment_preset_composes_and_validates(compose, name):
         assert cfg.model.name in name and cfg.data.name.replace("_", "") in name.replace("_", "")
 
 
+def test_mode_collapse_preset_makes_g_much_faster_than_d(compose):
+    cfg = compose("experiment=gan_mode_collapse")
+    assert cfg.optim.g.lr == 1e-3 and cfg.optim.d.lr == 5e-5 and cfg.train.epochs == 20
+
+
 def test_vanishing_gradient_preset_sets_a_saturating_loss_against_a_fast_d(compose):
     cfg = compose("experiment=gan_vanishing_gradients")
     assert (cfg.loss.name, cfg.loss.n_critic, cfg.optim.d.lr, cfg.data.name) == ("minimax", 5, 1e-3, "digits")
