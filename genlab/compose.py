@@ -201,6 +201,15 @@ def check_command_line(args: list[str]) -> CommandLine:
         return line
     try:
         variants = sweep_variants(line.overrides) if line.multirun else [line.overrides]
+        if line.multirun:  # a sweep preset's hydra.sweeper.params are swept values too
+            first = compose(variants[0], line.config_dir, line.config_name, with_hydra=True, multirun=True)
+            params = OmegaConf.select(first, "hydra.sweeper.params") or {}
+            given = {o.lstrip("+~").partition("=")[0] for o in line.overrides}
+            preset = [f"{key}={value}" for key, value in params.items() if key not in given]
+            if preset:
+                variants = sweep_variants(line.overrides + preset)
+    except GenlabError:
+        raise
     except Exception as err:
         raise GenlabError(_one_line(err)) from None
     group_keys = _groups()

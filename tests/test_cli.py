@@ -62,6 +62,7 @@ def _one_line_error(out):
         (["-m", "train.resume=auto", "train.seed=1,2"], ["train.resume=auto", "-m"]),
         (["train.resume=/no/such/run"], ["no run folder or checkpoint at /no/such/run"]),
         (["loss.n_critic=null"], ["loss.n_critic must be an integer"]),
+        (["-m", "sweep=gan_losses", "optim.betas=[0.5,0.999]"], ["unknown key optim.betas"]),  # only the wgan job
         (["--bogus"], ["unknown option --bogus"]),
         (["-cp", "/tmp"], ["--config-dir"]),
     ],
