@@ -124,7 +124,11 @@ class Tracker:
         paths = []
         for name, images in visuals.items():
             titles = (row_titles or {}).get(name)
-            grid = image_grid(images, nrow=len(images) // len(titles) if titles else 8)
+            if images.dim() == 5:  # [rows, columns, C, H, W]: the model fixed the layout
+                nrow, images = images.shape[1], images.flatten(0, 1)
+            else:
+                nrow = len(images) // len(titles) if titles else 8
+            grid = image_grid(images, nrow=nrow)
             if titles:
                 grid = titled_rows(grid, titles)
             suffix = "" if name == "samples" else f"_{name}"

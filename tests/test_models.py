@@ -167,3 +167,19 @@ def test_infogan_visuals_sweep_each_continuous_code_per_category():
     assert set(visuals) == {"samples", "sweep_c1", "sweep_c2"} and visuals["sweep_c1"].shape == (32, 1, 16, 16)
     row = visuals["sweep_c1"][:8]
     assert not torch.allclose(row[0], row[-1])  # the swept code changes the image along a row
+
+
+def test_vae_manifold_decodes_a_grid_of_normal_quantiles_and_kl_warms_up():
+    cfg = OmegaConf.create({"latent_dim": 2, "recon": "mse", "beta": 2.0, "kl_warmup": 100})
+    model = VAE(cfg, DataSpec("x", 1, 16))
+    grid = model.manifold()
+    assert grid.shape == (10, 10, 1, 16, 16)
+    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor([0.05, 0.95]))
+    model.eval()
+    top_left = model.decode(torch.tensor([[q[0], q[1]]]))  # smallest z1, largest z2
+    bottom_right = model.decode(torch.tensor([[q[1], q[0]]]))
+    assert torch.allclose(grid[0, 0], top_left[0], atol=1e-6) and torch.allclose(grid[9, 9], bottom_right[0], atol=1e-6)
+    assert "manifold" in model.visuals((torch.zeros(8, 1, 16, 16), None))
+    assert [model.kl_weight(s) for s in (0, 50, 100, 500)] == [0.0, 1.0, 2.0, 2.0]
+    assert "manifold" not in VAE(OmegaConf.create({"latent_dim": 3, "recon": "bce", "beta": 1.0}),
+                                 DataSpec("x", 1, 16)).visuals((torch.zeros(8, 1, 16, 16), None))

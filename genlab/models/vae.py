@@ -71,6 +71,8 @@ class VAE(GenerativeModel):
         check_int(cfg, "model.latent_dim", minimum=1)
         check_choice(cfg, "model.recon", ("bce", "mse"))
         check_float(cfg, "model.beta", minimum=0.0)
+        if "kl_warmup" in cfg.model:
+            check_int(cfg, "model.kl_warmup", minimum=0)
         if check_int(cfg, "data.size") % 8:
             raise GenlabError(f"vae needs data.size divisible by 8, got {cfg.data.size}: pass e.g. data.size=32")
 
@@ -81,6 +83,7 @@ class VAE(GenerativeModel):
         if cfg.recon not in ("bce", "mse"):
             raise GenlabError(f"model.recon must be bce or mse, got {cfg.recon!r}")
         self.latent_dim, self.recon, self.beta = int(cfg.latent_dim), cfg.recon, float(cfg.beta)
+        self.kl_warmup = int(cfg.get("kl_warmup", 0))
         if self.latent_dim < 1:
             raise GenlabError(f"model.latent_dim must be at least 1, got {self.latent_dim}")
         self.encoder = Encoder(spec.channels, spec.size, self.latent_dim)
@@ -96,18 +99,24 @@ class VAE(GenerativeModel):
         """Latent -> image in [-1, 1]."""
         return torch.sigmoid(self.decoder(z).float()) * 2 - 1
 
-    def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def kl_weight(self, step: int | None) -> float:
+        """beta, ramped linearly from 0 over the first model.kl_warmup steps (KL annealing, Bowman et al.)."""
+        if step is None or self.kl_warmup == 0:
+            return self.beta
+        return self.beta * min(1.0, step / self.kl_warmup)
+
+    def loss_terms(self, x: torch.Tensor, step: int | None = None) -> dict[str, torch.Tensor]:
         target = (x + 1) / 2  # [-1, 1] -> [0, 1] at the model's border
         mu, logvar = self.encoder(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation
         recon = reconstruction_loss(self.decoder(z).float(), target, self.recon).mean()
         kl = kl_to_standard_normal(mu.float(), logvar.float()).mean()
-        return {"loss": recon + self.beta * kl, "recon_loss": recon, "kl": kl}
+        return {"loss": recon + self.kl_weight(step) * kl, "recon_loss": recon, "kl": kl}
 
     def training_step(self, batch, step):
         x, _ = batch
         with self.autocast():
-            terms = self.loss_terms(x)
+            terms = self.loss_terms(x, step)
         self.update(terms["loss"], "vae")
         return {k: v.detach() for k, v in terms.items()}
 
@@ -135,7 +144,22 @@ class VAE(GenerativeModel):
         recon = self.reconstruct(x)
         # rows of 8: inputs, then their reconstructions, alternating
         pairs = torch.stack([x.view(-1, row, *x.shape[1:]), recon.view(-1, row, *x.shape[1:])], dim=1)
-        return {
+        visuals = {
             "samples": self.sample(len(batch[0]), generator=torch.Generator().manual_seed(0)),
             "reconstructions": pairs.reshape(-1, *x.shape[1:]),
         }
+        if self.latent_dim == 2:
+            visuals["manifold"] = self.manifold()
+        return visuals
+
+    @torch.no_grad()
+    def manifold(self, n: int = 10) -> torch.Tensor:
+        """The 2-D latent manifold: decode an n x n grid of N(0, 1) quantiles (5% to 95%), returned as
+        [rows, columns, C, H, W] so the grid keeps n columns. Row 0 is the top of the plot (high z2)."""
+        q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
+        z1, z2 = torch.meshgrid(q, q.flip(0), indexing="xy")  # z1 varies along a row, z2 down the columns
+        was_training = self.training
+        self.eval()
+        images = self.decode(torch.stack([z1.flatten(), z2.flatten()], dim=1).to(self.device))
+        self.train(was_training)
+        return images.view(n, n, *images.shape[1:])
