@@ -129,11 +129,9 @@ class ACGAN(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n, *, generator=None, labels=None, noise=None):
-        was_training = self.training
-        self.eval()
-        z = (noise if noise is not None else torch.randn(n, self.nz, generator=generator)).to(self.device)
-        images = self.generate(z, sample_labels(n, self.n_classes, labels, self.device)).float()
-        self.train(was_training)
+        with self.evaluating():
+            z = (noise if noise is not None else torch.randn(n, self.nz, generator=generator)).to(self.device)
+            images = self.generate(z, sample_labels(n, self.n_classes, labels, self.device)).float()
         return images
 
     def visual_row_titles(self):

@@ -78,6 +78,16 @@ class GenerativeModel(nn.Module):
         """Named image batches for the sample grids; `batch` is a fixed evaluation batch."""
         raise NotImplementedError
 
+    @contextlib.contextmanager
+    def evaluating(self):
+        """Eval mode (BatchNorm running stats, no dropout) inside the block, the previous mode after it."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
     def visual_row_titles(self) -> dict[str, list[str]]:
         """Visual name -> a title for each row of its grid (e.g. the class of each row)."""
         return {}

@@ -126,12 +126,10 @@ class CGAN(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n, *, generator=None, labels=None, noise=None):
-        was_training = self.training
-        self.eval()
-        z = (noise if noise is not None else torch.randn(n, self.nz, generator=generator)).to(self.device)
-        labels = sample_labels(n, self.n_classes, labels, self.device)
-        images = self.generator(z, self.g_code(labels)).float()
-        self.train(was_training)
+        with self.evaluating():
+            z = (noise if noise is not None else torch.randn(n, self.nz, generator=generator)).to(self.device)
+            labels = sample_labels(n, self.n_classes, labels, self.device)
+            images = self.generator(z, self.g_code(labels)).float()
         return images
 
     def visual_row_titles(self):

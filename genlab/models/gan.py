@@ -159,11 +159,9 @@ class DCGAN(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n, *, generator=None, labels=None):
-        was_training = self.generator.training
-        self.generator.eval()
-        z = torch.randn(n, self.nz, generator=generator).to(self.device)
-        images = self.generator(z).float()
-        self.generator.train(was_training)
+        with self.evaluating():
+            z = torch.randn(n, self.nz, generator=generator).to(self.device)
+            images = self.generator(z).float()
         return images
 
     @torch.no_grad()

@@ -138,16 +138,14 @@ class InfoGAN(GenerativeModel):
     @torch.no_grad()
     def sample(self, n, *, generator=None, labels=None, noise=None, cont=None):
         """labels = values of the categorical code (the code is unsupervised: its values need not match classes)."""
-        was_training = self.training
-        self.eval()
-        z = (noise if noise is not None else torch.randn(n, self.nz, generator=generator)).to(self.device)
-        cat, c = self.codes(n, generator=generator, device=self.device)
-        if labels is not None:
-            cat = sample_labels(n, self.n_cat, labels, self.device)
-        if cont is not None:
-            c = cont.to(self.device)
-        images = self.generate(z, cat, c).float()
-        self.train(was_training)
+        with self.evaluating():
+            z = (noise if noise is not None else torch.randn(n, self.nz, generator=generator)).to(self.device)
+            cat, c = self.codes(n, generator=generator, device=self.device)
+            if labels is not None:
+                cat = sample_labels(n, self.n_cat, labels, self.device)
+            if cont is not None:
+                c = cont.to(self.device)
+            images = self.generate(z, cat, c).float()
         return images
 
     @torch.no_grad()
@@ -156,10 +154,8 @@ class InfoGAN(GenerativeModel):
         generator = torch.Generator().manual_seed(seed)
         z = torch.randn(n, self.nz, generator=generator).to(self.device)
         cat, cont = self.codes(n, generator=generator, device=self.device)
-        was_training = self.training
-        self.eval()
-        _, q = self.discriminator(self.generate(z, cat, cont))
-        self.train(was_training)
+        with self.evaluating():
+            _, q = self.discriminator(self.generate(z, cat, cont))
         return (q[:, : self.n_cat].argmax(1) == cat).float().mean().item()
 
     def visual_row_titles(self):

@@ -122,19 +122,15 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n, *, generator=None, labels=None):
-        was_training = self.training
-        self.eval()
-        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
-        images = self.decode(z)
-        self.train(was_training)
+        with self.evaluating():
+            z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+            images = self.decode(z)
         return images
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        images = self.decode(self.encoder(x)[0])
-        self.train(was_training)
+        with self.evaluating():
+            images = self.decode(self.encoder(x)[0])
         return images
 
     @torch.no_grad()
@@ -158,8 +154,6 @@ class VAE(GenerativeModel):
         [rows, columns, C, H, W] so the grid keeps n columns. Row 0 is the top of the plot (high z2)."""
         q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
         z1, z2 = torch.meshgrid(q, q.flip(0), indexing="xy")  # z1 varies along a row, z2 down the columns
-        was_training = self.training
-        self.eval()
-        images = self.decode(torch.stack([z1.flatten(), z2.flatten()], dim=1).to(self.device))
-        self.train(was_training)
+        with self.evaluating():
+            images = self.decode(torch.stack([z1.flatten(), z2.flatten()], dim=1).to(self.device))
         return images.view(n, n, *images.shape[1:])
