@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,47 @@ from genlab.checkpoint import atomic_write
 
 # Scalars that describe the run rather than the model; kept out of curves.png.
 _NOT_CURVES = {"step", "epoch", "time", "img_per_s"}
+
+
+@dataclass
+class Scatter:
+    """2-D points to plot, optionally coloured by class (e.g. latent codes of the test set)."""
+
+    points: torch.Tensor  # [N, 2]
+    labels: torch.Tensor | None = None  # [N] class numbers, or None for one colour
+    class_names: list[str] = field(default_factory=list)
+    title: str = ""
+    xlabel: str = ""
+    ylabel: str = ""
+
+
+def scatter_png(scatter: Scatter) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = scatter.points.detach().float().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if scatter.labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.6)
+    else:
+        labels = scatter.labels.cpu().numpy()
+        cmap = plt.get_cmap("tab10" if labels.max(initial=0) < 10 else "tab20")
+        for k in sorted(set(labels.tolist())):
+            name = scatter.class_names[k] if k < len(scatter.class_names) else str(k)
+            ax.scatter(points[labels == k, 0], points[labels == k, 1], s=4, alpha=0.6, color=cmap(k % cmap.N),
+                       label=name)
+        ax.legend(markerscale=3, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.set_title(scatter.title)
+    ax.set_xlabel(scatter.xlabel)
+    ax.set_ylabel(scatter.ylabel)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> Image.Image:
@@ -114,7 +156,12 @@ class Tracker:
 
     def log_scalars(self, step: int, epoch: float, scalars: dict[str, float], elapsed: float) -> None:
         for name, value in scalars.items():
-            tag = f"perf/{name}" if name in _NOT_CURVES else f"train/{name}"
+            if name in _NOT_CURVES:
+                tag = f"perf/{name}"
+            elif name.startswith("test_"):
+                tag = f"test/{name[5:]}"
+            else:
+                tag = f"train/{name}"
             self.writer.add_scalar(tag, value, step)
         record = {"step": step, "epoch": round(epoch, 4), "time": round(elapsed, 3), **scalars}
         self._jsonl.write(json.dumps(record) + "\n")
@@ -139,6 +186,17 @@ class Tracker:
             self.writer.add_image(f"visuals/{name}", array, step)
         self.writer.flush()
         return paths
+
+    def log_scatter(self, step: int, epoch: int, name: str, scatter: Scatter) -> Path:
+        """samples/epoch_XXX_<name>.png, and the same image in TensorBoard under visuals/<name>."""
+        data = scatter_png(scatter)
+        path = self.run_dir / "samples" / f"epoch_{epoch:03d}_{name}.png"
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+        with Image.open(io.BytesIO(data)) as image:
+            array = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+        self.writer.add_image(f"visuals/{name}", array, step)
+        self.writer.flush()
+        return path
 
     def draw_curves(self) -> None:
         self._jsonl.flush()

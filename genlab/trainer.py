@@ -22,7 +22,7 @@ from genlab.data import Data
 from genlab.errors import GenlabError
 from genlab.models import GenerativeModel
 from genlab.optim import describe
-from genlab.tracking import Tracker, read_metrics
+from genlab.tracking import Scatter, Tracker, read_metrics
 
 log = logging.getLogger("genlab")
 
@@ -263,7 +263,7 @@ class Trainer:
         log.info(f"  run folder: {self.run_dir}")
 
         if step == 0:
-            self._visuals(model, tracker, fixed, step, 0)
+            self._visuals(model, tracker, fixed, data, step, 0)
         progress = Progress(t.progress, total, step)
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}  # per scalar: a model may log some only on some steps (G every n_critic)
@@ -304,7 +304,7 @@ class Trainer:
                     epoch, start_batch = epoch + 1, 0
                 done = step >= total
                 if done or (finished_epoch and epoch % t.sample_every == 0):
-                    self._visuals(model, tracker, fixed, step, epoch if finished_epoch else epoch + 1)
+                    self._visuals(model, tracker, fixed, data, step, epoch if finished_epoch else epoch + 1)
                 keep = finished_epoch and t.keep_every > 0 and epoch % t.keep_every == 0
                 if done or keep or (finished_epoch and epoch % t.checkpoint_every == 0):
                     self.save(self.state(model, engine, epoch, start_batch, step), keep)
@@ -332,15 +332,21 @@ class Trainer:
                  f"checkpoints/last.pt are in {self.run_dir}")
         return last
 
-    def _visuals(self, model: GenerativeModel, tracker: Tracker, fixed, step: int, epoch: int) -> None:
+    def _visuals(self, model: GenerativeModel, tracker: Tracker, fixed, data: Data, step: int, epoch: int) -> None:
         # Visuals must not consume the training RNG, or a resumed run would diverge from a straight one.
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             model.eval()
             visuals = model.visuals(fixed)
+            scores = model.evaluate(data.evaluation.ordered())
             model.train()
         tracker.log_visuals(step, epoch, visuals, model.visual_row_titles())
+        for name, scatter in scores.items():
+            if isinstance(scatter, Scatter):
+                tracker.log_scatter(step, epoch, name, scatter)
+        scalars = {k: v for k, v in scores.items() if isinstance(v, float)}
         if "samples" in visuals and len(fixed[0]) > 1:
             # how spread out the fixed-noise samples are, relative to the real fixed batch: near 0 = collapse
             real = pairwise_spread(fixed[0])
-            diversity = pairwise_spread(visuals["samples"]) / real if real > 0 else float("nan")
-            tracker.log_scalars(step, epoch, {"sample_diversity": diversity}, time.perf_counter() - self.started)
+            scalars["sample_diversity"] = pairwise_spread(visuals["samples"]) / real if real > 0 else float("nan")
+        if scalars:
+            tracker.log_scalars(step, epoch, scalars, time.perf_counter() - self.started)

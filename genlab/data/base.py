@@ -84,6 +84,14 @@ class TensorBatches:
         """The first n images in file order: a fixed batch for reconstructions and comparisons."""
         return to_unit_range(self.images[:n]), self.labels[:n]
 
+    def ordered(self, limit: int | None = None, batch_size: int | None = None) -> Iterator[Batch]:
+        """Every image (or the first `limit`) in file order, the last batch ragged: for evaluation."""
+        n = len(self.images) if limit is None else min(limit, len(self.images))
+        step = batch_size or self.batch_size
+        for start in range(0, n, step):
+            end = min(start + step, n)
+            yield to_unit_range(self.images[start:end]), self.labels[start:end]
+
 
 class EpochBatchSampler(torch.utils.data.Sampler):
     """Batches of indices in the order epoch_permutation gives; set_epoch() before each pass."""
@@ -146,6 +154,14 @@ class LoaderBatches:
         labels = torch.tensor([lab for _, lab in items], device=self.device)
         return to_unit_range(images), labels
 
+    def ordered(self, limit: int | None = None, batch_size: int | None = None) -> Iterator[Batch]:
+        """Every image (or the first `limit`) in file order, the last batch ragged: for evaluation."""
+        n = len(self.dataset) if limit is None else min(limit, len(self.dataset))
+        subset = torch.utils.data.Subset(self.dataset, range(n))
+        loader = torch.utils.data.DataLoader(subset, batch_size=batch_size or self.batch_size, shuffle=False)
+        for images, labels in loader:
+            yield to_unit_range(images.to(self.device)), labels.to(self.device)
+
 
 @dataclass
 class Data:
@@ -155,8 +171,12 @@ class Data:
 
     def fixed_batch(self, n: int) -> Batch:
         """A fixed evaluation batch: the first n test images (train images where there is no test split)."""
-        source = self.test if self.test is not None else self.train
-        return source.first(n)
+        return self.evaluation.first(n)
+
+    @property
+    def evaluation(self) -> TensorBatches | LoaderBatches:
+        """The split that evaluation and latent figures read: test, or train where there is none."""
+        return self.test if self.test is not None and self.test.n_images > 0 else self.train
 
 
 def check_batches(train, batch_size: int, name: str) -> None:

@@ -1,4 +1,4 @@
-"""Image datasets read from folders of files by a DataLoader: CelebA and any image folder."""
+"""Image datasets read from folders of files by a DataLoader: CelebA, any image folder, several joined."""
 
 from __future__ import annotations
 
@@ -138,15 +138,80 @@ class ImageFolder:
 
     @classmethod
     def build(cls, cfg: DictConfig, batch_size: int, seed: int, device: torch.device) -> Data:
-        if cfg.channels not in (1, 3):
-            raise GenlabError(f"data.channels must be 1 or 3, got {cfg.channels}")
         files, labels, classes = cls.scan(cls.locate(cfg))
-        if cfg.limit is not None:
-            keep = np.linspace(0, len(files) - 1, min(cfg.limit, len(files))).round().astype(int)
-            files, labels = [files[i] for i in keep], [labels[i] for i in keep]
-        dataset = ImageFiles(files, labels, cfg.size, cfg.channels)
-        train = LoaderBatches(dataset, batch_size, seed, device, cfg.num_workers)
-        check_batches(train, batch_size, "image_folder")
-        spec = DataSpec("image_folder", cfg.channels, cfg.size, len(classes), n_train=len(files),
-                        class_names=classes)
-        return Data(spec, train, None)
+        return folder_data("image_folder", cfg, files, labels, classes, batch_size, seed, device)
+
+
+@DATASETS.register("image_folders")
+class ImageFolders:
+    """Several folders of images joined into one labelled set: folder i is class i (e.g. anime faces = 0,
+    cartoon faces = 1, as report 003 trains one CVAE on both)."""
+
+    @staticmethod
+    def roots(cfg: DictConfig) -> list[Path]:
+        folders = cfg.get("folders")
+        if isinstance(folders, str) or not folders or len(folders) < 2:
+            raise GenlabError(
+                f"data.folders must list at least two folders, one per class, got {folders!r}: "
+                "pass e.g. 'data.folders=[data/anime,data/cartoon]'"
+            )
+        return [Path(str(f)).expanduser() for f in folders]
+
+    @classmethod
+    def locate(cls, cfg: DictConfig) -> list[Path]:
+        roots = cls.roots(cfg)
+        for root in roots:
+            if not root.is_dir():
+                raise GenlabError(f"{root} (in data.folders) is not a folder: every entry must be a folder of images")
+            if not list_images(root):
+                raise GenlabError(f"no images in {root} (in data.folders); accepted: {', '.join(sorted(IMAGE_SUFFIXES))}")
+        return roots
+
+    @classmethod
+    def build(cls, cfg: DictConfig, batch_size: int, seed: int, device: torch.device) -> Data:
+        roots = cls.locate(cfg)
+        names = list(cfg.get("classes") or [r.name for r in roots])
+        if len(names) != len(roots):
+            raise GenlabError(f"data.classes names {len(names)} classes but data.folders lists {len(roots)} folders")
+        files, labels = [], []
+        for label, root in enumerate(roots):
+            images = list_images(root)
+            files += images
+            labels += [label] * len(images)
+        return folder_data("image_folders", cfg, files, labels, names, batch_size, seed, device)
+
+
+def holdout(n: int, fraction: float) -> np.ndarray:
+    """A boolean mask of evenly spaced test items, so every class keeps its share in both splits."""
+    test = np.zeros(n, dtype=bool)
+    k = int(round(n * fraction))
+    if k:
+        test[np.linspace(0, n - 1, k).round().astype(int)] = True
+    return test
+
+
+def folder_data(name: str, cfg: DictConfig, files: list[Path], labels: list[int], classes: list[str],
+                batch_size: int, seed: int, device: torch.device) -> Data:
+    """Split off data.test_fraction, apply data.limit (spread over the set), and wrap both splits."""
+    if cfg.channels not in (1, 3):
+        raise GenlabError(f"data.channels must be 1 or 3, got {cfg.channels}")
+    fraction = float(cfg.get("test_fraction", 0.0) or 0.0)
+    if not 0.0 <= fraction < 1.0:
+        raise GenlabError(f"data.test_fraction must be in [0, 1), got {fraction}")
+    is_test = holdout(len(files), fraction)
+    train_files = [f for f, t in zip(files, is_test) if not t]
+    train_labels = [y for y, t in zip(labels, is_test) if not t]
+    test_files = [f for f, t in zip(files, is_test) if t]
+    test_labels = [y for y, t in zip(labels, is_test) if t]
+    if cfg.limit is not None:
+        keep = np.linspace(0, len(train_files) - 1, min(cfg.limit, len(train_files))).round().astype(int)
+        train_files, train_labels = [train_files[i] for i in keep], [train_labels[i] for i in keep]
+    train = LoaderBatches(ImageFiles(train_files, train_labels, cfg.size, cfg.channels), batch_size, seed, device,
+                          cfg.num_workers)
+    check_batches(train, batch_size, name)
+    test = None
+    if test_files:
+        test = LoaderBatches(ImageFiles(test_files, test_labels, cfg.size, cfg.channels), batch_size, seed, device, 0)
+    spec = DataSpec(name, cfg.channels, cfg.size, len(classes), n_train=len(train_files), n_test=len(test_files),
+                    class_names=list(classes))
+    return Data(spec, train, test)

@@ -1,6 +1,6 @@
 """Models, found by name in MODELS; one file per family."""
 
-from genlab.models import acgan, cgan, gan, infogan, vae  # noqa: F401  (registers the models)
+from genlab.models import acgan, cgan, cvae, gan, infogan, vae, vqvae  # noqa: F401  (registers the models)
 from genlab.models.base import GenerativeModel
 
 __all__ = ["GenerativeModel", "build_model"]

@@ -78,6 +78,12 @@ class GenerativeModel(nn.Module):
         """Named image batches for the sample grids; `batch` is a fixed evaluation batch."""
         raise NotImplementedError
 
+    @torch.no_grad()
+    def evaluate(self, batches) -> dict:
+        """Scores on held-out batches (test split, file order): name -> float, logged as test/<name> if the
+        name starts with test_, or name -> tracking.Scatter, drawn as samples/epoch_XXX_<name>.png."""
+        return {}
+
     @contextlib.contextmanager
     def evaluating(self):
         """Eval mode (BatchNorm running stats, no dropout) inside the block, the previous mode after it."""
