@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -158,6 +159,7 @@ class Trainer:
         return {
             "genlab_version": genlab.__version__,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "spec": dataclasses.asdict(self.spec),  # what the model was built for: a run loads without its data
             "model": model.state_dict(),
             "optimizers": {n: o.state_dict() for n, o in model.optimizers.items()},
             "scalers": {n: s.state_dict() for n, s in engine.scalers.items()},
@@ -239,6 +241,7 @@ class Trainer:
         engine = Engine(self.device, self.cfg.device.amp, model.optimizers)
         model.engine = engine
 
+        self.spec = data.spec
         batches = self.batches_per_epoch = len(data.train)
         total = t.steps if t.steps is not None else t.epochs * batches
         n_epochs = math.ceil(total / batches)

@@ -231,3 +231,97 @@ def test_cvae_on_digits_draws_the_requested_class(tmp_path, train, digit_classif
     assert accuracy >= 0.8
     latents = sorted((tmp_path / "samples").glob("epoch_*_latents.png"))
     assert latents and latents[-1].name == "epoch_060_latents.png"
+
+
+# ---- two image sources as one labelled set, and `genlab reconstruct` ---------------------------------
+def _digit_folders(root, classes=(0, 1), per_class=60, size=24, rgb=False):
+    """scikit-learn digits of `classes` written as PNG files, one folder per class."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    folders = []
+    for k in classes:
+        folder = root / f"digit_{k}"
+        folder.mkdir(parents=True)
+        for i, image in enumerate(digits.images[digits.target == k][:per_class]):
+            pixels = Image.fromarray(np.round(image * 255 / 16).astype(np.uint8)).resize((size, size))
+            (pixels.convert("RGB") if rgb else pixels).save(folder / f"{i:03d}.png")
+        folders.append(folder)
+    return folders
+
+
+def test_image_folders_joins_folders_as_classes_with_a_held_out_split(tmp_path):
+    from genlab.data import build_data
+
+    zeros, ones = _digit_folders(tmp_path, per_class=40)
+    cfg = OmegaConf.create({"name": "image_folders", "folders": [str(zeros), str(ones)], "classes": None,
+                            "size": 16, "channels": 1, "test_fraction": 0.1, "root": ".", "download": False,
+                            "num_workers": 0, "limit": None})
+    data = build_data(cfg, batch_size=8, seed=0, device=torch.device("cpu"))
+    assert data.spec.class_names == ["digit_0", "digit_1"] and data.spec.n_classes == 2
+    assert (data.spec.n_train, data.spec.n_test) == (72, 8)
+    test_labels = torch.cat([y for _, y in data.test.ordered()])
+    assert test_labels.tolist().count(0) == test_labels.tolist().count(1) == 4  # each folder keeps its share
+    images, labels = torch.cat([x for x, _ in data.train.ordered()]), torch.cat([y for _, y in data.train.ordered()])
+    assert images.shape == (72, 1, 16, 16) and labels.tolist() == [0] * 36 + [1] * 36
+    for bad, message in (([str(zeros)], "at least two folders"), ([str(zeros), str(tmp_path / "none")], "not a folder")):
+        with pytest.raises(GenlabError, match=message):
+            build_data(OmegaConf.merge(cfg, {"folders": bad}), 8, 0, torch.device("cpu"))
+
+
+def test_cvae_two_domains_preset_trains_on_two_folders_and_draws_each_class(tmp_path):
+    from tests.conftest import run_cli
+
+    zeros, ones = _digit_folders(tmp_path / "data", rgb=True)
+    out = run_cli(["train", "experiment=cvae_two_domains", f"data.folders=[{zeros},{ones}]", "data.size=16",
+                   "train.epochs=2", "train.batch_size=16", "data.num_workers=0", "hydra.run.dir=run"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "run"
+    assert (run / "samples" / "epoch_002_classes.png").is_file() and (run / "samples" / "epoch_002_latents.png").is_file()
+    from genlab.tracking import read_metrics
+
+    evaluation = [r for r in read_metrics(run / "metrics.jsonl") if "test_nelbo" in r]
+    assert len(evaluation) == 3 and all(math.isfinite(r["test_bits_per_dim"]) for r in evaluation)
+    assert evaluation[-1]["test_nelbo"] < evaluation[0]["test_nelbo"]
+
+
+def test_reconstruct_writes_input_and_reconstruction_pairs(tmp_path, train):
+    from PIL import Image
+
+    from tests.conftest import run_cli
+
+    common = ["data.limit=64", "train.batch_size=32", "train.steps=4", "train.n_samples=8"]
+    train(tmp_path / "vq", "model=vqvae", "model.width=16", "model.res_width=8", "model.codebook_size=16", *common)
+    train(tmp_path / "vae", "model=vae", *common)
+    (folder,) = _digit_folders(tmp_path / "faces", classes=(3,), per_class=5, size=40, rgb=True)
+
+    out = run_cli(["reconstruct", "vq", "vae", "-n", "6"], tmp_path)  # another run's samples
+    assert out.returncode == 0, out.stderr
+    png = tmp_path / "vq" / "reconstructions" / "vae_samples.png"
+    assert png.is_file() and "6 images (vae_samples)" in out.stdout and "PSNR" in out.stdout
+    # 6 images in rows of 6: one input row and one reconstruction row of 32x32 images with 2-pixel padding
+    assert Image.open(png).height == 2 + 2 * 34
+
+    out = run_cli(["reconstruct", "vae", str(folder), str(folder / "000.png"), "-n", "9", "-o", "pairs.png"],
+                  tmp_path)  # RGB 40x40 files through a grey 32x32 model: converted at the border
+    assert out.returncode == 0, out.stderr
+    assert "6 images" in out.stdout and (tmp_path / "pairs.png").is_file()
+
+    for args, message in (
+        (["vq", "vq"], "cannot sample"),
+        (["vae", "missing.png"], "does not exist"),
+        (["vae", str(folder), "-o", "pairs.jpg"], "must name a .png"),
+        (["nowhere", str(folder)], "no run folder or checkpoint"),
+    ):
+        out = run_cli(["reconstruct", *args], tmp_path)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+
+
+def test_reconstruct_refuses_a_model_that_does_not_reconstruct(tmp_path, train):
+    from tests.conftest import run_cli
+
+    train(tmp_path / "gan", "data.limit=64", "train.batch_size=32", "train.steps=1", "model.ngf=8", "model.ndf=8")
+    out = run_cli(["reconstruct", "gan", "gan"], tmp_path)
+    assert out.returncode == 2 and "does not reconstruct images" in out.stderr

@@ -1,0 +1,103 @@
+"""A finished (or interrupted) run as something to use: its config, its model with trained weights, and the
+images that commands like `genlab reconstruct` feed it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from genlab.checkpoint import find_checkpoint, load_checkpoint
+from genlab.data import DataSpec
+from genlab.errors import GenlabError
+from genlab.models import GenerativeModel
+
+
+@dataclass
+class Run:
+    path: Path  # the run folder
+    checkpoint: Path
+    cfg: DictConfig
+    spec: DataSpec
+    model: GenerativeModel
+    step: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.cfg.model.name} on {self.cfg.data.name} ({self.path.name}, step {self.step})"
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
+    """A run folder or checkpoint -> the model rebuilt from its saved config and weights, in eval mode."""
+    from genlab.models import build_model
+
+    checkpoint = find_checkpoint(path)
+    state = load_checkpoint(checkpoint)
+    cfg = OmegaConf.create(state["config"])
+    if "spec" in state:
+        spec = DataSpec(**state["spec"])
+    else:  # checkpoints from before genlab 0.1 kept no DataSpec: ask the dataset (it must still be there)
+        from genlab.data import build_data
+
+        spec = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, torch.device("cpu")).spec
+    model = build_model(cfg, spec)
+    model.load_state_dict(state["model"])
+    model.load_extra_state(state.get("extra", {}))
+    model.to(device).eval()
+    return Run(checkpoint.parent.parent, checkpoint, cfg, spec, model, int(state.get("step", 0)))
+
+
+def is_run(path: Path) -> bool:
+    return (path / "checkpoints" / "last.pt").is_file() or (path.is_file() and path.suffix == ".pt")
+
+
+def conform(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
+    """[-1, 1] images of any size and 1 or 3 channels -> the channels and size a model was trained on."""
+    if images.shape[1] != channels:
+        if channels == 1:
+            weights = torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)
+            images = (images * weights).sum(dim=1, keepdim=True)
+        else:
+            images = images.expand(-1, 3, -1, -1)
+    if images.shape[-1] != size or images.shape[-2] != size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return images.clamp(-1, 1)
+
+
+def read_images(sources: list[Path], channels: int, size: int, limit: int, seed: int = 0,
+                labels=None) -> tuple[torch.Tensor, str]:
+    """Images from image files, folders of them, or other runs (which draw `limit` new samples with `seed`).
+    Returns up to `limit` images in [-1, 1] at the given channels and size, and a short name for the set."""
+    from genlab.data.base import to_unit_range
+    from genlab.data.folders import IMAGE_SUFFIXES, ImageFiles, list_images
+
+    batches, names = [], []
+    for source in sources:
+        source = Path(source).expanduser()
+        if not source.exists():
+            raise GenlabError(f"{source} does not exist: pass image files, folders of images, or run folders")
+        if is_run(source):
+            run = load_run(source)
+            try:
+                images = run.model.sample(limit, generator=torch.Generator().manual_seed(seed), labels=labels)
+            except GenlabError as err:
+                raise GenlabError(f"cannot draw samples from {source}: {err}") from None
+            batches.append(conform(images.float(), channels, size))
+            names.append(f"{run.cfg.model.name}_samples")
+            continue
+        if source.is_dir():
+            files = list_images(source)
+            if not files:
+                raise GenlabError(f"no images in {source} ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        elif source.suffix.lower() in IMAGE_SUFFIXES:
+            files = [source]
+        else:
+            raise GenlabError(f"{source} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a folder or a run")
+        dataset = ImageFiles(files[:limit], [0] * len(files[:limit]), size, channels)
+        batches.append(to_unit_range(torch.stack([dataset[i][0] for i in range(len(dataset))])))
+        names.append(source.stem if source.is_file() else source.name)
+    images = torch.cat(batches)[:limit]
+    return images, "+".join(dict.fromkeys(names))
