@@ -95,6 +95,85 @@ def _defaults() -> dict[str, str]:
 
 
 @app.command()
+def sample(
+    run: Path = typer.Argument(..., help="A run folder or one of its checkpoints; its dataset is not needed."),
+    n: int = typer.Option(64, "--n", "-n", min=1, help="How many samples."),
+    labels: Optional[str] = typer.Option(
+        None, "--labels", help="Classes to draw, cycled, e.g. 0,1,2 (conditional models; InfoGAN: its category)."),
+    seed: int = typer.Option(0, "--seed", help="The same seed, n and labels give the same images."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="A .png gets one grid; a folder one PNG per sample. Default RUN/generated/."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto."),
+) -> None:
+    """Draw new samples from a trained run, from its checkpoint alone.
+
+    Examples:
+
+    * `genlab sample outputs/dcgan_digits/RUN` : a grid of 64 in RUN/generated/samples_n64_seed0.png
+
+    * `genlab sample outputs/cgan_cifar10/RUN --labels 3 -n 16 -o cats.png`
+
+    * `genlab sample outputs/dcgan_celeba/RUN -n 10000 -o fid_samples/` : 10,000 PNG files, for FID tools
+    """
+    import os
+    import shutil
+    import tempfile
+
+    import torch
+    from PIL import Image
+
+    from genlab.checkpoint import atomic_write
+    from genlab.runs import generate, load_run, parse_labels
+    from genlab.tracking import image_grid
+
+    if device not in ("cpu", "cuda", "auto"):
+        raise GenlabError(f"--device must be cpu, cuda or auto, got {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise GenlabError("--device cuda but PyTorch sees no CUDA GPU: use --device cpu")
+    target = load_run(run, device)
+    wanted = parse_labels(labels, target.model)
+    if out is None:
+        out = target.path / "generated" / f"samples_n{n}_seed{seed}.png"
+    if out.suffix.lower() == ".png":
+        images = torch.cat([part for part, _ in generate(target.model, n, seed, wanted)])
+        nrow = 8
+        if wanted is not None and n % len(wanted) == 0 and len(wanted) > 1:
+            nrow = len(wanted) * max(1, 8 // len(wanted))  # columns cycle through the labels
+        grid = image_grid(images, nrow=nrow)
+        try:
+            atomic_write(out, lambda tmp: grid.save(tmp, format="PNG"))
+        except OSError as err:
+            raise GenlabError(f"cannot write {out} ({err.strerror or err}); pass -o SOMEWHERE/WRITABLE.png") from None
+        print(f"{n} samples from {target.name}: wrote {out}")
+        return
+    if out.suffix:
+        raise GenlabError(f"--out must be a .png file or a folder, got {out}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise GenlabError(f"{out} already exists and is not an empty folder: pass a new folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as err:
+        raise GenlabError(f"cannot write beside {out} ({err.strerror or err}); pass -o SOMEWHERE/WRITABLE") from None
+    try:
+        index = 0
+        for images, part in generate(target.model, n, seed, wanted):
+            pixels = images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            for i, array in enumerate(pixels):
+                name = f"{index:06d}" + (f"_class{int(part[i])}" if part is not None else "") + ".png"
+                Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(staging / name)
+                index += 1
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)  # all or nothing: the folder appears whole
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"{n} samples from {target.name}: wrote {n} PNG files to {out}")
+
+
+@app.command()
 def reconstruct(
     run: Path = typer.Argument(..., help="An autoencoder run folder (vae, cvae, vqvae) or one of its checkpoints."),
     images: List[Path] = typer.Argument(

@@ -101,3 +101,38 @@ def read_images(sources: list[Path], channels: int, size: int, limit: int, seed:
         names.append(source.stem if source.is_file() else source.name)
     images = torch.cat(batches)[:limit]
     return images, "+".join(dict.fromkeys(names))
+
+
+def parse_labels(text: str | None, model: GenerativeModel) -> list[int] | None:
+    """--labels "0,1,2" -> [0, 1, 2], checked against what the model can be asked for."""
+    if text is None:
+        return None
+    try:
+        labels = [int(part) for part in text.replace(" ", "").split(",") if part != ""]
+    except ValueError:
+        raise GenlabError(f"--labels must be class numbers separated by commas, e.g. 0,1,2; got {text!r}") from None
+    if not labels:
+        raise GenlabError("--labels is empty: pass class numbers separated by commas, e.g. 0,1,2")
+    if model.label_values == 0:
+        raise GenlabError(f"this {type(model).__name__} takes no labels: leave out --labels")
+    bad = [k for k in labels if not 0 <= k < model.label_values]
+    if bad:
+        raise GenlabError(f"--labels {bad} out of range: this model takes 0 to {model.label_values - 1}")
+    return labels
+
+
+def generate(model: GenerativeModel, n: int, seed: int, labels: list[int] | None, batch: int = 500):
+    """n samples in batches of `batch` (bounded memory); the same (seed, n, labels) give the same images.
+    Labels cycle through `labels`, or through every value the model takes. Yields ([-1, 1] CPU images, labels)."""
+    generator = torch.Generator().manual_seed(seed)
+    wanted = None
+    if labels is not None or model.label_values:
+        cycle = torch.tensor(labels if labels is not None else list(range(model.label_values)))
+        wanted = cycle.repeat((n + len(cycle) - 1) // len(cycle))[:n]
+    for start in range(0, n, batch):
+        size = min(batch, n - start)
+        part = None if wanted is None else wanted[start : start + size]
+        # each batch its own generator, seeded in turn from the seed's stream
+        batch_generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        images = model.sample(size, generator=batch_generator, labels=part)
+        yield images.float().cpu(), part

@@ -104,6 +104,12 @@ def test_latent_scatter_projects_by_pca_and_keeps_the_classes():
     points = torch.randn(500, 3) * torch.tensor([5.0, 1.0, 0.2])
     projected, method = project_2d(points)
     assert method == "PCA" and projected[:, 0].var() > 20 and projected[:, 1].var() < 2
+    # t-SNE keeps two well separated clusters apart
+    clusters = torch.cat([torch.randn(40, 6), torch.randn(40, 6) + 20])
+    embedded, method = project_2d(clusters, "tsne")
+    assert method == "t-SNE" and embedded.shape == (80, 2)
+    gap = (embedded[:40].mean(0) - embedded[40:].mean(0)).norm()
+    assert gap > 3 * max(embedded[:40].std(0).norm(), embedded[40:].std(0).norm())
 
 
 # ---- VQ-VAE ----------------------------------------------------------------------------------------

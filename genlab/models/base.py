@@ -94,6 +94,11 @@ class GenerativeModel(nn.Module):
         finally:
             self.train(was_training)
 
+    @property
+    def label_values(self) -> int:
+        """How many values sample(labels=...) takes (classes, or InfoGAN's categorical code); 0 = it takes none."""
+        return int(getattr(self, "n_classes", 0))
+
     def visual_row_titles(self) -> dict[str, list[str]]:
         """Visual name -> a title for each row of its grid (e.g. the class of each row)."""
         return {}

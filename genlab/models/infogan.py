@@ -135,6 +135,10 @@ class InfoGAN(GenerativeModel):
             out.update(g_loss=g_adv.detach(), g_grad_norm=self.update(g_adv + self.lambda_info * g_info, "g"))
         return out
 
+    @property
+    def label_values(self) -> int:
+        return self.n_cat
+
     @torch.no_grad()
     def sample(self, n, *, generator=None, labels=None, noise=None, cont=None):
         """labels = values of the categorical code (the code is unsupervised: its values need not match classes)."""
