@@ -1,0 +1,511 @@
+"""`genlab eval`: sample-quality and likelihood metrics, each number with the protocol that produced it.
+
+FID-style numbers cannot be compared without knowing how many images went in, from which split, through
+which feature extractor, at what size. Every metric here returns {"value": ..., "protocol": {...}}.
+
+Metrics (METRICS registry; `genlab eval --metrics a,b`):
+- fd_domain: the Frechet distance in the penultimate features of a small classifier trained on the dataset's own
+  train split (no download; cached), generated vs test split; with the real-train-vs-test floor, conditional
+  accuracy and class coverage.
+- precision_recall: k-NN manifold precision and recall (Kynkaanniemi et al. 2019) in the same features.
+- ms_ssim: mean MS-SSIM of same-class pairs (lower = more diverse; the AC-GAN paper's measure), with real data's.
+- fid, kid, is: the standard Inception-v3 features (torchmetrics' NoTrainInceptionV3 with torch-fidelity's
+  weights, where those are on disk), computed once per image set and shared by the three.
+- likelihood: what the model's own evaluate() reports on the test split (VAE -ELBO and bits/dim, VQ-VAE MSE).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlab.checkpoint import atomic_write
+from genlab.errors import GenlabError
+from genlab.registry import METRICS
+from genlab.runs import Run, generate
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
+
+
+class MetricUnavailable(Exception):
+    """A metric that cannot run for this run (no labels, no weights...): one line saying why and what to do."""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("GENLAB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "genlab")
+    return Path(root)
+
+
+# ---- the domain classifier -------------------------------------------------------------------------
+class DomainClassifier(nn.Module):
+    """Three stride-2 conv blocks, global average pooling, a 128-wide feature layer, then the class logits."""
+
+    version = 1
+    feature_dim = 128
+
+    def __init__(self, channels: int, n_classes: int):
+        super().__init__()
+        layers, c_in = [], channels
+        for width in (32, 64, 128):
+            layers += [nn.Conv2d(c_in, width, 3, 2, 1), nn.BatchNorm2d(width), nn.ReLU(True),
+                       nn.Conv2d(width, width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU(True)]
+            c_in = width
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  nn.Linear(128, self.feature_dim), nn.ReLU(True))
+        self.head = nn.Linear(self.feature_dim, n_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def classifier_key(spec, data_cfg) -> str:
+    """Which cached classifier fits: the dataset, its image size and channels, its classes and training set."""
+    identity = f"{spec.name}|{spec.size}|{spec.channels}|{spec.n_train}|{','.join(spec.class_names)}|" \
+               f"{data_cfg.get('root', '')}|{data_cfg.get('folders', '')}|v{DomainClassifier.version}"
+    digest = hashlib.sha1(identity.encode()).hexdigest()[:10]
+    return f"{spec.name}_{spec.size}px_{spec.channels}ch_{digest}"
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, batches) -> float:
+    right = total = 0
+    for x, y in batches:
+        right += int((model(x).argmax(1) == y).sum())
+        total += len(y)
+    return right / max(total, 1)
+
+
+def domain_classifier(data, data_cfg, device, log=print) -> tuple[DomainClassifier, dict]:
+    """The dataset's classifier from the cache, or trained now on its train split (then cached)."""
+    spec = data.spec
+    if spec.n_classes < 2:
+        raise MetricUnavailable(f"{spec.name} has no class labels to train a domain classifier on; use fid")
+    path = cache_dir() / "classifiers" / f"{classifier_key(spec, data_cfg)}.pt"
+    model = DomainClassifier(spec.channels, spec.n_classes).to(device)
+    if path.is_file():
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            return model.eval(), state["info"]
+        except Exception:  # a damaged cache entry is retrained, not fatal
+            pass
+    log(f"training the {spec.name} domain classifier on its {spec.n_train} training images (cached in {path.parent})")
+    generator = torch.Generator().manual_seed(0)
+    torch_state = torch.get_rng_state()
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    batches = max(1, len(data.train))
+    epochs = max(2, min(20, math.ceil(1500 / batches)))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=epochs * batches)
+    model.train()
+    for epoch in range(epochs):
+        for x, y in data.train.epoch(epoch):
+            # small shifts: the classifier should judge shapes, not exact pixel positions
+            shift = torch.randint(-2, 3, (2,), generator=generator).tolist()
+            x = torch.roll(x, shifts=shift, dims=(2, 3))
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    torch.set_rng_state(torch_state)
+    model.eval()
+    test = data.test if data.test is not None else data.train
+    info = {"test_accuracy": round(accuracy(model, test.ordered()), 4), "epochs": epochs,
+            "split": "test" if data.test is not None else "train", "architecture": f"DomainClassifier v{model.version}"}
+    atomic_write(path, lambda tmp: torch.save({"model": model.state_dict(), "info": info}, tmp))
+    log(f"  classifier accuracy on the {info['split']} split: {info['test_accuracy']:.3f}")
+    return model, info
+
+
+@torch.no_grad()
+def features_of(classifier: DomainClassifier, images: torch.Tensor, batch: int = 500):
+    """(features [N, 128], predicted classes [N]) of [-1, 1] images."""
+    feats, preds = [], []
+    device = next(classifier.parameters()).device
+    for start in range(0, len(images), batch):
+        x = images[start : start + batch].to(device)
+        f = classifier.features(x)
+        feats.append(f.cpu())
+        preds.append(classifier.head(f).argmax(1).cpu())
+    return torch.cat(feats).double(), torch.cat(preds)
+
+
+# ---- distances --------------------------------------------------------------------------------------
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussians fitted to two feature sets.
+
+    Tr((S_a S_b)^(1/2)) is computed as the sum of square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2),
+    which is symmetric: stable for the singular covariances that ReLU features give (dead units)."""
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
+    middle = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * middle)
+
+
+def knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
+    distances = torch.cdist(features, features)
+    return distances.kthvalue(k + 1, dim=1).values  # +1: the point itself is at distance 0
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Precision: the share of fakes inside the real manifold (union of k-NN balls); recall: the reverse."""
+    real_r, fake_r = knn_radii(real, k), knn_radii(fake, k)
+    between = torch.cdist(fake, real)  # [n_fake, n_real]
+    precision = (between <= real_r[None, :]).any(dim=1).double().mean()
+    recall = (between.T <= fake_r[None, :]).any(dim=1).double().mean()
+    return float(precision), float(recall)
+
+
+def gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).float()
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli & Bovik 2003
+
+
+def ms_ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, sigma: float = 1.5) -> tuple[torch.Tensor, int]:
+    """MS-SSIM per pair of [0, 1] images [N, C, H, W], with as many of the five scales as the size allows
+    (each scale halves the image; the window must fit), the weights renormalised over those scales."""
+    scales = 1
+    side = min(a.shape[-2:])
+    while scales < 5 and side // 2 ** scales >= window:
+        scales += 1
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:scales])
+    weights = weights / weights.sum()
+    kernel = gaussian_window(window, sigma).to(a)[None, None].repeat(a.shape[1], 1, 1, 1)
+    c1, c2 = 0.01**2, 0.03**2
+    blur = lambda t: F.conv2d(t, kernel, groups=a.shape[1])  # noqa: E731
+    values = []
+    for s in range(scales):
+        mu_a, mu_b = blur(a), blur(b)
+        var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
+        cov = blur(a * b) - mu_a * mu_b
+        cs = ((2 * cov + c2) / (var_a + var_b + c2)).flatten(1).mean(1)
+        if s == scales - 1:
+            luminance = ((2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)).flatten(1).mean(1)
+            values.append((luminance * cs).clamp(min=0))
+        else:
+            values.append(cs.clamp(min=0))
+            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+    stacked = torch.stack(values, dim=1)
+    return torch.prod(stacked ** weights.to(stacked), dim=1), scales
+
+
+def same_class_ms_ssim(images: torch.Tensor, labels: torch.Tensor, pairs: int, seed: int) -> tuple[float, int, int]:
+    """Mean MS-SSIM over `pairs` random same-class pairs per class (classes with two images or more)."""
+    generator = torch.Generator().manual_seed(seed)
+    scores, used, scales = [], 0, 0
+    unit = (images.float().cpu() + 1) / 2
+    for k in labels.unique().tolist():
+        members = torch.nonzero(labels.cpu() == k).flatten()
+        if len(members) < 2:
+            continue
+        i = members[torch.randint(len(members), (pairs,), generator=generator)]
+        j = members[(torch.randint(1, len(members), (pairs,), generator=generator)
+                     + torch.searchsorted(members, i)) % len(members)]  # never the image itself
+        values, scales = ms_ssim(unit[i], unit[j])
+        scores.append(float(values.mean()))
+        used += 1
+    if not scores:
+        raise MetricUnavailable("no class has two images to compare")
+    return float(np.mean(scores)), used, scales
+
+
+# ---- the evaluation context ---------------------------------------------------------------------------
+@dataclass
+class Context:
+    run: Run
+    n: int
+    seed: int
+    device: torch.device
+    log: callable = print
+    _data: object = None
+    _fake: tuple | None = None
+    _cond: tuple | None = None
+    _classifier: tuple | None = None
+    _real: dict = field(default_factory=dict)
+
+    @property
+    def data(self):
+        if self._data is None:
+            from genlab.data import build_data
+            from genlab.registry import DATASETS
+
+            cfg = self.run.cfg
+            data_cfg = cfg.data.copy()
+            data_cfg.limit = None  # evaluate against the whole split, whatever the run trained on
+            try:
+                DATASETS[cfg.data.name].locate(data_cfg)
+            except GenlabError as err:
+                raise MetricUnavailable(f"the run's dataset is not here ({err})") from None
+            self._data = build_data(data_cfg, 256, cfg.train.seed, self.device)
+        return self._data
+
+    def real(self, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (split, limit)
+        if key not in self._real:
+            source = self.data.test if split == "test" else self.data.train
+            if source is None or source.n_images == 0:
+                raise MetricUnavailable(f"{self.data.spec.name} has no {split} split")
+            parts = list(source.ordered(limit=limit, batch_size=500))
+            self._real[key] = (torch.cat([x.cpu() for x, _ in parts]), torch.cat([y.cpu() for _, y in parts]))
+        return self._real[key]
+
+    @property
+    def fake(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """n samples with the model's own label choice (a conditional model cycles through its classes)."""
+        if self._fake is None:
+            try:
+                parts = list(generate(self.run.model, self.n, self.seed, None))
+            except GenlabError as err:
+                raise MetricUnavailable(str(err)) from None
+            labels = None if parts[0][1] is None else torch.cat([y for _, y in parts])
+            self._fake = (torch.cat([x for x, _ in parts]), labels)
+        return self._fake
+
+    @property
+    def classifier(self):
+        if self._classifier is None:
+            self._classifier = domain_classifier(self.data, self.run.cfg.data, self.device, self.log)
+        return self._classifier
+
+    @property
+    def conditional_on_classes(self) -> bool:
+        """Samples asked for class k should look like class k (not InfoGAN, whose code is unsupervised)."""
+        return bool(getattr(self.run.model, "n_classes", 0)) and self.run.model.label_values == self.data.spec.n_classes
+
+    def protocol(self, **extra) -> dict:
+        return {"n_generated": self.n, "seed": self.seed, "image_size": self.run.spec.size,
+                "channels": self.run.spec.channels, **extra}
+
+
+def metric(name: str):
+    return METRICS.register(name)
+
+
+@metric("fd_domain")
+def fd_domain(ctx: Context) -> dict:
+    classifier, info = ctx.classifier
+    test_x, _ = ctx.real("test")
+    fake_x, fake_y = ctx.fake
+    test_f, _ = features_of(classifier, test_x)
+    fake_f, fake_pred = features_of(classifier, fake_x)
+    train_x, _ = ctx.real("train", limit=ctx.n)
+    train_f, _ = features_of(classifier, train_x)
+    k = ctx.data.spec.n_classes
+    shares = torch.bincount(fake_pred, minlength=k).double() / len(fake_pred)
+    features = f"{info['architecture']} penultimate layer ({DomainClassifier.feature_dim}-d), trained on " \
+               f"{ctx.data.spec.name} train (accuracy {info['test_accuracy']:.3f} on {info['split']})"
+    out = {
+        "fd_domain": {"value": frechet_distance(fake_f, test_f),
+                      "protocol": ctx.protocol(n_real=len(test_f), real_split="test", features=features)},
+        "fd_domain_real_floor": {"value": frechet_distance(train_f, test_f),
+                                 "protocol": ctx.protocol(n_generated=len(train_f), n_real=len(test_f),
+                                                          real_split="test", compared="real train vs real test",
+                                                          features=features)},
+        "class_coverage": {"value": float((shares >= 0.5 / k).double().mean()),
+                           "protocol": ctx.protocol(definition=f"share of the {k} classes given at least half "
+                                                    "their even share of samples by the classifier",
+                                                    features=features)},
+    }
+    if ctx.conditional_on_classes and fake_y is not None:
+        out["conditional_accuracy"] = {
+            "value": float((fake_pred == fake_y).double().mean()),
+            "protocol": ctx.protocol(definition="share of samples asked for class k that the classifier calls k",
+                                     labels="cycled through every class", features=features)}
+    return out
+
+
+@metric("precision_recall")
+def precision_recall_metric(ctx: Context) -> dict:
+    classifier, info = ctx.classifier
+    n = min(ctx.n, 5000)
+    real_x, _ = ctx.real("train", limit=n)
+    real_f, _ = features_of(classifier, real_x)
+    fake_f, _ = features_of(classifier, ctx.fake[0][:n])
+    precision, recall = precision_recall(real_f.float(), fake_f.float(), k=3)
+    protocol = ctx.protocol(n_generated=len(fake_f), n_real=len(real_f), real_split="train", k=3,
+                            features=f"{info['architecture']} penultimate layer",
+                            method="k-NN manifolds (Kynkaanniemi et al. 2019)")
+    return {"precision": {"value": precision, "protocol": protocol}, "recall": {"value": recall, "protocol": protocol}}
+
+
+@metric("ms_ssim")
+def ms_ssim_metric(ctx: Context, pairs: int = 100) -> dict:
+    """Within-class MS-SSIM of samples (grouped by requested label, else by the classifier's call) and of real
+    test images; lower is more diverse."""
+    fake_x, fake_y = ctx.fake
+    if ctx.conditional_on_classes and fake_y is not None:
+        grouping = "requested label"
+    else:
+        _, fake_y = features_of(ctx.classifier[0], fake_x)
+        grouping = "domain classifier's prediction"
+    value, classes, scales = same_class_ms_ssim(fake_x, fake_y, pairs, ctx.seed)
+    test_x, test_y = ctx.real("test")
+    real_value, real_classes, _ = same_class_ms_ssim(test_x, test_y, pairs, ctx.seed)
+    base = dict(pairs_per_class=pairs, scales=scales, window="gaussian 7x7, sigma 1.5")
+    return {
+        "ms_ssim": {"value": value, "protocol": ctx.protocol(classes=classes, grouped_by=grouping, **base)},
+        "ms_ssim_real": {"value": real_value, "protocol": {"n_real": len(test_x), "real_split": "test",
+                                                           "image_size": ctx.run.spec.size, "classes": real_classes,
+                                                           **base}},
+    }
+
+
+def inception_weights() -> Path:
+    """The torch-fidelity Inception-v3 weights (the ones FID is defined with), or MetricUnavailable."""
+    candidates = [os.environ.get("GENLAB_INCEPTION_WEIGHTS"), os.path.join(torch.hub.get_dir(), "checkpoints",
+                                                                          INCEPTION_FILE)]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise MetricUnavailable(
+        f"the Inception weights for FID/KID/IS are not on this machine ({candidates[1]}): download {INCEPTION_URL} "
+        f"into {Path(candidates[1]).parent} (or set GENLAB_INCEPTION_WEIGHTS=FILE); without them use fd_domain"
+    )
+
+
+def _to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
+    images = images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+
+def kernel_inception_distance(a: torch.Tensor, b: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
+                              seed: int = 0) -> tuple[float, float]:
+    """Unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3, mean and std over random subsets
+    (Binkowski et al. 2018, as torch-fidelity and torchmetrics compute it)."""
+    generator = torch.Generator().manual_seed(seed)
+    a, b = a.double(), b.double()
+    d, m = a.shape[1], min(subset_size, len(a), len(b))
+    values = []
+    for _ in range(subsets):
+        x = a[torch.randperm(len(a), generator=generator)[:m]]
+        y = b[torch.randperm(len(b), generator=generator)[:m]]
+        kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
+        off = lambda k: (k.sum() - k.diagonal().sum()) / (m * (m - 1))  # noqa: E731
+        values.append(float(off(kxx) + off(kyy) - 2 * kxy.mean()))
+    return float(np.mean(values)), float(np.std(values))
+
+
+def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))), mean and std over `splits` equal parts (Salimans et al. 2016)."""
+    probs = logits.double().softmax(dim=1)
+    scores = []
+    for part in probs.chunk(splits):
+        marginal = part.mean(dim=0, keepdim=True)
+        kl = (part * (part.clamp(min=1e-12).log() - marginal.clamp(min=1e-12).log())).sum(dim=1)
+        scores.append(float(kl.mean().exp()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def _inception_features(ctx: Context, images: torch.Tensor, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pool3 features [N, 2048], unbiased logits [N, 1008]) of [-1, 1] images, computed once per set."""
+    if key in ctx._real:
+        return ctx._real[key]
+    weights = inception_weights()
+    try:
+        from torchmetrics.image.fid import NoTrainInceptionV3
+    except ImportError:
+        raise MetricUnavailable("FID/KID/IS need torchmetrics and torch-fidelity: pip install 'genlab[fid]'") from None
+    if "inception" not in ctx._real:
+        # antialias=False: torch-fidelity's TF1-compatible resize to 299, as the reference FID code does
+        net = NoTrainInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], str(weights), antialias=False)
+        ctx._real["inception"] = net.to(ctx.device)
+    net = ctx._real["inception"]
+    pools, logits = [], []
+    with torch.no_grad():
+        for start in range(0, len(images), 100):
+            pool, logit = net._torch_fidelity_forward(_to_uint8_rgb(images[start : start + 100]).to(ctx.device))
+            pools.append(pool.double().cpu())
+            logits.append(logit.double().cpu())
+    ctx._real[key] = (torch.cat(pools), torch.cat(logits))
+    return ctx._real[key]
+
+
+def _inception_protocol(ctx: Context, **extra) -> dict:
+    return ctx.protocol(features="Inception-v3 pool3, 2048-d (torch-fidelity weights, via torchmetrics' "
+                                 "NoTrainInceptionV3; TF1-compatible bilinear resize to 299)",
+                        weights=INCEPTION_FILE, **extra)
+
+
+@metric("fid")
+def fid(ctx: Context) -> dict:
+    fake, _ = _inception_features(ctx, ctx.fake[0], "inception_fake")
+    real_x, _ = ctx.real("test")
+    real, _ = _inception_features(ctx, real_x, "inception_test")
+    return {"fid": {"value": frechet_distance(fake, real),
+                    "protocol": _inception_protocol(ctx, n_real=len(real), real_split="test")}}
+
+
+@metric("kid")
+def kid(ctx: Context) -> dict:
+    fake, _ = _inception_features(ctx, ctx.fake[0], "inception_fake")
+    real_x, _ = ctx.real("test")
+    real, _ = _inception_features(ctx, real_x, "inception_test")
+    mean, std = kernel_inception_distance(fake, real, seed=ctx.seed)
+    protocol = _inception_protocol(ctx, n_real=len(real), real_split="test", subsets=100,
+                                   subset_size=min(1000, len(fake), len(real)), std=std)
+    return {"kid": {"value": mean, "protocol": protocol}}
+
+
+@metric("is")
+def inception_score_metric(ctx: Context) -> dict:
+    _, logits = _inception_features(ctx, ctx.fake[0], "inception_fake")
+    mean, std = inception_score(logits)
+    return {"is": {"value": mean, "protocol": _inception_protocol(ctx, splits=10, std=std)}}
+
+
+@metric("likelihood")
+def likelihood(ctx: Context) -> dict:
+    """The model's own held-out scores on the whole test split (VAE: -ELBO in nats and bits/dim)."""
+    source = ctx.data.test if ctx.data.test is not None else ctx.data.train
+    with torch.random.fork_rng(devices=[]):
+        scores = ctx.run.model.evaluate(source.ordered(batch_size=500))
+    floats = {k.removeprefix("test_"): v for k, v in scores.items() if isinstance(v, float)}
+    if not floats:
+        raise MetricUnavailable(f"{ctx.run.cfg.model.name} reports no likelihood or reconstruction score")
+    protocol = {"split": "test" if ctx.data.test is not None else "train", "n_real": source.n_images,
+                "image_size": ctx.run.spec.size, "channels": ctx.run.spec.channels,
+                "note": "VAE: one z per image, beta = 1; decoder likelihood on [0, 1] pixels (see README)"}
+    return {name: {"value": value, "protocol": protocol} for name, value in floats.items()}
+
+
+DEFAULT_METRICS = ("fd_domain", "precision_recall", "ms_ssim", "fid", "kid", "is", "likelihood")
+
+
+def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: torch.device, log=print) -> dict:
+    """Run each metric; a metric asked for by name that cannot run is an error, a default one is skipped
+    with its reason. Returns {"metrics": {name: {value, protocol}}, "skipped": {metric: reason}}."""
+    explicit = names is not None
+    for name in names or []:
+        METRICS[name]  # unknown names: one line listing the valid ones
+    ctx = Context(run, n, seed, device, log)
+    results, skipped = {}, {}
+    for name in names or DEFAULT_METRICS:
+        try:
+            results.update(METRICS[name](ctx))
+        except MetricUnavailable as why:
+            if explicit:
+                raise GenlabError(f"{name}: {why}") from None
+            skipped[name] = str(why)
+    return {"metrics": results, "skipped": skipped}
