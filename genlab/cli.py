@@ -245,6 +245,44 @@ def evaluate(
 
 
 @app.command()
+def report(
+    runs: List[Path] = typer.Argument(..., help="Run folders and/or multirun folders (outputs/multirun/<time>)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Folder for the PNGs and index.html; default RUN/report (one path) or ./report."),
+) -> None:
+    """Write the report's figures as PNGs and one index.html that shows them with captions.
+
+    For a run: sample progression strips across epochs, the training curves, the family's own figures
+    (latent scatter, class rows, code sweeps, reconstructions) and its metrics.json. For a multirun folder:
+    a table of swept parameters against final losses and metrics (printed, and as CSV and markdown) and the
+    jobs' curves overlaid.
+
+    Examples:
+
+    * `genlab report outputs/dcgan_digits/RUN`
+
+    * `genlab report outputs/multirun/2026-11-23_10-00-00 -o loss_sweep/`
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from genlab.report import build_report
+
+    built, index = build_report(list(runs), out)
+    for title, header, rows in built.console_tables:
+        # one column per job, one row per parameter or number: sweeps have few jobs and many scalars
+        table = Table(title=title, caption="final values; the same table is in sweep.csv and sweep.md")
+        table.add_column("", style="bold")
+        for row in rows:
+            table.add_column(f"job {row[0]}", justify="right")
+        for i, name in enumerate(header[1:], start=1):
+            table.add_row(name, *[row[i] for row in rows])
+        Console().print(table)
+    figures = sum(len(section.figures) for section in built.sections)
+    print(f"{figures} figures in {built.out}; open {index}")
+
+
+@app.command()
 def reconstruct(
     run: Path = typer.Argument(..., help="An autoencoder run folder (vae, cvae, vqvae) or one of its checkpoints."),
     images: List[Path] = typer.Argument(

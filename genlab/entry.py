@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from genlab.errors import GenlabError
@@ -66,8 +67,17 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 @report_user_errors
 def train(cfg: DictConfig) -> float | None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     last = run_training(cfg, run_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:  # a sweep job: its overrides and final numbers for TensorBoard's HParams
+        from genlab.tracking import log_hparams, read_metrics
+
+        final: dict[str, float] = {}
+        for record in read_metrics(run_dir / "metrics.jsonl"):
+            final.update({k: v for k, v in record.items() if k not in ("step", "epoch", "time", "img_per_s")})
+        step = max((r.get("step", 0) for r in read_metrics(run_dir / "metrics.jsonl")), default=0)
+        log_hparams(run_dir, list(hydra_cfg.overrides.task), final, step)
     # A number for sweepers that optimise (e.g. Optuna): the last logged value of the model's first loss.
     losses = [v for k, v in last.items() if "loss" in k]
     return losses[0] if losses else None

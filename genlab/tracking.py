@@ -205,3 +205,40 @@ class Tracker:
     def close(self) -> None:
         self.writer.close()
         self._jsonl.close()
+
+
+def _hparam_value(text: str):
+    """An override's value as TensorBoard's HParams tab wants it: a number, a bool, or a string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def log_hparams(run_dir: Path, overrides: list[str], final: dict[str, float], step: int) -> None:
+    """Record a sweep job's overrides as hyper-parameters and its final scalars as their metrics, so
+    TensorBoard's HParams tab compares the jobs of a multirun (`tensorboard --logdir outputs/multirun/<time>`)."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    params = {}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        key = key.lstrip("+~")
+        if key and not key.startswith("hydra."):
+            params[key] = _hparam_value(value)
+    metrics = {f"final/{k}": float(v) for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    if not params or not metrics:
+        return
+    experiment, session_start, session_end = hparams(params, metrics)
+    writer = SummaryWriter(str(Path(run_dir) / "tb"))
+    try:
+        for summary in (experiment, session_start, session_end):
+            writer.file_writer.add_summary(summary)
+        for tag, value in metrics.items():
+            writer.add_scalar(tag, value, step)
+    finally:
+        writer.close()

@@ -1,0 +1,412 @@
+"""`genlab report`: the report's figures, read from run folders, as PNGs plus one index.html.
+
+Per run: sample progression strips across epochs (from the saved grids), the loss curves with the model's
+panel names, the family's own figures (registered below with @family_figures), and metrics.json as a table.
+Per multirun folder: a table of the swept parameters against final scalars and metrics (terminal, CSV,
+markdown) and every job's curves overlaid.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image, ImageDraw, ImageFont
+
+from genlab.checkpoint import atomic_write
+from genlab.errors import GenlabError
+from genlab.tracking import _NOT_CURVES, draw_curves, read_metrics
+
+GRID = re.compile(r"^epoch_(\d+)(_[A-Za-z0-9_]+)?\.png$")
+
+
+@dataclass
+class Figure:
+    file: str  # relative to the report folder
+    caption: str
+
+
+@dataclass
+class Section:
+    title: str
+    figures: list[Figure] = field(default_factory=list)
+    table: tuple[list[str], list[list[str]]] | None = None
+    note: str = ""
+
+
+# ---- what a family adds ---------------------------------------------------------------------------------
+FAMILY_FIGURES: dict[str, list[Callable]] = {}
+
+
+def family_figures(*models: str):
+    """Register fn(run: RunFolder, report: Report) -> list[Figure] for these model names."""
+
+    def add(fn):
+        for name in models:
+            FAMILY_FIGURES.setdefault(name, []).append(fn)
+        return fn
+
+    return add
+
+
+# ---- reading run folders --------------------------------------------------------------------------------
+class RunFolder:
+    def __init__(self, path: Path):
+        self.path = path
+        self.records = read_metrics(path / "metrics.jsonl")
+        self.config = _read_config(path)
+        self.model = (self.config.get("model") or {}).get("name", "model")
+        self.data = (self.config.get("data") or {}).get("name", "data")
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} on {self.data}"
+
+    def grids(self) -> dict[str, dict[int, Path]]:
+        """Visual name ("samples", "manifold", ...) -> {epoch: png} from samples/."""
+        found: dict[str, dict[int, Path]] = {}
+        for png in sorted((self.path / "samples").glob("epoch_*.png")):
+            match = GRID.match(png.name)
+            if match:
+                name = (match.group(2) or "_samples")[1:]
+                found.setdefault(name, {})[int(match.group(1))] = png
+        return found
+
+    def final(self) -> dict[str, float]:
+        """The last logged value of every scalar."""
+        last: dict[str, float] = {}
+        for record in self.records:
+            for key, value in record.items():
+                if key not in ("step", "epoch", "time") and isinstance(value, (int, float)):
+                    last[key] = value
+        return last
+
+    def metrics(self) -> dict:
+        path = self.path / "metrics.json"
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text()).get("metrics", {})
+        except (json.JSONDecodeError, AttributeError):
+            return {}
+
+    def overrides(self) -> list[str]:
+        path = self.path / ".hydra" / "overrides.yaml"
+        if not path.is_file():
+            return []
+        from omegaconf import OmegaConf
+
+        return [str(x) for x in OmegaConf.load(path)]
+
+
+def _read_config(path: Path) -> dict:
+    from omegaconf import OmegaConf
+
+    hydra_cfg = path / ".hydra" / "config.yaml"
+    if hydra_cfg.is_file():
+        return OmegaConf.to_container(OmegaConf.load(hydra_cfg), resolve=False)
+    checkpoint = path / "checkpoints" / "last.pt"
+    if checkpoint.is_file():
+        from genlab.checkpoint import load_checkpoint
+
+        return load_checkpoint(checkpoint)["config"]
+    return {}
+
+
+def is_run_folder(path: Path) -> bool:
+    return (path / "metrics.jsonl").is_file() or (path / "checkpoints" / "last.pt").is_file()
+
+
+def jobs_of(path: Path) -> list[Path]:
+    """The job folders of a multirun folder (Hydra numbers them 0, 1, ...)."""
+    jobs = [p for p in path.iterdir() if p.is_dir() and is_run_folder(p)]
+    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+# ---- drawing --------------------------------------------------------------------------------------------
+def pick_epochs(epochs: list[int], most: int = 6) -> list[int]:
+    """Up to `most` epochs evenly spread from the first to the last (the reports show 0/1, 10/11, ... last)."""
+    if len(epochs) <= most:
+        return epochs
+    positions = [round(i * (len(epochs) - 1) / (most - 1)) for i in range(most)]
+    return [epochs[i] for i in dict.fromkeys(positions)]
+
+
+def progression_strip(grids: dict[int, Path], epochs: list[int], height: int = 240) -> Image.Image:
+    """The grids of `epochs` side by side at one height, each titled with its epoch."""
+    font = ImageFont.load_default()
+    tiles = []
+    for epoch in epochs:
+        with Image.open(grids[epoch]) as image:
+            image = image.convert("RGB")
+            scale = min(1.0, height / image.height) if image.height > height else height / image.height
+            tiles.append(image.resize((max(1, round(image.width * scale)), round(image.height * scale)),
+                                      Image.NEAREST if scale > 1 else Image.LANCZOS))
+    gap, top = 8, 18
+    strip = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) + 1), height + top + gap), "white")
+    draw = ImageDraw.Draw(strip)
+    x = gap
+    for epoch, tile in zip(epochs, tiles):
+        draw.text((x, 3), f"epoch {epoch}", fill=(0, 0, 0), font=font)
+        strip.paste(tile, (x, top))
+        x += tile.width + gap
+    return strip
+
+
+def overlaid_curves(runs: list[RunFolder], labels: list[str], path: Path, title: str) -> list[str]:
+    """One panel per scalar that two or more jobs logged, a line per job. Returns the scalars drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts: dict[str, int] = {}
+    for run in runs:
+        for name in {k for r in run.records for k in r if k not in _NOT_CURVES}:
+            counts[name] = counts.get(name, 0) + 1
+    names = sorted(n for n, c in counts.items() if c >= min(2, len(runs)))
+    names.sort(key=lambda n: (0 if "loss" in n else 1 if n.startswith("test_") else 2, n))
+    names = names[:12]
+    if not names:
+        return []
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for run, label in zip(runs, labels):
+            points = [(r["step"], r[name]) for r in run.records if isinstance(r.get(name), (int, float))]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, label=label, linewidth=1.2, marker="o" if len(xs) < 4 else None)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    handles, legend_labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, legend_labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * math.ceil(len(labels) / 4), 1, 1))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
+    return names
+
+
+# ---- the report -----------------------------------------------------------------------------------------
+class Report:
+    def __init__(self, out: Path):
+        self.out = out
+        self.sections: list[Section] = []
+        self.console_tables: list[tuple[str, list[str], list[list[str]]]] = []
+
+    def save_image(self, image: Image.Image, name: str) -> str:
+        atomic_write(self.out / name, lambda tmp: image.save(tmp, format="PNG"))
+        return name
+
+    def copy(self, source: Path, name: str) -> str:
+        atomic_write(self.out / name, lambda tmp: Path(tmp).write_bytes(source.read_bytes()))
+        return name
+
+    def add_run(self, run: RunFolder, prefix: str) -> None:
+        from genlab.registry import MODELS, load_all
+
+        load_all()
+        section = Section(f"{run.label} ({run.path})")
+        for visual, grids in run.grids().items():
+            epochs = pick_epochs(sorted(grids))
+            if len(epochs) < 2:
+                continue
+            name = self.save_image(progression_strip(grids, epochs), f"{prefix}progression_{visual}.png")
+            what = "fixed-noise samples" if visual == "samples" else visual.replace("_", " ")
+            section.figures.append(Figure(name, f"{what} at epochs {', '.join(map(str, epochs))} "
+                                                f"(epoch 0 = untrained)"))
+        if run.records:
+            groups = MODELS[run.model].curve_groups if run.model in MODELS else {}
+            name = f"{prefix}curves.png"
+            draw_curves(run.records, self.out / name, groups, run.label)
+            panels = ", ".join(f"{title} ({' / '.join(m)})" for title, m in groups.items()) or "every scalar"
+            section.figures.append(Figure(name, f"training curves against the step; panels: {panels}"))
+        for fn in FAMILY_FIGURES.get(run.model, []):
+            section.figures.extend(fn(run, self, prefix))
+        metrics = run.metrics()
+        if metrics:
+            rows = [[k, f"{v['value']:.4g}", _brief(v.get("protocol", {}))] for k, v in metrics.items()]
+            section.table = (["metric", "value", "protocol"], rows)
+        self.sections.append(section)
+
+    def add_multirun(self, folder: Path, prefix: str) -> None:
+        jobs = [RunFolder(p) for p in jobs_of(folder)]
+        if not jobs:
+            raise GenlabError(f"{folder} holds no run folders (no metrics.jsonl or checkpoints/last.pt inside)")
+        swept = swept_parameters([j.overrides() for j in jobs])
+        labels = [", ".join(f"{k}={v}" for k, v in params.items()) or job.path.name
+                  for job, params in zip(jobs, swept)]
+        finals = [j.final() for j in jobs]
+        metrics = [{k: v["value"] for k, v in j.metrics().items()} for j in jobs]
+        scalar_names = sorted({k for f in finals for k in f if k not in _NOT_CURVES and k != "img_per_s"},
+                              key=lambda n: (0 if "loss" in n else 1, n))
+        metric_names = sorted({k for m in metrics for k in m})
+        param_names = list(dict.fromkeys(k for params in swept for k in params))
+        header = ["job", *param_names, *scalar_names, *metric_names]
+        rows = []
+        for job, params, final, metric in zip(jobs, swept, finals, metrics):
+            rows.append([job.path.name, *[str(params.get(k, "")) for k in param_names],
+                         *[_number(final.get(k)) for k in scalar_names], *[_number(metric.get(k)) for k in metric_names]])
+        write_csv(self.out / f"{prefix}sweep.csv", header, rows)
+        write_markdown(self.out / f"{prefix}sweep.md", header, rows)
+        self.console_tables.append((f"sweep {folder}", header, rows))
+        section = Section(f"sweep {folder}: {len(jobs)} jobs", table=(header, rows),
+                          note=f"final value of each scalar; also in {prefix}sweep.csv and {prefix}sweep.md")
+        name = f"{prefix}sweep_curves.png"
+        drawn = overlaid_curves(jobs, labels, self.out / name, f"{jobs[0].label}: {len(jobs)} jobs")
+        if drawn:
+            section.figures.append(Figure(name, f"every job's curves overlaid ({', '.join(drawn)}); "
+                                                "the legend gives each job's swept values"))
+        for job, label in zip(jobs, labels):
+            grids = job.grids().get("samples")
+            if grids:
+                last = max(grids)
+                section.figures.append(Figure(self.copy(grids[last], f"{prefix}job{job.path.name}_samples.png"),
+                                              f"job {job.path.name} ({label}): samples at epoch {last}"))
+        self.sections.append(section)
+
+    def write_index(self, title: str) -> Path:
+        parts = [
+            "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
+            "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+            "figure{margin:1.5em 0}img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:.9em}"
+            "table{border-collapse:collapse;font-size:.85em;margin:1em 0}td,th{border:1px solid #ccc;"
+            "padding:.25em .5em;text-align:left}#status{color:#777;font-size:.8em}</style></head><body>",
+            f"<h1>{html.escape(title)}</h1>",
+        ]
+        for section in self.sections:
+            parts.append(f"<h2>{html.escape(section.title)}</h2>")
+            if section.note:
+                parts.append(f"<p>{html.escape(section.note)}</p>")
+            if section.table:
+                header, rows = section.table
+                parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+                parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
+                parts.append("</table>")
+            for figure in section.figures:
+                parts.append(f'<figure><img src="{html.escape(figure.file)}" alt="{html.escape(figure.caption)}">'
+                             f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
+        # a line at the bottom says whether every figure loaded (a moved or missing PNG shows here)
+        parts.append('<p id="status"></p><script>window.addEventListener("load",function(){'
+                     'var i=Array.from(document.images),ok=i.filter(function(x){return x.complete&&x.naturalWidth>0});'
+                     'document.body.dataset.imagesLoaded=ok.length;document.body.dataset.imagesTotal=i.length;'
+                     'document.getElementById("status").textContent=ok.length+" of "+i.length+" figures loaded";'
+                     "});</script></body></html>")
+        path = self.out / "index.html"
+        atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(parts) + "\n"))
+        return path
+
+
+def swept_parameters(overrides: list[list[str]]) -> list[dict[str, str]]:
+    """Per job, the overrides whose value differs between jobs (the swept ones)."""
+    parsed = [dict(o.split("=", 1) for o in job if "=" in o) for job in overrides]
+    keys = list(dict.fromkeys(k for job in parsed for k in job))
+    varying = [k for k in keys if len({job.get(k) for job in parsed}) > 1]
+    return [{k: job.get(k, "") for k in varying} for job in parsed]
+
+
+def _number(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _brief(protocol: dict) -> str:
+    keep = ("n_generated", "n_real", "real_split", "split", "image_size")
+    return ", ".join(f"{k}={protocol[k]}" for k in keep if k in protocol)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+    atomic_write(path, write)
+
+
+def write_markdown(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    cell = lambda c: str(c).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+
+
+def build_report(paths: list[Path], out: Path | None) -> tuple[Report, Path]:
+    paths = [Path(p).expanduser() for p in paths]
+    for path in paths:
+        if not path.is_dir():
+            raise GenlabError(f"{path} is not a folder: pass run folders or multirun folders")
+        if not is_run_folder(path) and not jobs_of(path):
+            raise GenlabError(f"{path} is neither a run folder nor a multirun folder (no metrics.jsonl, no jobs)")
+    if out is None:
+        out = paths[0] / "report" if len(paths) == 1 else Path("report")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise GenlabError(f"cannot make the report folder {out} ({err.strerror or err}); pass --out DIR") from None
+    report = Report(out)
+    for i, path in enumerate(paths):
+        prefix = f"{i}_" if len(paths) > 1 else ""
+        if is_run_folder(path):
+            report.add_run(RunFolder(path), prefix)
+        else:
+            report.add_multirun(path, prefix)
+    title = "genlab report: " + ", ".join(p.name for p in paths)
+    return report, report.write_index(title)
+
+
+# ---- the families' own figures --------------------------------------------------------------------------
+def _final_visual(run: RunFolder, report: Report, prefix: str, visual: str, caption: str) -> list[Figure]:
+    grids = run.grids().get(visual)
+    if not grids:
+        return []
+    last = max(grids)
+    return [Figure(report.copy(grids[last], f"{prefix}{visual}_final.png"), f"{caption} (epoch {last})")]
+
+
+@family_figures("vae", "cvae")
+def latent_figures(run: RunFolder, report: Report, prefix: str) -> list[Figure]:
+    figures = _final_visual(run, report, prefix, "latents",
+                            "latent means of the test set coloured by class (PCA or t-SNE above 2-D)")
+    figures += _final_visual(run, report, prefix, "reconstructions", "test images (odd rows) and their reconstructions")
+    return figures
+
+
+@family_figures("cgan", "acgan", "cvae")
+def class_figures(run: RunFolder, report: Report, prefix: str) -> list[Figure]:
+    return _final_visual(run, report, prefix, "classes", "one row per class, the same noise down each column")
+
+
+@family_figures("infogan")
+def code_figures(run: RunFolder, report: Report, prefix: str) -> list[Figure]:
+    figures = []
+    for visual in sorted(v for v in run.grids() if v.startswith("sweep_")):
+        figures += _final_visual(run, report, prefix, visual,
+                                 f"rows: the categorical code; columns: continuous code {visual[7:]} from -2 to 2")
+    return figures
+
+
+@family_figures("vqvae")
+def vq_figures(run: RunFolder, report: Report, prefix: str) -> list[Figure]:
+    figures = _final_visual(run, report, prefix, "reconstructions", "test images (odd rows) and their reconstructions")
+    for png in sorted((run.path / "reconstructions").glob("*.png")):
+        figures.append(Figure(report.copy(png, f"{prefix}reconstruct_{png.name}"),
+                              f"genlab reconstruct: {png.stem} through this run (inputs over reconstructions)"))
+    return figures
