@@ -272,9 +272,9 @@ def report(
     for title, header, rows in built.console_tables:
         # one column per job, one row per parameter or number: sweeps have few jobs and many scalars
         table = Table(title=title, caption="final values; the same table is in sweep.csv and sweep.md")
-        table.add_column("", style="bold")
+        table.add_column("", style="bold", no_wrap=True, min_width=max(len(h) for h in header))
         for row in rows:
-            table.add_column(f"job {row[0]}", justify="right")
+            table.add_column(f"job {row[0]}", justify="right", overflow="fold")
         for i, name in enumerate(header[1:], start=1):
             table.add_row(name, *[row[i] for row in rows])
         Console().print(table)

@@ -31,6 +31,7 @@ GRID = re.compile(r"^epoch_(\d+)(_[A-Za-z0-9_]+)?\.png$")
 class Figure:
     file: str  # relative to the report folder
     caption: str
+    thumbnail: bool = False  # shown small, side by side with the section's other thumbnails
 
 
 @dataclass
@@ -277,7 +278,7 @@ class Report:
             if grids:
                 last = max(grids)
                 section.figures.append(Figure(self.copy(grids[last], f"{prefix}job{job.path.name}_samples.png"),
-                                              f"job {job.path.name} ({label}): samples at epoch {last}"))
+                                              f"job {job.path.name} ({label}): samples at epoch {last}", True))
         self.sections.append(section)
 
     def write_index(self, title: str) -> Path:
@@ -286,7 +287,8 @@ class Report:
             "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
             "figure{margin:1.5em 0}img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:.9em}"
             "table{border-collapse:collapse;font-size:.85em;margin:1em 0}td,th{border:1px solid #ccc;"
-            "padding:.25em .5em;text-align:left}#status{color:#777;font-size:.8em}</style></head><body>",
+            "padding:.25em .5em;text-align:left}#status{color:#777;font-size:.8em}"
+            ".gallery{display:flex;flex-wrap:wrap;gap:1em}.gallery figure{width:260px;margin:.5em 0}</style></head><body>",
             f"<h1>{html.escape(title)}</h1>",
         ]
         for section in self.sections:
@@ -298,9 +300,11 @@ class Report:
                 parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
                 parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
                 parts.append("</table>")
-            for figure in section.figures:
-                parts.append(f'<figure><img src="{html.escape(figure.file)}" alt="{html.escape(figure.caption)}">'
-                             f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
+            large = [f for f in section.figures if not f.thumbnail]
+            small = [f for f in section.figures if f.thumbnail]
+            parts += [_figure_html(f) for f in large]
+            if small:
+                parts.append('<div class="gallery">' + "".join(_figure_html(f) for f in small) + "</div>")
         # a line at the bottom says whether every figure loaded (a moved or missing PNG shows here)
         parts.append('<p id="status"></p><script>window.addEventListener("load",function(){'
                      'var i=Array.from(document.images),ok=i.filter(function(x){return x.complete&&x.naturalWidth>0});'
@@ -310,6 +314,11 @@ class Report:
         path = self.out / "index.html"
         atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(parts) + "\n"))
         return path
+
+
+def _figure_html(figure: Figure) -> str:
+    return (f'<figure><img src="{html.escape(figure.file)}" alt="{html.escape(figure.caption)}">'
+            f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
 
 
 def swept_parameters(overrides: list[list[str]]) -> list[dict[str, str]]:

@@ -39,15 +39,21 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     cfg = OmegaConf.create(state["config"])
     if "spec" in state:
         spec = DataSpec(**state["spec"])
-    else:  # checkpoints from before genlab 0.1 kept no DataSpec: ask the dataset (it must still be there)
+    else:  # older checkpoints kept no DataSpec: ask the dataset, which must then still be there
         from genlab.data import build_data
 
         spec = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, torch.device("cpu")).spec
     model = build_model(cfg, spec)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise GenlabError(f"{checkpoint} does not fit the {cfg.model.name} this genlab builds from its config "
+                          f"({str(err).splitlines()[0]}); was it written by another genlab version?") from None
     model.load_extra_state(state.get("extra", {}))
     model.to(device).eval()
-    return Run(checkpoint.parent.parent, checkpoint, cfg, spec, model, int(state.get("step", 0)))
+    # a checkpoint inside <run>/checkpoints/ belongs to that run; a loose one, to its own folder
+    folder = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    return Run(folder, checkpoint, cfg, spec, model, int(state.get("step", 0)))
 
 
 def is_run(path: Path) -> bool:

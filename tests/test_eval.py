@@ -120,13 +120,17 @@ def test_missing_inception_weights_is_one_line(digit_runs, tmp_path):
     assert "weights-inception-2015-12-05-6726825d.pth" in lines[0] and "fd_domain" in lines[0]
 
 
-def test_eval_reports_likelihood_of_a_vae_and_refuses_unknown_metrics(tmp_path, train):
-    train(tmp_path / "vae", "model=vae", "data.limit=64", "train.batch_size=32", "train.steps=2")
-    out = run_cli(["eval", "vae", "--metrics", "likelihood"], tmp_path)
+def test_eval_of_a_conditional_vae_scores_classes_and_likelihood(tmp_path, train):
+    train(tmp_path / "cvae", "model=cvae", "data.limit=64", "train.batch_size=32", "train.steps=2")
+    out = run_cli(["eval", "cvae", "--metrics", "fd_domain,ms_ssim,likelihood", "-n", "200"], tmp_path,
+                  env_extra={"GENLAB_CACHE": str(tmp_path / "cache")})
     assert out.returncode == 0, out.stderr
-    metrics = json.loads((tmp_path / "vae" / "metrics.json").read_text())["metrics"]
+    metrics = json.loads((tmp_path / "cvae" / "metrics.json").read_text())["metrics"]
     assert metrics["nelbo"]["protocol"]["n_real"] == 359 and metrics["bits_per_dim"]["value"] > 0
-    out = run_cli(["eval", "vae", "--metrics", "fidd"], tmp_path)
+    assert 0 <= metrics["conditional_accuracy"]["value"] <= 1
+    assert metrics["ms_ssim"]["protocol"]["grouped_by"] == "requested label"
+    assert metrics["ms_ssim"]["protocol"]["classes"] == 10 and metrics["ms_ssim_real"]["protocol"]["n_real"] == 359
+    out = run_cli(["eval", "cvae", "--metrics", "fidd"], tmp_path)
     assert out.returncode == 2 and "unknown metric 'fidd'" in out.stderr and "fd_domain" in out.stderr
 
 
