@@ -115,6 +115,7 @@ def sample(
 
     * `genlab sample outputs/dcgan_celeba/RUN -n 10000 -o fid_samples/` : 10,000 PNG files, for FID tools
     """
+    import concurrent.futures
     import os
     import shutil
     import tempfile
@@ -157,17 +158,24 @@ def sample(
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     except OSError as err:
         raise GenlabError(f"cannot write beside {out} ({err.strerror or err}); pass -o SOMEWHERE/WRITABLE") from None
+    def write(array, name):
+        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(staging / name, compress_level=1)
+
     try:
         index = 0
-        for images, part in generate(target.model, n, seed, wanted):
-            pixels = images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-            for i, array in enumerate(pixels):
-                name = f"{index:06d}" + (f"_class{int(part[i])}" if part is not None else "") + ".png"
-                Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(staging / name)
-                index += 1
+        # PNG encoding and file writes overlap in threads (zlib and file I/O release the GIL)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            for images, part in generate(target.model, n, seed, wanted):
+                pixels = images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                names = [f"{index + i:06d}" + (f"_class{int(part[i])}" if part is not None else "") + ".png"
+                         for i in range(len(pixels))]
+                list(pool.map(write, pixels, names))  # list(): re-raises a failed write here
+                index += len(pixels)
         if out.exists():
             out.rmdir()
         os.replace(staging, out)  # all or nothing: the folder appears whole
+    except OSError as err:
+        raise GenlabError(f"writing the samples failed ({err.strerror or err}); {out} was not made") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"{n} samples from {target.name}: wrote {n} PNG files to {out}")
