@@ -115,16 +115,10 @@ def sample(
 
     * `genlab sample outputs/dcgan_celeba/RUN -n 10000 -o fid_samples/` : 10,000 PNG files, for FID tools
     """
-    import concurrent.futures
-    import os
-    import shutil
-    import tempfile
-
     import torch
-    from PIL import Image
 
     from genlab.checkpoint import atomic_write
-    from genlab.runs import generate, load_run, parse_labels
+    from genlab.runs import generate, load_run, parse_labels, write_png_folder
     from genlab.tracking import image_grid
 
     if device not in ("cpu", "cuda", "auto"):
@@ -151,33 +145,7 @@ def sample(
         return
     if out.suffix:
         raise GenlabError(f"--out must be a .png file or a folder, got {out}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise GenlabError(f"{out} already exists and is not an empty folder: pass a new folder")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as err:
-        raise GenlabError(f"cannot write beside {out} ({err.strerror or err}); pass -o SOMEWHERE/WRITABLE") from None
-    def write(array, name):
-        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(staging / name, compress_level=1)
-
-    try:
-        index = 0
-        # PNG encoding and file writes overlap in threads (zlib and file I/O release the GIL)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-            for images, part in generate(target.model, n, seed, wanted):
-                pixels = images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-                names = [f"{index + i:06d}" + (f"_class{int(part[i])}" if part is not None else "") + ".png"
-                         for i in range(len(pixels))]
-                list(pool.map(write, pixels, names))  # list(): re-raises a failed write here
-                index += len(pixels)
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)  # all or nothing: the folder appears whole
-    except OSError as err:
-        raise GenlabError(f"writing the samples failed ({err.strerror or err}); {out} was not made") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    write_png_folder(generate(target.model, n, seed, wanted), out)
     print(f"{n} samples from {target.name}: wrote {n} PNG files to {out}")
 
 
@@ -257,6 +225,9 @@ def report(
     runs: List[Path] = typer.Argument(..., help="Run folders and/or multirun folders (outputs/multirun/<time>)."),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Folder for the PNGs and index.html; default RUN/report (one path) or ./report."),
+    epochs: Optional[str] = typer.Option(
+        None, "--epochs", help="Epochs of the progression strips, e.g. 1,11,21,31,41,51 (the nearest saved grid "
+                               "each); default six spread from the first to the last."),
 ) -> None:
     """Write the report's figures as PNGs and one index.html that shows them with captions.
 
@@ -270,13 +241,23 @@ def report(
     * `genlab report outputs/dcgan_digits/RUN`
 
     * `genlab report outputs/multirun/2026-11-23_10-00-00 -o loss_sweep/`
+
+    * `genlab report outputs/dcgan_celeba/RUN --epochs 1,11,21,31,41,51` : the report's DCGAN strip
     """
     from rich.console import Console
     from rich.table import Table
 
     from genlab.report import build_report
 
-    built, index = build_report(list(runs), out)
+    wanted = None
+    if epochs is not None:
+        try:
+            wanted = [int(e) for e in epochs.replace(" ", "").split(",") if e != ""]
+        except ValueError:
+            raise GenlabError(f"--epochs must be epoch numbers separated by commas, e.g. 0,10,20; got {epochs!r}") from None
+        if not wanted or min(wanted) < 0:
+            raise GenlabError(f"--epochs must be epoch numbers of 0 or more, e.g. 0,10,20; got {epochs!r}")
+    built, index = build_report(list(runs), out, wanted)
     for title, header, rows in built.console_tables:
         # one column per job, one row per parameter or number: sweeps have few jobs and many scalars
         table = Table(title=title, caption="final values; the same table is in sweep.csv and sweep.md")

@@ -132,8 +132,11 @@ def jobs_of(path: Path) -> list[Path]:
 
 
 # ---- drawing --------------------------------------------------------------------------------------------
-def pick_epochs(epochs: list[int], most: int = 6) -> list[int]:
-    """Up to `most` epochs evenly spread from the first to the last (the reports show 0/1, 10/11, ... last)."""
+def pick_epochs(epochs: list[int], most: int = 6, wanted: list[int] | None = None) -> list[int]:
+    """Up to `most` epochs evenly spread from the first to the last; or, with `wanted` (e.g. the report's
+    1, 11, ..., 51), the saved epoch nearest each wanted one."""
+    if wanted:
+        return list(dict.fromkeys(min(epochs, key=lambda e: (abs(e - w), e)) for w in wanted))
     if len(epochs) <= most:
         return epochs
     positions = [round(i * (len(epochs) - 1) / (most - 1)) for i in range(most)]
@@ -205,8 +208,9 @@ def overlaid_curves(runs: list[RunFolder], labels: list[str], path: Path, title:
 
 # ---- the report -----------------------------------------------------------------------------------------
 class Report:
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, epochs: list[int] | None = None):
         self.out = out
+        self.epochs = epochs  # which epochs the progression strips show (None: six spread evenly)
         self.sections: list[Section] = []
         self.console_tables: list[tuple[str, list[str], list[list[str]]]] = []
 
@@ -224,7 +228,7 @@ class Report:
         load_all()
         section = Section(f"{run.label} ({run.path})")
         for visual, grids in run.grids().items():
-            epochs = pick_epochs(sorted(grids))
+            epochs = pick_epochs(sorted(grids), wanted=self.epochs)
             if len(epochs) < 2:
                 continue
             name = self.save_image(progression_strip(grids, epochs), f"{prefix}progression_{visual}.png")
@@ -357,7 +361,7 @@ def write_markdown(path: Path, header: list[str], rows: list[list[str]]) -> None
     atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
 
 
-def build_report(paths: list[Path], out: Path | None) -> tuple[Report, Path]:
+def build_report(paths: list[Path], out: Path | None, epochs: list[int] | None = None) -> tuple[Report, Path]:
     paths = [Path(p).expanduser() for p in paths]
     for path in paths:
         if not path.is_dir():
@@ -370,7 +374,7 @@ def build_report(paths: list[Path], out: Path | None) -> tuple[Report, Path]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise GenlabError(f"cannot make the report folder {out} ({err.strerror or err}); pass --out DIR") from None
-    report = Report(out)
+    report = Report(out, epochs)
     for i, path in enumerate(paths):
         prefix = f"{i}_" if len(paths) > 1 else ""
         if is_run_folder(path):

@@ -3,8 +3,12 @@ images that commands like `genlab reconstruct` feed it."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -142,3 +146,35 @@ def generate(model: GenerativeModel, n: int, seed: int, labels: list[int] | None
         batch_generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
         images = model.sample(size, generator=batch_generator, labels=part)
         yield images.float().cpu(), part
+
+
+def write_png_folder(batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]], out: Path) -> int:
+    """One PNG per image ([-1, 1] batches, optional labels -> 000000_class3.png) into a new or empty folder
+    `out`, all or nothing: files go to a hidden sibling folder that is renamed to `out` at the end.
+    Returns the count. Disk-bound; zlib level 1 (still lossless) saves a little time over PIL's default."""
+    from PIL import Image
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise GenlabError(f"{out} already exists and is not an empty folder: pass a new folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as err:
+        raise GenlabError(f"cannot write beside {out} ({err.strerror or err}); pass -o SOMEWHERE/WRITABLE") from None
+    index = 0
+    try:
+        for images, labels in batches:
+            pixels = images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            for i, array in enumerate(pixels):
+                name = f"{index:06d}" + (f"_class{int(labels[i])}" if labels is not None else "") + ".png"
+                Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(staging / name,
+                                                                                       compress_level=1)
+                index += 1
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    except OSError as err:
+        raise GenlabError(f"writing the images failed ({err.strerror or err}); {out} was not made") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return index

@@ -91,6 +91,20 @@ def test_report_of_a_run_has_progression_strips_curves_and_family_figures(tmp_pa
     assert "at epochs 0, 2, 4" in index and "reconstruction (recon_loss)" in index
     with Image.open(report / "progression_manifold.png") as strip:
         assert strip.width > 3 * 240 and 240 < strip.height < 300  # three square grids side by side, 240 px high
+    # chosen epochs: the nearest saved grid to each
+    out = run_cli(["report", "vae", "--epochs", "1,4", "-o", "chosen"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "at epochs 0, 4 (" in (tmp_path / "chosen" / "index.html").read_text()  # 1 -> 0 (nearest, earlier)
+    out = run_cli(["report", "vae", "--epochs", "one"], tmp_path)
+    assert out.returncode == 2 and "--epochs must be epoch numbers" in out.stderr
+
+
+def test_pick_epochs_spreads_six_or_takes_the_nearest_wanted():
+    from genlab.report import pick_epochs
+
+    assert pick_epochs(list(range(52))) == [0, 10, 20, 31, 41, 51]
+    assert pick_epochs([0, 10, 20, 30, 40], wanted=[0, 10, 20, 30, 40]) == [0, 10, 20, 30, 40]
+    assert pick_epochs(list(range(0, 52, 5)), wanted=[1, 11, 21, 51]) == [0, 10, 20, 50]
 
 
 def test_report_refuses_what_is_not_a_run(tmp_path):
