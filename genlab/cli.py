@@ -154,7 +154,7 @@ def evaluate(
     run: Path = typer.Argument(..., help="A run folder or one of its checkpoints."),
     metrics: Optional[str] = typer.Option(
         None, "--metrics", help="Comma-separated, e.g. fd_domain,ms_ssim; default every metric that applies."),
-    n: int = typer.Option(5000, "--n", "-n", min=2, help="Generated images per metric."),
+    n: int = typer.Option(5000, "--n", "-n", min=10, help="Generated images per metric (at least 10)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated images."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto."),
 ) -> None:

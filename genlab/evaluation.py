@@ -160,6 +160,8 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
+    if len(features) <= k:
+        raise MetricUnavailable(f"k-NN precision/recall needs more than k={k} images per set, got {len(features)}")
     distances = torch.cdist(features, features)
     return distances.kthvalue(k + 1, dim=1).values  # +1: the point itself is at distance 0
 
@@ -258,7 +260,8 @@ class Context:
                 DATASETS[cfg.data.name].locate(data_cfg)
             except GenlabError as err:
                 raise MetricUnavailable(f"the run's dataset is not here ({err})") from None
-            self._data = build_data(data_cfg, 256, cfg.train.seed, self.device)
+            # the run's own batch size: it fitted the training split then, and limit=None only adds images
+            self._data = build_data(data_cfg, cfg.train.batch_size, cfg.train.seed, self.device)
         return self._data
 
     def real(self, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -305,9 +308,9 @@ def metric(name: str):
 
 @metric("fd_domain")
 def fd_domain(ctx: Context) -> dict:
+    fake_x, fake_y = ctx.fake  # first: a model that cannot sample is skipped before any classifier work
     classifier, info = ctx.classifier
     test_x, _ = ctx.real("test")
-    fake_x, fake_y = ctx.fake
     test_f, _ = features_of(classifier, test_x)
     fake_f, fake_pred = features_of(classifier, fake_x)
     train_x, _ = ctx.real("train", limit=ctx.n)
@@ -338,6 +341,7 @@ def fd_domain(ctx: Context) -> dict:
 
 @metric("precision_recall")
 def precision_recall_metric(ctx: Context) -> dict:
+    ctx.fake  # first: a model that cannot sample is skipped before any classifier work
     classifier, info = ctx.classifier
     n = min(ctx.n, 5000)
     real_x, _ = ctx.real("train", limit=n)
@@ -429,7 +433,15 @@ def _inception_features(ctx: Context, images: torch.Tensor, key: str) -> tuple[t
         raise MetricUnavailable("FID/KID/IS need torchmetrics and torch-fidelity: pip install 'genlab[fid]'") from None
     if "inception" not in ctx._real:
         # antialias=False: torch-fidelity's TF1-compatible resize to 299, as the reference FID code does
-        net = NoTrainInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], str(weights), antialias=False)
+        try:
+            net = NoTrainInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], str(weights),
+                                     antialias=False)
+        except ImportError:
+            raise MetricUnavailable("FID/KID/IS need torch-fidelity beside torchmetrics: pip install 'genlab[fid]'"
+                                    ) from None
+        except (RuntimeError, OSError, ValueError) as err:
+            raise MetricUnavailable(f"{weights} is not the torch-fidelity Inception weights file "
+                                    f"({str(err).splitlines()[0]}); download {INCEPTION_URL} again") from None
         ctx._real["inception"] = net.to(ctx.device)
     net = ctx._real["inception"]
     pools, logits = [], []
@@ -448,22 +460,27 @@ def _inception_protocol(ctx: Context, **extra) -> dict:
                         weights=INCEPTION_FILE, **extra)
 
 
+def _real_inception(ctx: Context) -> tuple[torch.Tensor, str]:
+    """Inception features of the test split, or of (up to n) training images where there is no test split."""
+    split = "test" if ctx.data.test is not None and ctx.data.test.n_images > 0 else "train"
+    real_x, _ = ctx.real(split, limit=None if split == "test" else ctx.n)
+    return _inception_features(ctx, real_x, f"inception_{split}")[0], split
+
+
 @metric("fid")
 def fid(ctx: Context) -> dict:
     fake, _ = _inception_features(ctx, ctx.fake[0], "inception_fake")
-    real_x, _ = ctx.real("test")
-    real, _ = _inception_features(ctx, real_x, "inception_test")
+    real, split = _real_inception(ctx)
     return {"fid": {"value": frechet_distance(fake, real),
-                    "protocol": _inception_protocol(ctx, n_real=len(real), real_split="test")}}
+                    "protocol": _inception_protocol(ctx, n_real=len(real), real_split=split)}}
 
 
 @metric("kid")
 def kid(ctx: Context) -> dict:
     fake, _ = _inception_features(ctx, ctx.fake[0], "inception_fake")
-    real_x, _ = ctx.real("test")
-    real, _ = _inception_features(ctx, real_x, "inception_test")
+    real, split = _real_inception(ctx)
     mean, std = kernel_inception_distance(fake, real, seed=ctx.seed)
-    protocol = _inception_protocol(ctx, n_real=len(real), real_split="test", subsets=100,
+    protocol = _inception_protocol(ctx, n_real=len(real), real_split=split, subsets=100,
                                    subset_size=min(1000, len(fake), len(real)), std=std)
     return {"kid": {"value": mean, "protocol": protocol}}
 

@@ -108,7 +108,7 @@ def read_images(sources: list[Path], channels: int, size: int, limit: int, seed:
             raise GenlabError(f"{source} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a folder or a run")
         dataset = ImageFiles(files[:limit], [0] * len(files[:limit]), size, channels)
         batches.append(to_unit_range(torch.stack([dataset[i][0] for i in range(len(dataset))])))
-        names.append(source.stem if source.is_file() else source.name)
+        names.append(source.stem if source.is_file() else (source.resolve().name or "images"))
     images = torch.cat(batches)[:limit]
     return images, "+".join(dict.fromkeys(names))
 

@@ -43,6 +43,12 @@ def test_cvae_feeds_the_one_hot_label_to_encoder_channels_and_to_z():
     assert not torch.allclose(images[0], images[1])
 
 
+def test_cvae_manifold_keeps_one_class():
+    model = CVAE(vae_cfg("cvae", latent_dim=2), DIGITS)
+    grid = model.manifold()
+    assert torch.equal(grid, model.manifold(labels=0)) and not torch.equal(grid, model.manifold(labels=3))
+
+
 def test_cvae_samples_requested_classes_and_draws_class_rows():
     model = CVAE(vae_cfg("cvae"), DIGITS)
     assert model.sample(5, labels=2).shape == (5, 1, 16, 16)
@@ -272,6 +278,9 @@ def test_image_folders_joins_folders_as_classes_with_a_held_out_split(tmp_path):
     assert test_labels.tolist().count(0) == test_labels.tolist().count(1) == 4  # each folder keeps its share
     images, labels = torch.cat([x for x, _ in data.train.ordered()]), torch.cat([y for _, y in data.train.ordered()])
     assert images.shape == (72, 1, 16, 16) and labels.tolist() == [0] * 36 + [1] * 36
+    # subsets are spread over the folders, not the first folder only: the fixed batch shows both classes
+    assert data.fixed_batch(4)[1].tolist() == [0, 0, 1, 1]
+    assert torch.cat([y for _, y in data.train.ordered(limit=6)]).tolist() == [0, 0, 0, 1, 1, 1]
     for bad, message in (([str(zeros)], "at least two folders"), ([str(zeros), str(tmp_path / "none")], "not a folder")):
         with pytest.raises(GenlabError, match=message):
             build_data(OmegaConf.merge(cfg, {"folders": bad}), 8, 0, torch.device("cpu"))

@@ -184,5 +184,5 @@ def test_real_fashion_mnist_from_the_debian_package(tmp_path):
     data = build_data(data_cfg("fashion_mnist", tmp_path, size=32), batch_size=64, seed=0, device=CPU)
     assert (data.spec.n_train, data.spec.n_test) == (60_000, 10_000)
     assert data.spec.class_names[9] == "Ankle boot"
-    x, y = data.fixed_batch(4)
+    x, y = next(data.test.ordered(batch_size=4))
     assert x.shape == (4, 1, 32, 32) and y.tolist() == [9, 2, 1, 1]  # the first t10k labels

@@ -53,6 +53,10 @@ def test_precision_recall_of_same_and_disjoint_sets():
     torch.manual_seed(0)
     real = torch.randn(300, 8)
     assert precision_recall(real, real.clone()) == (1.0, 1.0)
+    from genlab.evaluation import MetricUnavailable
+
+    with pytest.raises(MetricUnavailable, match="more than k=3"):
+        precision_recall(real, real[:3])
     precision, recall = precision_recall(real, torch.randn(300, 8) + 100)
     assert precision == 0.0 and recall == 0.0
     # a generator that draws only one of two real modes: high precision, recall about one half

@@ -34,6 +34,13 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator)
 
 
+def spread(n: int, k: int | None) -> torch.Tensor:
+    """Indices of k items spread evenly over n (all n if k is None or k >= n), in increasing order."""
+    if k is None or k >= n:
+        return torch.arange(n)
+    return torch.linspace(0, n - 1, max(k, 0)).round().long().unique()
+
+
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1], the range images travel in everywhere in genlab."""
     return images.float().div_(127.5).sub_(1.0)
@@ -81,16 +88,18 @@ class TensorBatches:
             yield to_unit_range(self.images[index]), self.labels[index]
 
     def first(self, n: int) -> Batch:
-        """The first n images in file order: a fixed batch for reconstructions and comparisons."""
-        return to_unit_range(self.images[:n]), self.labels[:n]
+        """n images spread evenly over the split, in file order: a fixed batch for reconstructions and
+        comparisons (spread, so a folder listed class by class still gives every class)."""
+        index = spread(len(self.images), n).to(self.images.device)
+        return to_unit_range(self.images[index]), self.labels[index]
 
     def ordered(self, limit: int | None = None, batch_size: int | None = None) -> Iterator[Batch]:
-        """Every image (or the first `limit`) in file order, the last batch ragged: for evaluation."""
-        n = len(self.images) if limit is None else min(limit, len(self.images))
+        """Every image (or `limit` of them, spread evenly) in file order, the last batch ragged: for evaluation."""
+        index = spread(len(self.images), limit).to(self.images.device)
         step = batch_size or self.batch_size
-        for start in range(0, n, step):
-            end = min(start + step, n)
-            yield to_unit_range(self.images[start:end]), self.labels[start:end]
+        for start in range(0, len(index), step):
+            part = index[start : start + step]
+            yield to_unit_range(self.images[part]), self.labels[part]
 
 
 class EpochBatchSampler(torch.utils.data.Sampler):
@@ -149,15 +158,14 @@ class LoaderBatches:
             yield to_unit_range(images.to(self.device, non_blocking=True)), labels.to(self.device)
 
     def first(self, n: int) -> Batch:
-        items = [self.dataset[i] for i in range(min(n, len(self.dataset)))]
+        items = [self.dataset[i] for i in spread(len(self.dataset), n).tolist()]
         images = torch.stack([im for im, _ in items]).to(self.device)
         labels = torch.tensor([lab for _, lab in items], device=self.device)
         return to_unit_range(images), labels
 
     def ordered(self, limit: int | None = None, batch_size: int | None = None) -> Iterator[Batch]:
-        """Every image (or the first `limit`) in file order, the last batch ragged: for evaluation."""
-        n = len(self.dataset) if limit is None else min(limit, len(self.dataset))
-        subset = torch.utils.data.Subset(self.dataset, range(n))
+        """Every image (or `limit` of them, spread evenly) in file order, the last batch ragged: for evaluation."""
+        subset = torch.utils.data.Subset(self.dataset, spread(len(self.dataset), limit).tolist())
         loader = torch.utils.data.DataLoader(subset, batch_size=batch_size or self.batch_size, shuffle=False)
         for images, labels in loader:
             yield to_unit_range(images.to(self.device)), labels.to(self.device)
@@ -170,7 +178,7 @@ class Data:
     test: TensorBatches | LoaderBatches | None = None
 
     def fixed_batch(self, n: int) -> Batch:
-        """A fixed evaluation batch: the first n test images (train images where there is no test split)."""
+        """A fixed evaluation batch: n test images spread over the split (train where there is no test split)."""
         return self.evaluation.first(n)
 
     @property

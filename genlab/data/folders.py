@@ -170,7 +170,7 @@ class ImageFolders:
     @classmethod
     def build(cls, cfg: DictConfig, batch_size: int, seed: int, device: torch.device) -> Data:
         roots = cls.locate(cfg)
-        names = list(cfg.get("classes") or [r.name for r in roots])
+        names = [str(c) for c in (cfg.get("classes") or [r.name for r in roots])]
         if len(names) != len(roots):
             raise GenlabError(f"data.classes names {len(names)} classes but data.folders lists {len(roots)} folders")
         files, labels = [], []

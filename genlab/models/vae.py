@@ -216,12 +216,13 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def manifold(self, n: int = 10, labels=None) -> torch.Tensor:
         """The 2-D latent manifold: decode an n x n grid of N(0, 1) quantiles (5% to 95%), returned as
-        [rows, columns, C, H, W] so the grid keeps n columns. Row 0 is the top of the plot (high z2)."""
+        [rows, columns, C, H, W] so the grid keeps n columns. Row 0 is the top of the plot (high z2).
+        A conditional model draws the whole grid for one class (`labels`, default class 0)."""
         q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
         z1, z2 = torch.meshgrid(q, q.flip(0), indexing="xy")  # z1 varies along a row, z2 down the columns
         with self.evaluating():
             z = torch.stack([z1.flatten(), z2.flatten()], dim=1).to(self.device)
-            images = self.decode(z, self.sample_condition(n * n, labels))
+            images = self.decode(z, self.sample_condition(n * n, 0 if labels is None else labels))
         return images.view(n, n, *images.shape[1:])
 
     @torch.no_grad()
@@ -235,19 +236,20 @@ class VAE(GenerativeModel):
                 logits, target, kl = self.per_example(x, labels, generator=generator)
                 total += float((reconstruction_nll(logits, target, self.recon) + kl).sum())
                 count += len(x)
-                if sum(len(m) for m in means) < self.scatter_points:
-                    means.append(self.encode(x, labels)[0].float().cpu())
-                    classes.append(labels.cpu())
+                means.append(self.encode(x, labels)[0].float().cpu())
+                classes.append(labels.cpu())
         if count == 0:
             return {}
         nelbo = total / count
-        mu, labels = torch.cat(means)[: self.scatter_points], torch.cat(classes)[: self.scatter_points]
+        scores = {"test_nelbo": nelbo, "test_bits_per_dim": nelbo / (self.pixels * math.log(2))}
+        # the scatter: up to scatter_points spread over the split (a folder listed class by class keeps every class)
+        keep = torch.linspace(0, count - 1, min(count, self.scatter_points)).round().long().unique()
+        mu, labels = torch.cat(means)[keep], torch.cat(classes)[keep]
+        if len(mu) < 3:
+            return scores  # nothing to see, and PCA or t-SNE of one point fails
         points, axis = project_2d(mu, self.scatter)
         projected = axis in ("PCA", "t-SNE")
         title = f"latent means of {len(mu)} test images" + (f" ({axis} of {self.latent_dim}-D)" if projected else "")
         axes = (f"{axis} 1", f"{axis} 2") if projected else ("z1", "z2" if axis == "z" else "")
-        return {
-            "test_nelbo": nelbo,
-            "test_bits_per_dim": nelbo / (self.pixels * math.log(2)),
-            "latents": Scatter(points, labels if self.class_names else None, self.class_names, title, *axes),
-        }
+        scores["latents"] = Scatter(points, labels if self.class_names else None, self.class_names, title, *axes)
+        return scores
