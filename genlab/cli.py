@@ -94,6 +94,19 @@ def _defaults() -> dict[str, str]:
     return out
 
 
+def _device(name: str) -> str:
+    """--device cpu|cuda|auto -> the device to use, or one line saying why not."""
+    import torch
+
+    if name not in ("cpu", "cuda", "auto"):
+        raise GenlabError(f"--device must be cpu, cuda or auto, got {name!r}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GenlabError("--device cuda but PyTorch sees no CUDA GPU: use --device cpu")
+    return name
+
+
 @app.command()
 def sample(
     run: Path = typer.Argument(..., help="A run folder or one of its checkpoints; its dataset is not needed."),
@@ -121,12 +134,7 @@ def sample(
     from genlab.runs import generate, load_run, parse_labels, write_png_folder
     from genlab.tracking import image_grid
 
-    if device not in ("cpu", "cuda", "auto"):
-        raise GenlabError(f"--device must be cpu, cuda or auto, got {device!r}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise GenlabError("--device cuda but PyTorch sees no CUDA GPU: use --device cpu")
+    device = _device(device)
     target = load_run(run, device)
     wanted = parse_labels(labels, target.model)
     if out is None:
@@ -184,12 +192,7 @@ def evaluate(
     from genlab.runs import load_run
 
     logging.getLogger("genlab").setLevel(logging.WARNING)
-    if device not in ("cpu", "cuda", "auto"):
-        raise GenlabError(f"--device must be cpu, cuda or auto, got {device!r}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise GenlabError("--device cuda but PyTorch sees no CUDA GPU: use --device cpu")
+    device = _device(device)
     load_all()
     names = [m for m in metrics.replace(" ", "").split(",") if m] if metrics else None
     target = load_run(run, device)
@@ -298,7 +301,7 @@ def reconstruct(
 
     from genlab.checkpoint import atomic_write
     from genlab.runs import load_run, read_images
-    from genlab.tracking import image_grid, titled_rows
+    from genlab.tracking import image_grid, pair_rows, titled_rows
 
     target = load_run(run)
     model = target.model
@@ -315,12 +318,8 @@ def reconstruct(
     mse = float((recon.float() - x).pow(2).mean())
     psnr = 10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12))).item()  # [-1, 1] pixels: peak-to-peak 2
     row = min(8, len(x))
-    pad = (-len(x)) % row
-    blank = torch.ones(pad, *x.shape[1:])
-    inputs, outputs = torch.cat([x, blank]), torch.cat([recon.float(), blank])
-    pairs = torch.stack([inputs.view(-1, row, *x.shape[1:]), outputs.view(-1, row, *x.shape[1:])], dim=1)
-    grid = titled_rows(image_grid(pairs.reshape(-1, *x.shape[1:]), nrow=row),
-                       ["input", "reconstruction"] * pairs.shape[0])
+    pairs = pair_rows(x, recon.float(), row)
+    grid = titled_rows(image_grid(pairs, nrow=row), ["input", "reconstruction"] * (len(pairs) // (2 * row)))
     path = out if out is not None else target.path / "reconstructions" / f"{name}.png"
     if path.suffix.lower() != ".png":
         raise GenlabError(f"--out must name a .png file, got {path}")

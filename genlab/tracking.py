@@ -69,6 +69,16 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> Image.I
     return Image.fromarray(array[..., 0] if images.shape[1] == 1 else array)
 
 
+def pair_rows(top: torch.Tensor, bottom: torch.Tensor, row: int = 8) -> torch.Tensor:
+    """Interleave two equal-length image batches by rows of `row`: top row, its bottom row, next top row...
+    (inputs over their reconstructions). A ragged last row is filled with white images."""
+    pad = (-len(top)) % row
+    blank = torch.ones(pad, *top.shape[1:], dtype=top.dtype, device=top.device)
+    top, bottom = torch.cat([top, blank]), torch.cat([bottom.to(top), blank])
+    return torch.stack([top.view(-1, row, *top.shape[1:]), bottom.view(-1, row, *top.shape[1:])], dim=1) \
+        .reshape(-1, *top.shape[1:])
+
+
 def titled_rows(grid: Image.Image, titles: list[str], padding: int = 2) -> Image.Image:
     """Put a title left of each row of a grid made by image_grid (rows of equal height)."""
     from PIL import ImageDraw, ImageFont

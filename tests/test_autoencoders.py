@@ -209,26 +209,6 @@ def test_vqvae_on_digits_reports_codebook_use_that_has_not_collapsed(tmp_path, t
     assert (tmp_path / "samples" / "epoch_004_reconstructions.png").is_file()
 
 
-@pytest.fixture(scope="module")
-def digit_classifier():
-    """Logistic regression on the real 8x8 digits; images in [-1, 1] are pooled to 8x8 first."""
-    import numpy as np
-    from sklearn.datasets import load_digits
-    from sklearn.linear_model import LogisticRegression
-
-    digits = load_digits()
-    x, y = digits.images.reshape(-1, 64) / 16.0, digits.target
-    held_out = np.arange(len(x)) % 5 == 4
-    clf = LogisticRegression(max_iter=3000).fit(x[~held_out], y[~held_out])
-    assert clf.score(x[held_out], y[held_out]) > 0.95
-
-    def predict(images: torch.Tensor):
-        pooled = torch.nn.functional.adaptive_avg_pool2d((images.float().cpu() + 1) / 2, 8)
-        return clf.predict(pooled.reshape(len(images), 64).numpy())
-
-    return predict
-
-
 def test_cvae_on_digits_draws_the_requested_class(tmp_path, train, digit_classifier):
     from genlab.checkpoint import load_checkpoint
 

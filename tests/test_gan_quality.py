@@ -1,31 +1,10 @@
 """Do the GANs draw what they are asked for? Trained with the tuned digits presets (slow: minutes each)."""
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def digit_classifier():
-    """Logistic regression on the real 8x8 digits (96.7% on the held-out fifth); samples are pooled to 8x8."""
-    from sklearn.datasets import load_digits
-    from sklearn.linear_model import LogisticRegression
-
-    digits = load_digits()
-    x, y = digits.images.reshape(-1, 64) / 16.0, digits.target
-    held_out = np.arange(len(x)) % 5 == 4
-    clf = LogisticRegression(max_iter=3000).fit(x[~held_out], y[~held_out])
-    assert clf.score(x[held_out], y[held_out]) > 0.95
-
-    def predict(images: torch.Tensor) -> np.ndarray:
-        pooled = F.adaptive_avg_pool2d((images.float().cpu() + 1) / 2, 8).reshape(len(images), 64)
-        return clf.predict(pooled.numpy())
-
-    return predict
 
 
 def _trained(tmp_path, train, *overrides):

@@ -12,7 +12,7 @@ from genlab.config import check_choice, check_float, check_int
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel
 from genlab.registry import MODELS
-from genlab.tracking import Scatter
+from genlab.tracking import Scatter, pair_rows
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -202,12 +202,9 @@ class VAE(GenerativeModel):
         row = min(8, len(batch[0]))
         keep = max(row, min(32, len(batch[0])) // row * row)
         x, labels = batch[0][:keep], (batch[1][:keep] if batch[1] is not None else None)
-        recon = self.reconstruct(x, labels)
-        # rows of 8: inputs, then their reconstructions, alternating
-        pairs = torch.stack([x.view(-1, row, *x.shape[1:]), recon.view(-1, row, *x.shape[1:])], dim=1)
         visuals = {
             "samples": self.sample(len(batch[0]), generator=torch.Generator().manual_seed(0)),
-            "reconstructions": pairs.reshape(-1, *x.shape[1:]),
+            "reconstructions": pair_rows(x, self.reconstruct(x, labels), row),  # inputs over reconstructions
         }
         if self.latent_dim == 2:
             visuals["manifold"] = self.manifold()

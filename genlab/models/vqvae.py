@@ -18,6 +18,7 @@ from genlab.config import check_choice, check_float, check_int
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel
 from genlab.registry import MODELS
+from genlab.tracking import pair_rows
 
 
 class Residual(nn.Module):
@@ -234,9 +235,7 @@ class VQVAE(GenerativeModel):
     def visuals(self, batch):
         row = min(8, len(batch[0]))
         x = batch[0][: max(row, min(32, len(batch[0])) // row * row)]
-        recon = self.reconstruct(x)
-        pairs = torch.stack([x.view(-1, row, *x.shape[1:]), recon.view(-1, row, *x.shape[1:])], dim=1)
-        return {"reconstructions": pairs.reshape(-1, *x.shape[1:])}
+        return {"reconstructions": pair_rows(x, self.reconstruct(x), row)}  # inputs over reconstructions
 
     @torch.no_grad()
     def evaluate(self, batches) -> dict:
