@@ -1,0 +1,62 @@
+"""The first 50 steps' losses of the default run and of every model on digits, recorded before a refactor.
+
+`python -m tests.baseline` rewrites tests/data/baseline_losses.json from the current tree (run it only on a
+commit whose numbers are known good); tests/test_baseline.py checks the tree against the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+FILE = Path(__file__).parent / "data" / "baseline_losses.json"
+STEPS = 50
+# name -> overrides; every run is 50 steps on digits, logged at every step
+RUNS = {
+    "default": [],
+    "cgan": ["model=cgan"],
+    "acgan": ["model=acgan"],
+    "infogan": ["model=infogan"],
+    "dcgan_wgan_gp": ["loss=wgan_gp"],
+    "vae": ["model=vae"],
+    "cvae": ["model=cvae"],
+    "vqvae": ["model=vqvae"],
+}
+COMMON = [f"train.steps={STEPS}", "train.log_every=1", "train.progress=none", "train.sample_every=1000",
+          "train.checkpoint_every=1000", "train.keep_every=0", "device=cpu"]
+
+
+def losses(overrides: list[str]) -> dict[str, list[float]]:
+    """Train in-process and return {scalar: [value at step 1..50]} for every scalar with 'loss' in its name."""
+    import torch
+
+    from genlab.compose import compose
+    from genlab.entry import run_training
+
+    torch.set_num_threads(1)  # the op order of a reduction may depend on the thread count
+    with tempfile.TemporaryDirectory() as run_dir:
+        run_training(compose([*COMMON, *overrides]), Path(run_dir))
+        records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    out: dict[str, list[float]] = {}
+    for record in records:
+        if record.get("step", 0) < 1:
+            continue
+        for key, value in record.items():
+            if "loss" in key:
+                out.setdefault(key, []).append(value)
+    return out
+
+
+def main() -> None:
+    names = sys.argv[1:] or list(RUNS)
+    data = json.loads(FILE.read_text()) if FILE.exists() else {}
+    for name in names:
+        data[name] = losses(RUNS[name])
+        print(name, {k: len(v) for k, v in data[name].items()})
+    FILE.write_text(json.dumps(data, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""The losses of the first 50 steps stay what they were before the trainer and data layer were reshaped."""
+
+import json
+
+import pytest
+
+from tests.baseline import FILE, RUNS, losses
+
+RECORDED = json.loads(FILE.read_text())
+FAST = {"default", "vae"}  # the default run and one of each family in the default selection; all with -m slow
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in RUNS])
+def test_first_50_losses_are_unchanged(name):
+    got = losses(RUNS[name])
+    want = RECORDED[name]
+    assert set(got) == set(want)
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-6), key
