@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, Interrupted
 
 app = typer.Typer(
     name="genlab",
@@ -44,13 +44,25 @@ def train(ctx: typer.Context) -> None:
     `genlab list` shows every option; `genlab config show ...` the resolved config;
     `genlab train --hydra-help` Hydra's own flags.
     """
-    from genlab.compose import check_command_line
+    from genlab import compose, rundir
 
-    line = check_command_line(list(ctx.args))
+    line = compose.check_command_line(list(ctx.args))
+    if not line.informational:
+        # make the run folder before Hydra does: unique, and genlab knows what in it is its own
+        folder = rundir.claim(line.out_dir, line.timestamped, line.resume)
+        key = "hydra.sweep.dir" if line.multirun else "hydra.run.dir"
+        line.overrides = [o for o in line.overrides if not o.startswith(f"{key}=")] + [f"{key}={_quote(folder)}"]
+    compose.LAUNCHED = line
     from genlab.entry import train as hydra_train
 
     sys.argv = ["genlab train", *line.hydra_argv()]
     hydra_train()
+
+
+def _quote(path) -> str:
+    """A path as one quoted Hydra override value (spaces, commas and brackets stay literal)."""
+    text = str(path).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
 
 
 @app.command("list")
@@ -300,7 +312,7 @@ def reconstruct(
     import torch
 
     from genlab.checkpoint import atomic_write
-    from genlab.runs import load_run, read_images
+    from genlab.runs import is_run, load_run, read_images
     from genlab.tracking import image_grid, pair_rows, titled_rows
 
     target = load_run(run)
@@ -310,6 +322,9 @@ def reconstruct(
                           "pass a vae, cvae or vqvae run")
     x, name = read_images(list(images), target.spec.channels, target.spec.size, n, seed, label)
     labels = None
+    if label is not None and not model.label_values and not any(is_run(Path(p).expanduser()) for p in images):
+        raise GenlabError(f"--label: {run} is an unconditional {target.cfg.model.name} run and no IMAGES are runs "
+                          "to draw that class; drop --label (it conditions a cvae run or a conditional run's samples)")
     if target.spec.n_classes:
         labels = torch.full((len(x),), 0 if label is None else label, dtype=torch.long)
         if not 0 <= int(labels[0]) < target.spec.n_classes:
@@ -338,10 +353,11 @@ def config_show(ctx: typer.Context) -> None:
     from rich.console import Console
     from rich.syntax import Syntax
 
-    from genlab.compose import compose, parse_command_line
+    from genlab.compose import checked_config, parse_command_line
 
     line = parse_command_line(list(ctx.args))
-    cfg = compose(line.overrides, line.config_dir, line.config_name)
+    cfg = checked_config(line.overrides, line)  # show only what `genlab train` would accept
+    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
     try:
         text = OmegaConf.to_yaml(cfg, resolve=True)
     except Exception as err:  # an unresolvable interpolation, e.g. a missing environment variable
@@ -361,11 +377,23 @@ def _root(version: bool = typer.Option(False, "--version", help="Print genlab's 
         raise typer.Exit()
 
 
+def _terminate(signum, frame):
+    raise Interrupted(signum)
+
+
 def main() -> None:
+    import signal
+
+    from genlab import rundir
+
+    # SIGTERM (timeout, SLURM pre-emption, kill) is a Ctrl-C: a run stops cleanly, a start leaves nothing behind
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except GenlabError as err:
         print(f"genlab: {err}", file=sys.stderr)
+        rundir.remove_claimed()
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        rundir.remove_claimed()
+        sys.exit(err.exit_code if isinstance(err, Interrupted) else 130)

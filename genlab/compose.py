@@ -10,18 +10,31 @@ from omegaconf import DictConfig, OmegaConf
 from genlab.errors import GenlabError
 from genlab.paths import config_dir, group_options
 
-# Hydra flags that print something and exit; the command line is then Hydra's alone to handle.
-INFO_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h", "--shell-completion", "-sc",
-              "--version", "--experimental-rerun"}
+# Hydra's flags that genlab supports. Those that print something and exit leave the command line to Hydra.
+INFO_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h"}
+FLAG_CHOICES = {"--cfg": ("job", "hydra", "all"), "-c": ("job", "hydra", "all"),
+                "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+                "-i": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")}
 # Hydra flags that take a value, and where parse_command_line keeps it.
 VALUE_FLAGS = {"--config-dir": "config_dir", "-cd": "config_dir", "--config-name": "config_name",
-               "-cn": "config_name", "--config-path": "config_path", "-cp": "config_path", "--package": "",
-               "-p": ""}
+               "-cn": "config_name", "--package": "", "-p": ""}
 PLAIN_FLAGS = {"-m", "--multirun", "-r", "--run", "--resolve"}
+# Hydra's flags that genlab refuses, and why.
+REFUSED_FLAGS = {
+    "--experimental-rerun": "it unpickles the given file, which can run any code in it; continue a run with "
+                            "`genlab train train.resume=RUN_FOLDER` instead",
+    "--config-path": "it replaces genlab's config tree; use --config-dir DIR to add your own configs beside it",
+    "-cp": "it replaces genlab's config tree; use --config-dir DIR to add your own configs beside it",
+    "--shell-completion": "Hydra's completion is for `python app.py`, not for `genlab`",
+    "-sc": "Hydra's completion is for `python app.py`, not for `genlab`",
+    "--version": "use `genlab --version`",
+}
 
 
 @dataclass
 class CommandLine:
+    """A parsed `genlab train` command line: Hydra's flags apart from the overrides."""
+
     overrides: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)  # Hydra's flags with their values, in the order given
     multirun: bool = False
@@ -29,9 +42,16 @@ class CommandLine:
     config_dir: str | None = None
     config_name: str = "config"
 
+    out_dir: str | None = None  # the run (or sweep) folder the first job would get
+    timestamped: bool = True  # that folder's pattern has ${now:...}: genlab may add a suffix to make it unique
+    resume: str | None = None
+
     def hydra_argv(self) -> list[str]:
         """Flags first, then overrides: Hydra's argparse rejects a flag after the overrides have started."""
         return [*self.flags, *self.overrides]
+
+
+LAUNCHED: CommandLine | None = None  # the line `genlab train` handed to Hydra (for the resume hint)
 
 
 def parse_command_line(args: list[str]) -> CommandLine:
@@ -40,25 +60,30 @@ def parse_command_line(args: list[str]) -> CommandLine:
     while i < len(args):
         arg = args[i]
         name, has_value, value = arg.partition("=")
+        if name in REFUSED_FLAGS:
+            raise GenlabError(f"genlab does not take Hydra's {name}: {REFUSED_FLAGS[name]}")
         if arg in PLAIN_FLAGS:
             line.flags.append(arg)
             line.multirun |= arg in ("-m", "--multirun")
         elif name in INFO_FLAGS:
-            line.flags.append(arg)
             line.informational = True
-            if name in ("--cfg", "-c", "--info", "-i", "--shell-completion", "-sc") and not has_value:
-                if i + 1 < len(args) and not args[i + 1].startswith("-") and "=" not in args[i + 1]:
+            if name in FLAG_CHOICES:
+                if not has_value and i + 1 < len(args) and not args[i + 1].startswith("-") and "=" not in args[i + 1]:
                     i += 1
-                    line.flags.append(args[i])
+                    value, has_value = args[i], True
+                if not has_value and name in ("--cfg", "-c"):
+                    raise GenlabError(f"{name} needs a value: {' | '.join(FLAG_CHOICES[name])}, e.g. {name} job")
+                if has_value and value not in FLAG_CHOICES[name]:
+                    raise GenlabError(f"{name} takes one of {', '.join(FLAG_CHOICES[name])}; got {value!r}")
+                line.flags += [name, value] if has_value else [name]
+            else:
+                line.flags.append(arg)
         elif name in VALUE_FLAGS:
             if not has_value:
                 if i + 1 >= len(args):
                     raise GenlabError(f"{arg} needs a value, e.g. {arg} my_configs")
                 i += 1
                 value = args[i]
-            if VALUE_FLAGS[name] == "config_path":
-                raise GenlabError(f"{name} replaces genlab's config tree; use --config-dir DIR to add your own "
-                                  "configs beside it")
             if VALUE_FLAGS[name]:
                 setattr(line, VALUE_FLAGS[name], value)
             line.flags += [name, value]
@@ -87,7 +112,8 @@ def _check_group_choices(overrides: list[str], extra_dirs: tuple[Path, ...], mul
             if "," in value and not multirun:
                 raise GenlabError(f"{override} lists several values: add -m to sweep over them "
                                   f"(genlab train -m {override})")
-            raise GenlabError(f"unknown {key} '{value}'; choose one of: {', '.join(options)}")
+            raise GenlabError(f"unknown {key} '{value}'{did_you_mean(value, options)}; "
+                              f"choose one of: {', '.join(options)}")
 
 
 def compose(overrides: list[str], config_dir_extra: str | None = None, config_name: str = "config",
@@ -110,11 +136,68 @@ def compose(overrides: list[str], config_dir_extra: str | None = None, config_na
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="train"):
-            return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
+            cfg = hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
-        raise GenlabError(_one_line(err)) from None
+        text = str(err)
+        if "Cannot find primary config" in text:
+            raise GenlabError(f"no root config named '{config_name}' (--config-name): genlab's own is 'config'; "
+                              f"yours must be {config_name}.yaml in the --config-dir folder") from None
+        message = _one_line(err)
+        if message.startswith("unknown key "):
+            key = message.split()[2].rstrip(":")
+            known = _leaf_keys(compose(_selections(overrides), config_dir_extra, config_name))
+            message = (f"unknown key {key}{did_you_mean(key, known)}: `genlab config show` prints every key")
+        raise GenlabError(message) from None
     finally:
         GlobalHydra.instance().clear()
+    _check_added_keys(cfg, overrides, config_dir_extra, config_name)
+    return cfg
+
+
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean X?)' for the nearest of `choices`, or ''."""
+    import difflib
+
+    choices = [c for c in choices if not word.startswith(f"{c}.")]  # `train` is no answer for train.foo
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not close and "." in word:  # a mistyped last part: compare within the same section
+        head, _, tail = word.rpartition(".")
+        tails = {c.rpartition(".")[2]: c for c in choices if c.rpartition(".")[0] == head}
+        close = [tails[t] for t in difflib.get_close_matches(tail, list(tails), n=1, cutoff=0.6)]
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    keys = []
+    for key in cfg.keys():
+        if key == "hydra" and not prefix:
+            continue
+        node = cfg._get_node(key)
+        path = f"{prefix}{key}"
+        keys.append(path)
+        if isinstance(node, DictConfig):
+            keys += _leaf_keys(node, path + ".")
+    return keys
+
+
+def _selections(overrides: list[str]) -> list[str]:
+    """The group choices among the overrides (model=vae, +experiment=x): what decides which keys exist."""
+    groups = _groups()
+    return [o for o in overrides if o.lstrip("+~").partition("=")[0].split("@")[0] in groups]
+
+
+def _check_added_keys(cfg: DictConfig, overrides: list[str], config_dir_extra, config_name) -> None:
+    """`+train.foo=1` adds a key that nothing reads: refuse it, naming the nearest real key."""
+    added = [o[1:].partition("=")[0] for o in overrides
+             if o.startswith("+") and not o.startswith("++") and "=" in o]
+    added = [k for k in added if k.split("@")[0] not in _groups() and not k.startswith("hydra.")]
+    if not added:
+        return
+    known = _leaf_keys(compose(_selections(overrides), config_dir_extra, config_name))
+    for key in added:
+        if key not in known:
+            raise GenlabError(f"unknown key {key}{did_you_mean(key, known)}: genlab reads no such key, so +{key} "
+                              "would be ignored; `genlab config show` prints every key")
 
 
 def _one_line(err: Exception) -> str:
@@ -123,10 +206,14 @@ def _one_line(err: Exception) -> str:
     if text.startswith("Could not override") or "is not in struct" in text:
         key = text.split("'")[1] if "'" in text else "?"
         if "is not in struct" in text or "To append" in text:
-            suggestion = text.split("use ", 1)[1].split()[0] if "use +" in text else f"+{key}=VALUE"
-            return (f"unknown key {key}: check the spelling (`genlab config show` prints every key), "
-                    f"or add a new one with {suggestion}")
+            return f"unknown key {key}: check the spelling"
         return f"could not set {key}: {' '.join(lines[1:]) or text}"
+    if text.startswith("Could not append to config"):
+        key = text.split("'")[1] if "'" in text else "KEY"
+        return f"{key} already exists: set it without the +, as {key}=VALUE"
+    if text.startswith("Multiple values for"):
+        group = text.split()[3].rstrip(".") if len(text.split()) > 3 else "GROUP"
+        return f"{group} is already chosen: pick another with {group}=NAME (no +)"
     if text.startswith("Ambiguous value"):
         key = text.split("'")[1] if "'" in text else "KEY"
         return f"{key} lists several values: add -m to sweep over them, or quote a list as {key}=[a,b]"
@@ -190,14 +277,31 @@ def _check_types(cfg: DictConfig, defaults: DictConfig, overrides: list[str]) ->
             raise GenlabError(f"{key} must be {kind}, got {new!r}: pass e.g. {hint}")
 
 
+def checked_config(overrides: list[str], line: CommandLine) -> DictConfig:
+    """Compose one job's config (Hydra's part included) and check it as a run would: the types of the values
+    set, the shared and model keys, and that nothing in it would run code or write outside the run folder."""
+    from genlab.config import validate
+    from genlab.safety import check_config_safety
+
+    cfg = compose(overrides, line.config_dir, line.config_name, with_hydra=True, multirun=line.multirun)
+    check_config_safety(cfg)
+    defaults = compose(_selections(overrides), line.config_dir, line.config_name)
+    _check_types(cfg, defaults, overrides)
+    validate(cfg)
+    return cfg
+
+
 def check_command_line(args: list[str]) -> CommandLine:
     """Everything `genlab train ARGS` can get wrong before a run folder is made, as one GenlabError."""
-    from genlab.checkpoint import find_checkpoint
-    from genlab.config import check_writable, validate
+    from genlab.checkpoint import load_checkpoint
+    from genlab.config import check_writable
     from genlab.registry import DATASETS
+    from genlab.safety import check_config_safety
 
     line = parse_command_line(args)
-    if line.informational:
+    if line.informational:  # Hydra prints and exits; what it composes must still be safe to compose
+        check_config_safety(compose(line.overrides, line.config_dir, line.config_name, with_hydra=True,
+                                    multirun=line.multirun))
         return line
     try:
         variants = sweep_variants(line.overrides) if line.multirun else [line.overrides]
@@ -212,20 +316,19 @@ def check_command_line(args: list[str]) -> CommandLine:
         raise
     except Exception as err:
         raise GenlabError(_one_line(err)) from None
-    group_keys = _groups()
     for overrides in variants:
-        cfg = compose(overrides, line.config_dir, line.config_name, with_hydra=True, multirun=line.multirun)
-        selections = [o for o in overrides if o.lstrip("+~").partition("=")[0].split("@")[0] in group_keys]
-        defaults = compose(selections, line.config_dir, line.config_name)
-        _check_types(cfg, defaults, overrides)
-        validate(cfg)
+        cfg = checked_config(overrides, line)
         DATASETS[cfg.data.name].locate(cfg.data)
         resume = cfg.train.resume
         if resume == "auto" and line.multirun:
             raise GenlabError("train.resume=auto picks one earlier run; in a sweep (-m) pass each job its own "
                               "train.resume=RUN_FOLDER")
         if resume not in (None, "auto"):
-            find_checkpoint(resume)
-        out = OmegaConf.select(cfg, "hydra.sweep.dir" if line.multirun else "hydra.run.dir")
+            load_checkpoint(resume)  # a folder, a file, and one that loads safely: before any run folder exists
+        key = "hydra.sweep.dir" if line.multirun else "hydra.run.dir"
+        out = OmegaConf.select(cfg, key)
         check_writable(out)
+        if line.out_dir is None:
+            line.out_dir, line.resume = str(out), resume
+            line.timestamped = "${now:" in str(OmegaConf.to_container(cfg.hydra, resolve=False)[key.split(".")[1]]["dir"])
     return line

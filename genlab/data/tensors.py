@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from genlab.data.base import Data, DataSpec, TensorBatches, check_batches, resize_uint8
 from genlab.errors import GenlabError
+from genlab.safety import safe_pickle_load
 from genlab.registry import DATASETS
 
 
@@ -206,10 +207,13 @@ class CIFAR10:
             xs, ys = [], []
             for name in names:
                 try:
-                    with open(folder / name, "rb") as f:
-                        entry = pickle.load(f, encoding="latin1")
+                    with open(folder / name, "rb") as f:  # dicts, lists, bytes and arrays only: never code
+                        entry = safe_pickle_load(f, encoding="latin1")
                     xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
                     ys.append(np.asarray(entry["labels"], dtype=np.int64))
+                except pickle.UnpicklingError as err:
+                    raise GenlabError(f"refused {folder / name}: it is not a CIFAR-10 batch ({err}); genlab runs no "
+                                      "code from data files. Unpack cifar-10-python.tar.gz again") from None
                 except Exception as err:  # truncated, not a pickle, or not CIFAR's dict
                     raise GenlabError(f"cannot read {folder / name} as a CIFAR-10 batch ({type(err).__name__}); "
                                       "unpack cifar-10-python.tar.gz again") from None

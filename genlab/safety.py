@@ -1,0 +1,149 @@
+"""What a composed config may ask of Python: genlab builds objects only from its own registries.
+
+A config folder passed with `--config-dir`, a preset in it, or an override on the command line is data. Hydra
+would turn some of that data into code: `_target_` (instantiate any callable), `hydra.callbacks`, logging
+handlers built by `logging.config.dictConfig` (its `()` key calls any factory, its `class` key any class),
+`hydra.job.env_set` (environment for child processes, e.g. LD_PRELOAD). `check_config_safety` refuses all of
+that with one line, except Hydra's own launcher and sweeper plugins and the standard logging classes, and it
+keeps every file Hydra writes inside the run folder.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import PurePath
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from genlab.errors import GenlabError
+
+# where `_target_` may stand, and what it may name there: Hydra's own plugins (basic, joblib, submitit, optuna...)
+_TARGET_PLACES = ("hydra.launcher", "hydra.sweeper")
+_TARGET_MODULES = ("hydra._internal.core_plugins.", "hydra_plugins.", "optuna.samplers.", "optuna.pruners.")
+# logging.config.dictConfig builds these from names; nothing else is imported or called
+_LOG_CLASSES = {"logging.StreamHandler", "logging.FileHandler", "logging.NullHandler",
+                "logging.handlers.RotatingFileHandler", "logging.handlers.TimedRotatingFileHandler",
+                "logging.handlers.WatchedFileHandler", "logging.Formatter", "rich.logging.RichHandler"}
+_LOG_FACTORIES = {"colorlog.ColoredFormatter"}  # hydra-colorlog's `()` formatter
+_LOG_STREAMS = {"ext://sys.stdout", "ext://sys.stderr"}
+_RUN_DIR = "${hydra.runtime.output_dir}/"
+
+
+def _walk(node: Any, path: str):
+    """(dotted path, key, raw value) for every entry, without resolving interpolations."""
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            child = node._get_node(key)
+            where = f"{path}.{key}" if path else str(key)
+            raw = child._value() if not OmegaConf.is_config(child) else child
+            yield where, str(key), raw
+            if OmegaConf.is_config(child):
+                yield from _walk(child, where)
+    elif isinstance(node, ListConfig):
+        for i in range(len(node)):
+            child = node._get_node(i)
+            where = f"{path}[{i}]"
+            if OmegaConf.is_config(child):
+                yield from _walk(child, where)
+
+
+def _raw(node: DictConfig, dotted: str) -> Any:
+    """The value at a dotted path as written (interpolations unresolved), or None."""
+    for key in dotted.split("."):
+        if not isinstance(node, DictConfig) or key not in node:
+            return None
+        node = node._get_node(key)
+    return node if OmegaConf.is_config(node) else node._value()
+
+
+def _inside(path: str, places: tuple[str, ...]) -> bool:
+    return any(path == p or path.startswith(p + ".") for p in places)
+
+
+def _plain_relative(value: str) -> bool:
+    parts = PurePath(value).parts
+    return bool(parts) and not PurePath(value).is_absolute() and ".." not in parts and "${" not in value
+
+
+def check_config_safety(cfg: DictConfig) -> None:
+    """Raise GenlabError for anything in the composed config (hydra part included) that would run code or
+    write outside the run folder."""
+    for path, key, value in _walk(cfg, ""):
+        if key == "_target_":
+            if not _inside(path, _TARGET_PLACES):
+                raise GenlabError(
+                    f"{path}={value}: genlab builds objects only from its own registries and does not "
+                    "instantiate _target_ from configs; remove it (pick a model with model=NAME)")
+            if not (isinstance(value, str) and value.startswith(_TARGET_MODULES)):
+                raise GenlabError(f"{path}={value}: a launcher or sweeper must be a Hydra plugin "
+                                  f"(hydra_plugins.*), not {value!r}")
+    hydra = cfg.get("hydra") if isinstance(cfg, DictConfig) and "hydra" in cfg else None
+    if hydra is None:
+        return
+    callbacks = hydra.get("callbacks")
+    if callbacks:
+        raise GenlabError(f"hydra.callbacks ({', '.join(map(str, callbacks))}): genlab runs no Hydra callbacks "
+                          "from configs; remove them")
+    env = OmegaConf.select(hydra, "job.env_set")
+    if env:
+        raise GenlabError(f"hydra.job.env_set ({', '.join(map(str, env))}): genlab sets no environment variables "
+                          "from configs; set them in your shell before `genlab train`")
+    subdir = _raw(hydra, "output_subdir")
+    if subdir is not None and not _plain_relative(str(subdir)):
+        raise GenlabError(f"hydra.output_subdir={subdir} must be a folder name inside the run folder, e.g. .hydra")
+    sweep_subdir = _raw(hydra, "sweep.subdir")
+    if isinstance(sweep_subdir, str) and not _plain_relative(sweep_subdir.replace("${hydra.job.num}", "0")
+                                                             .replace("${hydra.job.id}", "0")):
+        raise GenlabError(f"hydra.sweep.subdir={sweep_subdir} must be a folder name inside the sweep folder, "
+                          "e.g. ${hydra.job.num}")
+    for section in ("job_logging", "hydra_logging"):
+        logging_cfg = hydra.get(section)
+        if logging_cfg is not None:
+            _check_logging(logging_cfg, f"hydra.{section}")
+
+
+def _check_logging(node: DictConfig, where: str) -> None:
+    for path, key, value in _walk(node, where):
+        if key == "()":
+            if value not in _LOG_FACTORIES:
+                raise GenlabError(f"{path}={value}: a logging config may not call factories; use class: "
+                                  "logging.FileHandler or logging.StreamHandler")
+        elif key == "class":
+            if value not in _LOG_CLASSES:
+                raise GenlabError(f"{path}={value}: logging handlers must be standard ones "
+                                  f"({', '.join(sorted(_LOG_CLASSES))})")
+        elif isinstance(value, str) and value.startswith("ext://") and value not in _LOG_STREAMS:
+            raise GenlabError(f"{path}={value}: a logging config may name only ext://sys.stdout or ext://sys.stderr")
+        elif key == "filename" and ".handlers." in path:
+            rest = str(value)[len(_RUN_DIR):] if str(value).startswith(_RUN_DIR) else None
+            if rest is None or not _plain_relative(rest.replace("${hydra.job.name}", "train")):
+                raise GenlabError(f"{path}={value}: a log file must be inside the run folder, "
+                                  f"e.g. {_RUN_DIR}train.log")
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what data files really hold: dicts, lists, strings, bytes, numbers and
+    numpy arrays. Any other global (os.system, builtins.eval, ...) is refused before it is looked up."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3's protocol-2 pickles store bytes
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a data file")
+        if module.startswith("numpy.core"):
+            import numpy
+
+            if hasattr(numpy, "_core"):  # numpy 2 moved numpy.core to numpy._core
+                module = module.replace("numpy.core", "numpy._core", 1)
+        return super().find_class(module, name)
+
+
+def safe_pickle_load(f, encoding: str = "latin1"):
+    return RestrictedUnpickler(f, encoding=encoding).load()
