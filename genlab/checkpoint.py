@@ -55,7 +55,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        text = str(err)
+        if "Weights only load failed" in text or "weights_only" in text:
+            # never repeat torch's advice to load with weights_only=False: that runs whatever code the file holds
+            reason = "it holds Python objects, which genlab refuses to unpickle because they can run code"
+        elif "zip" in text.lower() or "magic number" in text.lower() or isinstance(err, EOFError):
+            reason = "not a PyTorch checkpoint file, or a truncated one"
+        else:
+            reason = text.splitlines()[0] if text else type(err).__name__
         raise GenlabError(f"{path} is not a readable genlab checkpoint ({reason})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise GenlabError(f"{path} is not a genlab checkpoint (no model state or config inside)")

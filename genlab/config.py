@@ -106,6 +106,7 @@ def validate(cfg: DictConfig) -> None:
     check_int(cfg, "train.keep_every", minimum=0)
     check_int(cfg, "train.n_samples", minimum=1)
     check_choice(cfg, "train.progress", ("auto", "bar", "log", "none"))
+    check_choice(cfg, "train.on_nan", ("stop", "skip"))
     resume = get(cfg, "train.resume", None)
     if resume is not None and not isinstance(resume, str):
         raise GenlabError(f"train.resume must be a run folder, a checkpoint file or 'auto'; got {resume!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -22,29 +22,68 @@ log = logging.getLogger("genlab")
 def report_user_errors(func):
     """A GenlabError becomes `genlab: <message>` on stderr and exit code 2, never a traceback.
 
-    A run folder that holds nothing but Hydra's record (the error came before training) is removed, so
-    failed starts leave no empty runs behind for `train.resume=auto` or a report to trip over.
+    A start that fails before the first checkpoint (a bad image, Ctrl-C or SIGTERM while loading) removes what
+    it made (rundir.remove_failed_start), so failed starts leave no empty runs behind for `train.resume=auto`
+    or a report to trip over. A run stopped by Ctrl-C or SIGTERM after saving says how to continue it.
     """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from genlab import rundir
+        from genlab.errors import Interrupted
+
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        previous = signal.signal(signal.SIGTERM, _raise_interrupted) if _main_thread() else None
         try:
+            rundir.lock(run_dir)
             return func(*args, **kwargs)
-        except GenlabError as err:
+        except GenlabError as err:  # a TrainingStopped (NaN) too: a run with a checkpoint keeps its folder
             print(f"genlab: {err}", file=sys.stderr)
-            _remove_if_empty(Path(HydraConfig.get().runtime.output_dir))
+            rundir.remove_failed_start(run_dir)
             sys.exit(err.exit_code)
-        except KeyboardInterrupt:
-            sys.exit(130)
+        except KeyboardInterrupt as err:
+            if (run_dir / "checkpoints" / "last.pt").is_file():
+                log.info(f"Continue with: {continue_command(run_dir)}")
+            else:
+                log.info(f"stopped before the first checkpoint; removed what this run had written in {run_dir}")
+            rundir.remove_failed_start(run_dir)
+            sys.exit(err.exit_code if isinstance(err, Interrupted) else 130)
+        finally:
+            rundir.release(run_dir)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
 
-def _remove_if_empty(run_dir: Path) -> None:
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
-        logging.shutdown()  # close train.log before deleting it
-        shutil.rmtree(run_dir, ignore_errors=True)
+def _main_thread() -> bool:
+    import threading
 
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_interrupted(signum, frame):
+    """SIGTERM outside the training loop (while loading): stop like Ctrl-C, not with nothing cleaned up."""
+    from genlab.errors import Interrupted
+
+    raise Interrupted(signum)
+
+
+def continue_command(run_dir: Path) -> str:
+    """The command that continues this run: its own overrides (a sweep job's values) and config flags, with
+    train.resume pointing at it."""
+    import shlex
+
+    from genlab import compose
+
+    hydra_cfg = HydraConfig.get()
+    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("train.resume=")]
+    flags = []
+    line = compose.LAUNCHED
+    if line is not None:
+        flags = [f for f in line.flags if f not in ("-m", "--multirun", "-r", "--run")]
+    words = ["genlab", "train", *flags, *overrides, f"train.resume={run_dir}"]
+    return " ".join(shlex.quote(w) for w in words)
 
 def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     """Validate, seed, build data and model, fit. Also the in-process API the tests use."""

@@ -174,7 +174,9 @@ class Tracker:
                 tag = f"train/{name}"
             self.writer.add_scalar(tag, value, step)
         record = {"step": step, "epoch": round(epoch, 4), "time": round(elapsed, 3), **scalars}
-        self._jsonl.write(json.dumps(record) + "\n")
+        # JSON has no NaN or Infinity: a non-finite value is written as null, so every line stays valid JSON
+        record = {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in record.items()}
+        self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
 
     def log_visuals(self, step: int, epoch: int, visuals: dict[str, torch.Tensor],
                     row_titles: dict[str, list[str]] | None = None) -> list[Path]:

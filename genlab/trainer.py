@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 import genlab
 from genlab.checkpoint import atomic_write, find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from genlab.data import Data
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, Interrupted, TrainingStopped
 from genlab.models import GenerativeModel
 from genlab.optim import describe
 from genlab.tracking import Scatter, Tracker, read_metrics
@@ -31,10 +31,13 @@ log = logging.getLogger("genlab")
 class Engine:
     """Mixed precision in one place: autocast, and one GradScaler per optimiser (fp16 only)."""
 
-    def __init__(self, device: torch.device, amp: str, names):
+    def __init__(self, device: torch.device, amp: str, names, skip_nonfinite: bool = False):
         self.device = device
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scalers = {n: torch.amp.GradScaler(device.type, enabled=amp == "fp16") for n in names}
+        self.skip_nonfinite = skip_nonfinite  # train.on_nan=skip: a non-finite loss or gradient changes nothing
+        self.skipped = 0  # updates skipped since the last applied one
+        self.skipped_total = 0
 
     def autocast(self):
         if self.dtype is None:
@@ -49,6 +52,12 @@ class Engine:
         scaler.unscale_(optimizer)
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads]))
+        if self.skip_nonfinite and not scaler.is_enabled() and not bool(torch.isfinite(loss.detach()) & torch.isfinite(norm)):
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped += 1
+            self.skipped_total += 1
+            return None
+        self.skipped = 0
         scaler.step(optimizer)
         scaler.update()
         if scaler.is_enabled() and not torch.isfinite(norm):
@@ -127,24 +136,85 @@ def pairwise_spread(images: torch.Tensor) -> float:
 
 
 class StopRequest:
-    """The first Ctrl-C asks the loop to stop after the step in flight (then it saves); a second one quits now."""
+    """The first Ctrl-C or SIGTERM asks the loop to stop after the step in flight (then it saves); a second
+    one quits now."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.requested = False
-        self._previous = None
+        self.requested = None  # the signal number once one came
+        self._previous = {}
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
     def _handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        log.info("Ctrl-C: stopping after this step to save a checkpoint (press it again to quit at once)")
+            raise Interrupted(signum)
+        self.requested = signum
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        log.info(f"{what}: stopping after this step to save a checkpoint (send it again to quit at once)")
 
     def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
+class NanGuard:
+    """train.on_nan. `stop`: the first step whose loss is not finite stops the run with one line naming the
+    step and the scalar, before anything of that state is drawn or saved (checked at each log interval, sample
+    grid and checkpoint, so the hot loop does not wait on the device each step). `skip`: the Engine applied no
+    update for such a step; it is left out of the averages and counted as `nonfinite_skipped`."""
+
+    def __init__(self, mode: str, device: torch.device, engine: Engine):
+        self.mode, self.device, self.engine = mode, device, engine
+        self.pending: list[tuple[int, dict]] = []  # (step, its loss scalars) since the last check
+        self.skipped = 0
+
+    def step(self, model: GenerativeModel, batch, step: int) -> dict:
+        """One training step. In skip mode a step that skipped an update also leaves the buffers (BatchNorm
+        statistics, EMA codebooks) as they were, and its non-finite scalars are dropped."""
+        if self.mode != "skip":
+            return self.add(step + 1, model.training_step(batch, step))
+        buffers = [b.detach().clone() for b in model.buffers()]
+        skipped = self.engine.skipped_total
+        scalars = model.training_step(batch, step)
+        if self.engine.skipped_total != skipped:
+            with torch.no_grad():
+                for old, new in zip(buffers, model.buffers()):
+                    new.copy_(old)
+        return self.add(step + 1, scalars)
+
+    def add(self, step: int, scalars: dict) -> dict:
+        """Note one step's scalars; in skip mode return them without the non-finite ones."""
+        if self.mode == "skip":
+            finite = {k: v for k, v in scalars.items() if v is None or math.isfinite(float(v))}
+            self.skipped += len(finite) < len(scalars)
+            if self.engine.skipped >= 100:
+                raise TrainingStopped(f"step {step}: the loss or gradients were not finite for "
+                                      f"{self.engine.skipped} steps in a row (train.on_nan=skip); the run "
+                                      "diverged: try a lower optim.lr")
+            return finite
+        losses = {k: v for k, v in scalars.items() if "loss" in k and v is not None}
+        if losses:
+            self.pending.append((step, losses))
+        return scalars
+
+    def check(self, last_checkpoint: Path) -> None:
+        pending, self.pending = self.pending, []
+        if self.mode != "stop" or not pending:
+            return
+        values = [torch.as_tensor(v, device=self.device).float().reshape(()) for _, d in pending for v in d.values()]
+        if bool(torch.isfinite(torch.stack(values)).all()):  # one device sync per check
+            return
+        for step, losses in pending:
+            for name, value in losses.items():
+                if not math.isfinite(float(value)):
+                    where = (f"its last good checkpoint is {last_checkpoint}" if last_checkpoint.is_file()
+                             else "no checkpoint was saved before it, so no run folder is kept")
+                    raise TrainingStopped(
+                        f"step {step}: {name} is {float(value)} and the run stopped (train.on_nan=stop); {where}. "
+                        "Lower optim.lr, or pass train.on_nan=skip to skip such steps")
 
 
 class Trainer:
@@ -172,10 +242,20 @@ class Trainer:
         }
 
     def save(self, state: dict, keep: bool) -> None:
+        """Write checkpoints/last.pt (and a kept copy) atomically: a failed write leaves the previous one whole."""
         folder = self.run_dir / "checkpoints"
-        save_checkpoint(state, folder / "last.pt")
-        if keep:
-            atomic_write(folder / f"epoch_{state['epoch']:03d}.pt", lambda tmp: shutil.copyfile(folder / "last.pt", tmp))
+        try:
+            save_checkpoint(state, folder / "last.pt")
+            if keep:
+                atomic_write(folder / f"epoch_{state['epoch']:03d}.pt",
+                             lambda tmp: shutil.copyfile(folder / "last.pt", tmp))
+        except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
+            reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+            if "write" in reason.lower() or "file" in reason.lower():
+                reason = f"{reason}: is the disk full?" if isinstance(err, RuntimeError) else reason
+            kept = "the previous checkpoint is unchanged" if (folder / "last.pt").is_file() else "nothing was saved"
+            raise GenlabError(f"cannot write a checkpoint into {folder} ({reason}); {kept}. Free some space "
+                              "or pass hydra.run.dir=SOMEWHERE/ELSE, then resume") from None
 
     def restore(self, path: Path, model: GenerativeModel, engine: Engine) -> dict:
         # RNG states must stay CPU tensors; load_state_dict moves weights and optimiser state to the device.
@@ -238,8 +318,11 @@ class Trainer:
         if self.cfg.device.channels_last:
             model.to(memory_format=torch.channels_last)
         model.configure_optimizers(self.cfg.optim)
-        engine = Engine(self.device, self.cfg.device.amp, model.optimizers)
+        on_nan = self.cfg.train.get("on_nan", "stop")
+        engine = Engine(self.device, self.cfg.device.amp, model.optimizers, skip_nonfinite=on_nan == "skip")
         model.engine = engine
+        guard = NanGuard(on_nan, self.device, engine)
+        last_pt = self.run_dir / "checkpoints" / "last.pt"
 
         self.spec = data.spec
         batches = self.batches_per_epoch = len(data.train)
@@ -281,7 +364,7 @@ class Trainer:
                 for batch in data.train.epoch(epoch, start_batch):
                     if self.cfg.device.channels_last:
                         batch = (batch[0].contiguous(memory_format=torch.channels_last), batch[1])
-                    scalars = model.training_step(batch, step)
+                    scalars = guard.step(model, batch, step)
                     step += 1
                     start_batch += 1
                     images_seen += len(batch[0])
@@ -291,8 +374,11 @@ class Trainer:
                         sums[k] = sums.get(k, 0.0) + v
                         counts[k] = counts.get(k, 0) + 1
                     if step % t.log_every == 0 or step == total:
+                        guard.check(last_pt)
                         now = time.perf_counter()
                         window = {k: float(v) / counts[k] for k, v in sums.items()}
+                        if guard.skipped:
+                            window["nonfinite_skipped"], guard.skipped = float(guard.skipped), 0
                         window["img_per_s"] = images_seen / max(now - clock, 1e-9)
                         tracker.log_scalars(step, epoch + start_batch / batches, window, now - started)
                         last.update(window)
@@ -306,6 +392,7 @@ class Trainer:
                 if finished_epoch:
                     epoch, start_batch = epoch + 1, 0
                 done = step >= total
+                guard.check(last_pt)  # nothing of a diverged state is drawn or saved
                 if done or (finished_epoch and epoch % t.sample_every == 0):
                     self._visuals(model, tracker, fixed, data, step, epoch if finished_epoch else epoch + 1)
                 keep = finished_epoch and t.keep_every > 0 and epoch % t.keep_every == 0
@@ -319,14 +406,18 @@ class Trainer:
             if stop.requested:
                 # the step in flight finished first, so this checkpoint resumes exactly
                 progress.close()
+                guard.check(last_pt)
                 self.save(self.state(model, engine, epoch, start_batch, step), keep=False)
                 tracker.draw_curves()
-                log.info(f"interrupted at step {step}; saved {self.run_dir / 'checkpoints' / 'last.pt'}. "
-                         f"Continue with: genlab train train.resume={self.run_dir}")
-                raise KeyboardInterrupt
+                log.info(f"interrupted at step {step}; saved {last_pt}")
+                raise Interrupted(stop.requested)
             if resume is not None and not (self.run_dir / "checkpoints" / "last.pt").is_file():
                 self.save(self.state(model, engine, epoch, start_batch, step), keep=False)  # nothing left to train
                 tracker.draw_curves()
+        except TrainingStopped:
+            progress.close()
+            tracker.draw_curves()  # the curves up to the divergence
+            raise
         finally:
             stop.restore()
             progress.close()

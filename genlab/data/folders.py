@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,21 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def open_image(path: Path, mode: str) -> Image.Image:
+    """Decode one image file, or one line saying why not: unreadable, or so large that decoding it would
+    exhaust memory (a decompression bomb: a few kB on disk, gigapixels inside)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.convert(mode)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise GenlabError(f"refused image {path}: it declares more than {Image.MAX_IMAGE_PIXELS:,} pixels, too many "
+                          "to decode safely (a decompression bomb?); shrink or remove it") from None
+    except (OSError, ValueError, SyntaxError) as err:  # PIL raises SyntaxError for some broken headers
+        raise GenlabError(f"cannot read image {path} ({err}); remove or replace it") from None
+
+
 class ImageFiles(torch.utils.data.Dataset):
     """Files -> uint8 CHW tensors: optional centre crop, resize the short side, centre crop to a square."""
 
@@ -31,11 +47,7 @@ class ImageFiles(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
-        try:
-            with Image.open(self.files[i]) as img:
-                img = img.convert("RGB" if self.channels == 3 else "L")
-        except (OSError, ValueError) as err:
-            raise GenlabError(f"cannot read image {self.files[i]} ({err}); remove or replace it") from None
+        img = open_image(self.files[i], "RGB" if self.channels == 3 else "L")
         if self.crop:
             img = _centre_crop(img, self.crop)
         w, h = img.size

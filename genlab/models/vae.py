@@ -242,8 +242,8 @@ class VAE(GenerativeModel):
         # the scatter: up to scatter_points spread over the split (a folder listed class by class keeps every class)
         keep = torch.linspace(0, count - 1, min(count, self.scatter_points)).round().long().unique()
         mu, labels = torch.cat(means)[keep], torch.cat(classes)[keep]
-        if len(mu) < 3:
-            return scores  # nothing to see, and PCA or t-SNE of one point fails
+        if len(mu) < 3 or not torch.isfinite(mu).all():
+            return scores  # nothing to see: PCA or t-SNE of one point, or of NaN codes (a diverged run), fails
         points, axis = project_2d(mu, self.scatter)
         projected = axis in ("PCA", "t-SNE")
         title = f"latent means of {len(mu)} test images" + (f" ({axis} of {self.latent_dim}-D)" if projected else "")
