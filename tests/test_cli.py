@@ -24,6 +24,11 @@ def test_list_shows_groups_options_and_descriptions(tmp_path):
     assert "dcgan" in model_only.stdout and "Debian" not in model_only.stdout
 
 
+def test_config_show_refuses_what_train_would_refuse(tmp_path):
+    line = _one_line_error(run_cli(["config", "show", "train.epochs=abc"], tmp_path))
+    assert "train.epochs must be an integer" in line
+
+
 def test_config_show_prints_the_resolved_config(tmp_path):
     out = run_cli(["config", "show", "model=vae", "model.latent_dim=2", "train.epochs=3"], tmp_path)
     assert out.returncode == 0, out.stderr
@@ -52,7 +57,19 @@ def _one_line_error(out):
         (["optim.eps=abc"], ["optim.eps must be a number"]),
         (["optim.weight_decay=-1"], ["optim.weight_decay must be at least 0"]),
         (["device.ids=[abc]"], ["device.ids must be a list of GPU numbers"]),
-        (["train.epochz=3"], ["unknown key train.epochz", "+train.epochz=3"]),
+        (["train.epochz=3"], ["unknown key train.epochz", "did you mean train.epochs?"]),
+        (["train.epoch=3"], ["unknown key train.epoch", "did you mean train.epochs?"]),
+        (["+train.foo=1"], ["unknown key train.foo", "would be ignored"]),
+        (["+train.epochz=3"], ["unknown key train.epochz", "did you mean train.epochs?"]),
+        (["+train.epochs=3"], ["train.epochs already exists", "without the +"]),
+        (["model=dcgn"], ["unknown model 'dcgn'", "did you mean dcgan?"]),
+        (["model=vae", "+model.scater=tsne"], ["did you mean model.scatter?"]),
+        (["train.on_nan=maybe"], ["train.on_nan must be one of stop, skip"]),
+        (["--cfg", "bogus"], ["--cfg takes one of job, hydra, all", "'bogus'"]),
+        (["--info", "bogus"], ["--info takes one of all, config"]),
+        (["--config-name", "nope"], ["no root config named 'nope'"]),
+        (["--shell-completion"], ["does not take Hydra's --shell-completion"]),
+        (["--version"], ["genlab --version"]),
         (["data=image_folder"], ["data.root is required"]),
         (["data.size=30"], ["power of two"]),
         (["model=dcgan,vae"], ["lists several values", "-m"]),

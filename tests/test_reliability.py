@@ -1,0 +1,403 @@
+"""Hostile and broken input: nothing runs code from data or flags, no user file is lost, every mistake is one
+line. Each test here is a row of docs/reliability.md; a new family adds its own rows and tests."""
+
+import json
+import os
+import pickle
+import resource
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import GENLAB, run_cli
+
+TINY = ["train.epochs=1", "data.limit=128", "train.batch_size=32", "model.ngf=8", "model.ndf=8",
+        "train.progress=none"]
+
+
+def one_line_error(out) -> str:
+    assert out.returncode == 2, (out.returncode, out.stdout[-2000:], out.stderr[-2000:])
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("genlab: ") and "Traceback" not in out.stderr + out.stdout
+    return lines[0]
+
+
+class Payload:
+    """A pickle that, when unpickled, creates `marker`: proof that a loader ran code from a file."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(self.marker)}",))
+
+
+def strict_json(line: str):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+# ---- code execution ---------------------------------------------------------------------------------------
+
+def test_hydras_rerun_flag_is_refused_and_its_pickle_never_loaded(tmp_path):
+    marker = tmp_path / "ran"
+    (tmp_path / "config.pickle").write_bytes(pickle.dumps(Payload(marker)))
+    line = one_line_error(run_cli(["train", "--experimental-rerun", "config.pickle"], tmp_path))
+    assert "--experimental-rerun" in line and "train.resume" in line
+    assert not marker.exists() and not (tmp_path / "outputs").exists()
+
+
+def test_a_poisoned_cifar_batch_is_refused_without_running_it(tmp_path):
+    from omegaconf import OmegaConf
+
+    from genlab.data import build_data
+    from genlab.errors import GenlabError
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    for i, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        entry = {"data": np.zeros((4, 3072), np.uint8), "labels": [0, 1, 2, 3], "batch_label": b"x"}
+        if i == 2:
+            entry["labels"] = Payload(marker)
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f, protocol=2)
+    cfg = OmegaConf.create({"name": "cifar10", "root": str(tmp_path), "size": 32, "limit": None, "download": False,
+                            "num_workers": 0})
+    with pytest.raises(GenlabError, match="refused .*data_batch_3.*posix.system is not allowed"):
+        build_data(cfg, batch_size=2, seed=0, device=torch.device("cpu"))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("how", ["override", "config-dir"])
+def test_hydra_callbacks_and_targets_are_refused(tmp_path, how):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    if how == "override":
+        args = [f"+hydra.callbacks.wipe._target_=os.truncate", f"+hydra.callbacks.wipe.path={victim}",
+                "+hydra.callbacks.wipe.length=0"]
+    else:
+        configs = tmp_path / "my_configs" / "experiment"
+        configs.mkdir(parents=True)
+        (configs / "evil.yaml").write_text(
+            "# @package _global_\nhydra:\n  callbacks:\n    wipe:\n      _target_: os.truncate\n"
+            f"      path: {victim}\n      length: 0\n")
+        args = ["--config-dir", str(tmp_path / "my_configs"), "experiment=evil"]
+    line = one_line_error(run_cli(["train", *TINY, *args], tmp_path))
+    assert "_target_" in line and "os.truncate" in line
+    assert victim.read_text() == "keep me" and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("hydra.launcher._target_=os.system", "must be a Hydra plugin"),
+    ("++model._target_=os.system", "does not instantiate _target_"),
+    ("+hydra.job_logging.formatters.plain.class=os.system", "logging handlers must be standard"),
+    ("hydra.job_logging.handlers.file.filename=/tmp/genlab_elsewhere.log", "inside the run folder"),
+    ("hydra.output_subdir=../../elsewhere", "inside the run folder"),
+    ("+hydra.job.env_set.LD_PRELOAD=/tmp/x.so", "sets no environment variables"),
+])
+def test_configs_cannot_run_code_or_write_elsewhere(override, expected):
+    from genlab.compose import CommandLine, checked_config
+    from genlab.errors import GenlabError
+
+    with pytest.raises(GenlabError, match=expected):
+        checked_config(["train.epochs=1", override], CommandLine())
+
+
+def test_a_logging_factory_in_a_config_folder_is_refused(tmp_path):
+    logging_dir = tmp_path / "my_configs" / "hydra" / "job_logging"
+    logging_dir.mkdir(parents=True)
+    (logging_dir / "evil.yaml").write_text(
+        "version: 1\nformatters:\n  x:\n    '()': os.system\n    command: touch ran\nroot:\n  handlers: []\n")
+    line = one_line_error(run_cli(["train", *TINY, "--config-dir", str(tmp_path / "my_configs"),
+                                   "hydra/job_logging=evil"], tmp_path))
+    assert "may not call factories" in line and not (tmp_path / "ran").exists()
+
+
+def test_a_pickled_object_checkpoint_is_refused_without_the_unsafe_advice(tmp_path):
+    marker = tmp_path / "ran"
+    torch.save({"model": Payload(marker), "config": {}}, tmp_path / "evil.pt")
+    (tmp_path / "notes.pt").write_text("not a checkpoint at all")
+    for name in ("evil.pt", "notes.pt"):
+        for command in (["sample", name], ["eval", name], ["train", f"train.resume={name}"]):
+            line = one_line_error(run_cli(command, tmp_path))
+            assert "not a readable genlab checkpoint" in line or "not a genlab checkpoint" in line, line
+            assert "weights_only" not in line
+    assert not marker.exists() and not (tmp_path / "outputs").exists()
+
+
+# ---- no user file is lost -------------------------------------------------------------------------------
+
+def test_a_failed_start_in_an_existing_folder_removes_only_what_it_added(tmp_path):
+    folder = tmp_path / "my_project"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "notes" / "thesis.tex").write_text("months of work")
+    (folder / "README").write_text("mine")
+    line = one_line_error(run_cli(["train", "data.limit=10", f"hydra.run.dir={folder}"], tmp_path))
+    assert "fewer than train.batch_size" in line
+    assert sorted(p.name for p in folder.iterdir()) == ["README", "notes"]
+    assert (folder / "notes" / "thesis.tex").read_text() == "months of work"
+
+
+def test_run_folders_started_in_the_same_second_are_distinct(tmp_path):
+    # ${now:%Y} makes the same time-stamped folder for both: the second must get its own
+    pattern = "hydra.run.dir=outputs/${now:%Y}"
+    procs = [subprocess.Popen(GENLAB + ["train", *TINY, pattern], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    runs = sorted((tmp_path / "outputs").iterdir())
+    year = time.strftime("%Y")
+    assert [r.name for r in runs] == [year, f"{year}_2"]
+    for run in runs:
+        steps = [strict_json(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert steps == sorted(steps) and steps.count(0) == 1  # one run's records, not two interleaved
+        assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 4
+
+
+def test_a_folder_a_live_run_holds_is_refused(tmp_path):
+    from genlab import rundir
+    from genlab.errors import GenlabError
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    rundir.lock(folder)
+    try:
+        with pytest.raises(GenlabError, match="another genlab run is writing into"):
+            rundir.claim(folder, timestamped=False)
+        line = one_line_error(run_cli(["train", *TINY, f"hydra.run.dir={folder}"], tmp_path))
+        assert "another genlab run is writing into" in line
+    finally:
+        rundir.release(folder)
+    assert list(folder.iterdir()) == []
+
+
+def test_a_folder_holding_a_finished_run_is_not_written_into(tmp_path):
+    folder = tmp_path / "run"
+    assert run_cli(["train", *TINY, f"hydra.run.dir={folder}"], tmp_path).returncode == 0
+    before = (folder / "metrics.jsonl").read_text()
+    line = one_line_error(run_cli(["train", *TINY, f"hydra.run.dir={folder}"], tmp_path))
+    assert "already holds a genlab run" in line and f"train.resume={folder}" in line
+    assert (folder / "metrics.jsonl").read_text() == before
+
+
+# ---- tracebacks that became one line --------------------------------------------------------------------
+
+def _bomb(path: Path) -> None:
+    """A 20,000 x 20,000 PNG of some 50 kB: 400 megapixels to decode."""
+    Image.new("1", (20000, 20000)).save(path)
+
+
+def test_a_decompression_bomb_is_refused_in_a_dataset_and_in_reconstruct(tmp_path):
+    data = tmp_path / "faces"
+    data.mkdir()
+    for i in range(40):
+        Image.new("RGB", (16, 16), (i * 5, 0, 0)).save(data / f"{i:03d}.png")
+    _bomb(data / "zzz_bomb.png")
+    line = one_line_error(run_cli(["train", *TINY, "data=image_folder", f"data.root={data}", "data.size=16",
+                                   "train.batch_size=8", "data.num_workers=0"], tmp_path))
+    assert "zzz_bomb.png" in line and "decompression bomb" in line
+    assert not (tmp_path / "outputs" / "dcgan_image_folder").exists() or \
+        not any((tmp_path / "outputs" / "dcgan_image_folder").iterdir())  # the failed start left no run
+
+
+def test_reconstruct_refuses_a_bomb_and_a_label_for_an_unconditional_run(tmp_path):
+    run = tmp_path / "vae"
+    out = run_cli(["train", "model=vae", "train.epochs=1", "data.limit=64", "train.progress=none",
+                   f"hydra.run.dir={run}"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    _bomb(tmp_path / "bomb.png")
+    assert "decompression bomb" in one_line_error(run_cli(["reconstruct", str(run), "bomb.png"], tmp_path))
+    Image.new("L", (8, 8)).save(tmp_path / "digit.png")
+    line = one_line_error(run_cli(["reconstruct", str(run), "digit.png", "--label", "3"], tmp_path))
+    assert "unconditional" in line and "--label" in line
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path):
+    """A real write failure: files may grow to 300 kB; the first checkpoint is larger."""
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write returns EFBIG instead of killing us
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    env = dict(os.environ, HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    out = subprocess.run(GENLAB + ["train", *TINY, "model.ngf=32", "model.ndf=32"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600, preexec_fn=small_files)
+    line = one_line_error(out)
+    assert "cannot write a checkpoint" in line and "nothing was saved" in line
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, train, monkeypatch):
+    import genlab.checkpoint as checkpoint
+    from genlab.errors import GenlabError
+
+    calls = []
+    real_save = torch.save
+
+    def failing_save(obj, f, *args, **kwargs):
+        calls.append(f)
+        if len(calls) == 2:
+            real_save(obj, f)  # half a file, then the disk fills
+            raise RuntimeError("[enforce fail at inline_container.cc] PytorchStreamWriter failed writing file")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", failing_save)
+    with pytest.raises(GenlabError, match="cannot write a checkpoint .*is the disk full.*previous checkpoint is unchanged"):
+        train(tmp_path, "train.epochs=2", "data.limit=64", "model.ngf=8", "model.ndf=8")
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert state["epoch"] == 1
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.pt"]  # no temporary file left
+
+
+def test_a_checkpoints_path_that_is_a_file_and_a_run_folder_under_proc(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "checkpoints").write_text("my notes, not a folder")
+    line = one_line_error(run_cli(["train", *TINY, f"hydra.run.dir={folder}"], tmp_path))
+    assert "cannot write a checkpoint" in line
+    assert (folder / "checkpoints").read_text() == "my notes, not a folder"
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoints"]
+    line = one_line_error(run_cli(["train", *TINY, "hydra.run.dir=/proc/genlab_run"], tmp_path))
+    assert "/proc/genlab_run" in line
+
+
+def test_a_diverging_run_stops_with_one_line(tmp_path):
+    out = run_cli(["train", "model=vae", "optim.lr=1e6", "train.epochs=2", "data.limit=256", "train.log_every=1",
+                   "train.progress=none"], tmp_path)
+    line = one_line_error(out)
+    assert "train.on_nan=stop" in line and "loss is nan" in line and line.startswith("genlab: step ")
+    assert "no checkpoint was saved" in line
+    assert list((tmp_path / "outputs" / "vae_digits").iterdir()) == []  # nothing resumable: no folder
+
+
+def test_metrics_jsonl_never_holds_nan_or_infinity(tmp_path):
+    from genlab.tracking import Tracker, read_metrics
+
+    tracker = Tracker(tmp_path, {})
+    tracker.log_scalars(1, 0.5, {"loss": float("nan"), "kl": float("inf"), "recon": 0.25}, 1.0)
+    tracker.close()
+    (record,) = [strict_json(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert record["loss"] is None and record["kl"] is None and record["recon"] == 0.25
+    assert read_metrics(tmp_path / "metrics.jsonl") == [record]
+
+
+def test_on_nan_stop_keeps_the_last_good_checkpoint(tmp_path, train, monkeypatch):
+    from genlab.errors import TrainingStopped
+    from genlab.models.vae import VAE
+
+    real_step = VAE.training_step
+
+    def nan_after_six(self, batch, step):
+        scalars = real_step(self, batch, step)
+        if step >= 6:
+            scalars["loss"] = scalars["loss"] * float("nan")
+        return scalars
+
+    monkeypatch.setattr(VAE, "training_step", nan_after_six)
+    with pytest.raises(TrainingStopped, match=r"step 7: loss is nan .*last good checkpoint is .*last.pt"):
+        train(tmp_path, "model=vae", "train.epochs=3", "data.limit=128", "train.batch_size=32", "train.log_every=10")
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 4 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    records = [strict_json(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in records) <= 4  # nothing of the diverged steps was logged
+
+
+def test_on_nan_skip_trains_on_without_applying_bad_steps(tmp_path, train, monkeypatch):
+    from genlab.models.vae import VAE
+
+    real_step = VAE.training_step
+
+    def nan_on_odd_steps(self, batch, step):
+        if step % 2:
+            before = {k: v.clone() for k, v in self.state_dict().items()}
+            x, labels = batch
+            scalars = real_step(self, (x * float("nan"), labels), step)
+            after = self.state_dict()
+            assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k and "num_batches" not in k)
+            return scalars
+        return real_step(self, batch, step)
+
+    monkeypatch.setattr(VAE, "training_step", nan_on_odd_steps)
+    last = train(tmp_path, "model=vae", "train.epochs=2", "data.limit=128", "train.batch_size=32",
+                 "train.log_every=4", "train.on_nan=skip")
+    assert last["nonfinite_skipped"] == 2 and np.isfinite(last["loss"])
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+# ---- Ctrl-C and SIGTERM ------------------------------------------------------------------------------------
+
+def _start(args, cwd):
+    env = dict(os.environ, HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", PYTHONUNBUFFERED="1")
+    return subprocess.Popen(GENLAB + ["train", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(predicate, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def _trained_a_step(run_root: Path) -> bool:
+    for metrics in run_root.glob("*/*/metrics.jsonl"):
+        if any('"d_loss"' in line or '"loss"' in line for line in metrics.read_text().splitlines()):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_run_saves_and_prints_a_command_that_continues_it(tmp_path, signum):
+    args = ["model=vae", "model.latent_dim=3", "train.epochs=500", "train.log_every=1", "train.progress=none"]
+    proc = _start(args, tmp_path)
+    _wait_for(lambda: _trained_a_step(tmp_path / "outputs"))
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signum, stderr
+    (run,) = (tmp_path / "outputs" / "vae_digits").iterdir()
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    (hint,) = [line.split("Continue with: ", 1)[1] for line in stdout.splitlines() if "Continue with: " in line]
+    words = shlex.split(hint)
+    assert words[:2] == ["genlab", "train"] and f"train.resume={run}" in words
+    assert {"model=vae", "model.latent_dim=3", "train.epochs=500"} <= set(words)
+    # the printed command, as given, composes a run of the same model and length that resumes this one
+    shown = run_cli([*words[1:], "--cfg", "job"], tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "name: vae" in shown.stdout and "latent_dim: 3" in shown.stdout and "epochs: 500" in shown.stdout
+    assert f"resume: {run}" in shown.stdout and state["step"] >= 1
+
+
+def test_a_stop_while_loading_leaves_no_run_folder(tmp_path):
+    proc = _start(["model=vae", "train.progress=none"], tmp_path)
+    _wait_for(lambda: any((tmp_path / "outputs").glob("*/*/.hydra/config.yaml")))
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM
+    for run in (tmp_path / "outputs" / "vae_digits").iterdir():  # a run stopped so early keeps nothing...
+        assert (run / "checkpoints" / "last.pt").is_file()  # ...unless it had begun training and saved
+
+
+def test_a_bad_image_found_while_training_leaves_no_run_folder(tmp_path):
+    data = tmp_path / "images"
+    data.mkdir()
+    for i in range(40):
+        Image.new("L", (16, 16), i * 5).save(data / f"{i:03d}.png")
+    (data / "020.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    line = one_line_error(run_cli(["train", *TINY, "data=image_folder", f"data.root={data}", "data.size=16",
+                                   "data.channels=1", "train.batch_size=8", "data.num_workers=0"], tmp_path))
+    assert "020.png" in line
+    assert list((tmp_path / "outputs" / "dcgan_image_folder").iterdir()) == []
