@@ -105,6 +105,8 @@ def test_hydra_callbacks_and_targets_are_refused(tmp_path, how):
     ("+hydra.job_logging.formatters.plain.class=os.system", "logging handlers must be standard"),
     ("hydra.job_logging.handlers.file.filename=/tmp/genlab_elsewhere.log", "inside the run folder"),
     ("hydra.output_subdir=../../elsewhere", "inside the run folder"),
+    ("hydra.sweep.subdir=../elsewhere", "inside the sweep folder"),
+    ("+hydra.job_logging.handlers.h=${oc.create:{class:subprocess.Popen}}", "oc.create"),
     ("+hydra.job.env_set.LD_PRELOAD=/tmp/x.so", "sets no environment variables"),
 ])
 def test_configs_cannot_run_code_or_write_elsewhere(override, expected):
@@ -381,14 +383,15 @@ def test_a_stopped_run_saves_and_prints_a_command_that_continues_it(tmp_path, si
     assert f"resume: {run}" in shown.stdout and state["step"] >= 1
 
 
-def test_a_stop_while_loading_leaves_no_run_folder(tmp_path):
+def test_a_stop_while_starting_leaves_no_run_folder(tmp_path):
     proc = _start(["model=vae", "train.progress=none"], tmp_path)
-    _wait_for(lambda: any((tmp_path / "outputs").glob("*/*/.hydra/config.yaml")))
+    # genlab makes the run folder before Hydra starts; signal at once, seconds before the first training step
+    _wait_for(lambda: any((tmp_path / "outputs").glob("vae_digits/*")))
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=300)
-    assert proc.returncode == 128 + signal.SIGTERM
-    for run in (tmp_path / "outputs" / "vae_digits").iterdir():  # a run stopped so early keeps nothing...
-        assert (run / "checkpoints" / "last.pt").is_file()  # ...unless it had begun training and saved
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and "Continue with" not in stdout
+    assert list((tmp_path / "outputs" / "vae_digits").iterdir()) == []
 
 
 def test_a_bad_image_found_while_training_leaves_no_run_folder(tmp_path):
@@ -401,3 +404,56 @@ def test_a_bad_image_found_while_training_leaves_no_run_folder(tmp_path):
                                    "data.channels=1", "train.batch_size=8", "data.num_workers=0"], tmp_path))
     assert "020.png" in line
     assert list((tmp_path / "outputs" / "dcgan_image_folder").iterdir()) == []
+
+
+# ---- SIGKILL at random moments -------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_never_breaks_a_run_and_the_resumed_run_equals_a_straight_one(tmp_path):
+    import random
+
+    settings = ["train.epochs=8", "data.limit=256", "train.batch_size=16", "model.ngf=16", "model.ndf=16",
+                "train.log_every=1", "train.progress=none", "train.keep_every=0"]
+    rng = random.Random(0)
+    latest = None  # the newest run folder with a checkpoint: each attempt resumes it, as a user would
+    kills = attempt = 0
+    while kills < 20 or latest is None:
+        attempt += 1
+        assert attempt < 80
+        run = tmp_path / f"attempt_{attempt:02d}"
+        resume = [f"train.resume={latest}"] if latest else []
+        proc = _start([*settings, *resume, f"hydra.run.dir={run}"], tmp_path)
+        # half the kills anywhere from start-up on, half while it trains and writes checkpoints
+        if attempt % 2:
+            time.sleep(rng.uniform(0.0, 6.0))
+        else:
+            try:
+                _wait_for(lambda: (run / "metrics.jsonl").is_file() and '"d_loss"' in (run / "metrics.jsonl").read_text(),
+                          timeout=120)
+            except AssertionError:
+                pass
+            time.sleep(rng.uniform(0.0, 1.5))
+        finished = proc.poll() is not None
+        proc.kill()
+        proc.communicate(timeout=60)
+        kills += not finished
+        if (run / "checkpoints" / "last.pt").is_file():
+            state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)  # never torn
+            assert state["step"] > 0 and "model" in state
+            latest = run
+        if (run / "metrics.jsonl").is_file():
+            lines = (run / "metrics.jsonl").read_text().split("\n")
+            for line in lines[:-1]:  # every finished line is JSON; only an unfinished last one may be cut
+                strict_json(line)
+        if finished:
+            assert proc.returncode == 0
+            latest = None  # it trained to the end: start a new chain
+    out = run_cli(["train", *settings, f"train.resume={latest}", f"hydra.run.dir={tmp_path / 'resumed'}"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = run_cli(["train", *settings, f"hydra.run.dir={tmp_path / 'straight'}"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    assert resumed["step"] == straight["step"] == 128
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
