@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from genlab.errors import GenlabError, Interrupted
+from genlab.errors import GenlabError, interrupt_exit_code, raise_interrupted
 
 app = typer.Typer(
     name="genlab",
@@ -56,12 +56,21 @@ def train(ctx: typer.Context) -> None:
     from genlab.entry import train as hydra_train
 
     sys.argv = ["genlab train", *line.hydra_argv()]
-    hydra_train()
+    try:
+        hydra_train()
+    except SystemExit as done:
+        if done.code not in (0, None):  # Hydra failed (its own message is printed): leave no empty folder
+            rundir.remove_claimed()
+        raise
 
 
 def _quote(path) -> str:
-    """A path as one quoted Hydra override value (spaces, commas and brackets stay literal)."""
-    text = str(path).replace("\\", "\\\\").replace("'", "\\'")
+    """A path as one quoted Hydra override value: spaces, commas, brackets, quotes and `${` stay literal.
+    In a quoted value Hydra halves only the backslashes before a quote (or the closing one)."""
+    import re
+
+    text = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, str(path))
+    text = text.replace("'", "\\'").replace("${", "\\${")
     return f"'{text}'"
 
 
@@ -356,7 +365,9 @@ def config_show(ctx: typer.Context) -> None:
     from genlab.compose import checked_config, parse_command_line
 
     line = parse_command_line(list(ctx.args))
-    cfg = checked_config(line.overrides, line)  # show only what `genlab train` would accept
+    # the types and the safety `genlab train` checks; not its ranges, the GPU or the data (so a user can look
+    # at `data=image_folder` to learn that it needs data.root)
+    cfg = checked_config(line.overrides, line, validate_values=False)
     cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
     try:
         text = OmegaConf.to_yaml(cfg, resolve=True)
@@ -377,17 +388,13 @@ def _root(version: bool = typer.Option(False, "--version", help="Print genlab's 
         raise typer.Exit()
 
 
-def _terminate(signum, frame):
-    raise Interrupted(signum)
-
-
 def main() -> None:
     import signal
 
     from genlab import rundir
 
     # SIGTERM (timeout, SLURM pre-emption, kill) is a Ctrl-C: a run stops cleanly, a start leaves nothing behind
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, raise_interrupted)
     try:
         app()
     except GenlabError as err:
@@ -396,4 +403,9 @@ def main() -> None:
         sys.exit(err.exit_code)
     except KeyboardInterrupt as err:
         rundir.remove_claimed()
-        sys.exit(err.exit_code if isinstance(err, Interrupted) else 130)
+        sys.exit(interrupt_exit_code(err))
+    except SystemExit as done:
+        if done.code == 130:  # Typer turns a KeyboardInterrupt (or our SIGTERM) into exit code 130
+            rundir.remove_claimed()
+            sys.exit(interrupt_exit_code(KeyboardInterrupt()))
+        raise

@@ -119,6 +119,7 @@ def _check_group_choices(overrides: list[str], extra_dirs: tuple[Path, ...], mul
 def compose(overrides: list[str], config_dir_extra: str | None = None, config_name: str = "config",
             with_hydra: bool = False, multirun: bool = False) -> DictConfig:
     """Compose the config as `genlab train OVERRIDES` would; any mistake becomes one GenlabError line."""
+    import yaml
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -137,7 +138,7 @@ def compose(overrides: list[str], config_dir_extra: str | None = None, config_na
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="train"):
             cfg = hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
-    except (HydraException, OmegaConfBaseException, ValueError) as err:
+    except (HydraException, OmegaConfBaseException, ValueError, yaml.YAMLError) as err:
         text = str(err)
         if "Cannot find primary config" in text:
             raise GenlabError(f"no root config named '{config_name}' (--config-name): genlab's own is 'config'; "
@@ -158,12 +159,15 @@ def did_you_mean(word: str, choices) -> str:
     """' (did you mean X?)' for the nearest of `choices`, or ''."""
     import difflib
 
-    choices = [c for c in choices if not word.startswith(f"{c}.")]  # `train` is no answer for train.foo
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if not close and "." in word:  # a mistyped last part: compare within the same section
+    choices = list(choices)
+    close = []
+    if "." in word:  # first the last part within its own section: train.epoch -> train.epochs
         head, _, tail = word.rpartition(".")
         tails = {c.rpartition(".")[2]: c for c in choices if c.rpartition(".")[0] == head}
         close = [tails[t] for t in difflib.get_close_matches(tail, list(tails), n=1, cutoff=0.6)]
+    if not close:  # then whole paths: trian.epochs -> train.epochs
+        choices = [c for c in choices if not word.startswith(f"{c}.")]  # `train` is no answer for train.foo
+        close = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
     return f" (did you mean {close[0]}?)" if close else ""
 
 
@@ -188,16 +192,15 @@ def _selections(overrides: list[str]) -> list[str]:
 
 def _check_added_keys(cfg: DictConfig, overrides: list[str], config_dir_extra, config_name) -> None:
     """`+train.foo=1` adds a key that nothing reads: refuse it, naming the nearest real key."""
-    added = [o[1:].partition("=")[0] for o in overrides
-             if o.startswith("+") and not o.startswith("++") and "=" in o]
+    added = [o.lstrip("+").partition("=")[0] for o in overrides if o.startswith("+") and "=" in o]
     added = [k for k in added if k.split("@")[0] not in _groups() and not k.startswith("hydra.")]
     if not added:
         return
     known = _leaf_keys(compose(_selections(overrides), config_dir_extra, config_name))
     for key in added:
         if key not in known:
-            raise GenlabError(f"unknown key {key}{did_you_mean(key, known)}: genlab reads no such key, so +{key} "
-                              "would be ignored; `genlab config show` prints every key")
+            raise GenlabError(f"unknown key {key}{did_you_mean(key, known)}: genlab reads no such key, so adding "
+                              "it would change nothing; `genlab config show` prints every key")
 
 
 def _one_line(err: Exception) -> str:
@@ -277,7 +280,7 @@ def _check_types(cfg: DictConfig, defaults: DictConfig, overrides: list[str]) ->
             raise GenlabError(f"{key} must be {kind}, got {new!r}: pass e.g. {hint}")
 
 
-def checked_config(overrides: list[str], line: CommandLine) -> DictConfig:
+def checked_config(overrides: list[str], line: CommandLine, validate_values: bool = True) -> DictConfig:
     """Compose one job's config (Hydra's part included) and check it as a run would: the types of the values
     set, the shared and model keys, and that nothing in it would run code or write outside the run folder."""
     from genlab.config import validate
@@ -287,7 +290,8 @@ def checked_config(overrides: list[str], line: CommandLine) -> DictConfig:
     check_config_safety(cfg)
     defaults = compose(_selections(overrides), line.config_dir, line.config_name)
     _check_types(cfg, defaults, overrides)
-    validate(cfg)
+    if validate_values:
+        validate(cfg)
     return cfg
 
 

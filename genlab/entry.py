@@ -30,12 +30,12 @@ def report_user_errors(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from genlab import rundir
-        from genlab.errors import Interrupted
+        from genlab.errors import interrupt_exit_code, raise_interrupted
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        previous = signal.signal(signal.SIGTERM, _raise_interrupted) if _main_thread() else None
+        rundir.lock(run_dir)  # outside the try: a run refused this folder must not clean up another's files
+        previous = signal.signal(signal.SIGTERM, raise_interrupted) if _main_thread() else None
         try:
-            rundir.lock(run_dir)
             return func(*args, **kwargs)
         except GenlabError as err:  # a TrainingStopped (NaN) too: a run with a checkpoint keeps its folder
             print(f"genlab: {err}", file=sys.stderr)
@@ -45,9 +45,12 @@ def report_user_errors(func):
             if (run_dir / "checkpoints" / "last.pt").is_file():
                 log.info(f"Continue with: {continue_command(run_dir)}")
             else:
-                log.info(f"stopped before the first checkpoint; removed what this run had written in {run_dir}")
+                log.info(f"stopped before the first step; removed what this run had written in {run_dir}")
             rundir.remove_failed_start(run_dir)
-            sys.exit(err.exit_code if isinstance(err, Interrupted) else 130)
+            sys.exit(interrupt_exit_code(err))
+        except BaseException:  # a bug (or CUDA out of memory): Hydra shows the traceback; nothing empty stays
+            rundir.remove_failed_start(run_dir)
+            raise
         finally:
             rundir.release(run_dir)
             if previous is not None:
@@ -60,13 +63,6 @@ def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def _raise_interrupted(signum, frame):
-    """SIGTERM outside the training loop (while loading): stop like Ctrl-C, not with nothing cleaned up."""
-    from genlab.errors import Interrupted
-
-    raise Interrupted(signum)
 
 
 def continue_command(run_dir: Path) -> str:

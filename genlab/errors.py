@@ -23,3 +23,19 @@ class Interrupted(KeyboardInterrupt):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+_received: list[int] = []
+
+
+def raise_interrupted(signum, frame):
+    """A signal handler: SIGTERM (timeout, SLURM pre-emption, kill) stops genlab like Ctrl-C does."""
+    _received.append(signum)
+    raise Interrupted(signum)
+
+
+def interrupt_exit_code(err: KeyboardInterrupt) -> int:
+    """128 + the signal that stopped genlab (a library may re-raise a plain KeyboardInterrupt on the way)."""
+    if isinstance(err, Interrupted):
+        return err.exit_code
+    return 128 + (_received[-1] if _received else signal.SIGINT)

@@ -30,8 +30,14 @@ def _key(path: Path) -> str:
     return str(Path(path).absolute().resolve())
 
 
+def _holds_run(folder: Path) -> bool:
+    """A run's records, in the folder itself or (a sweep folder) in one of its job folders."""
+    return any(any(folder.glob(pattern)) for pattern in
+               ("metrics.jsonl", "checkpoints/last.pt", "*/metrics.jsonl", "*/checkpoints/last.pt"))
+
+
 def claim(path: str | os.PathLike, timestamped: bool, resume: str | None = None) -> Path:
-    """Make the run (or sweep) folder before Hydra does, and remember what genlab owns in it."""
+    """Make and lock the run (or sweep) folder before Hydra writes into it; remember what genlab owns in it."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,20 +50,22 @@ def claim(path: str | os.PathLike, timestamped: bool, resume: str | None = None)
                 except FileExistsError:  # another run started in the same second
                     n += 1
                     candidate = path.with_name(f"{path.name}_{n}")
+            lock(candidate)
             os.environ[OWNED_ENV] = _key(candidate)
             _CLAIMED.append(candidate)
             return candidate
         if path.is_dir():
-            check_not_live(path)
-            holds_run = (path / "metrics.jsonl").is_file() or (path / "checkpoints" / "last.pt").is_file()
-            resuming_here = resume is not None and _key(Path(resume)).startswith(_key(path))
-            if holds_run and not resuming_here:
+            lock(path)  # first, so that what is recorded below cannot change under us
+            resuming_here = resume is not None and Path(resume).expanduser().resolve().is_relative_to(path.resolve())
+            if _holds_run(path) and not resuming_here:
+                release(path)
                 raise GenlabError(f"{path} already holds a genlab run: continue it with train.resume={path}, or "
                                   "pass a new hydra.run.dir")
             _EXISTING[_key(path)] = frozenset(os.listdir(path))
             _CLAIMED.append(path)
             return path
         path.mkdir()
+        lock(path)
         os.environ[OWNED_ENV] = _key(path)
         _CLAIMED.append(path)
         return path
@@ -66,24 +74,9 @@ def claim(path: str | os.PathLike, timestamped: bool, resume: str | None = None)
                           "pass hydra.run.dir=SOME/WRITABLE/PATH") from None
 
 
-def check_not_live(path: Path) -> None:
-    """One line if another live genlab run holds `path`."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    except BlockingIOError:
-        raise GenlabError(f"another genlab run is writing into {path}; wait for it or pass another "
-                          "hydra.run.dir") from None
-    finally:
-        os.close(fd)
-
-
 def lock(run_dir: Path) -> None:
-    """Hold the run folder for this process until release(); refuse a folder another live run holds."""
+    """Hold the run folder for this process until release(); refuse a folder another live run holds. On a
+    file system without flock (some NFS mounts) the run goes on unlocked."""
     key = _key(run_dir)
     if key in _LOCKS:
         return
@@ -94,6 +87,8 @@ def lock(run_dir: Path) -> None:
         os.close(fd)
         raise GenlabError(f"another genlab run is writing into {run_dir}; wait for it or pass another "
                           "hydra.run.dir") from None
+    except OSError:  # ENOLCK, ENOSYS: no locks here
+        pass
     _LOCKS[key] = fd
 
 
@@ -112,11 +107,21 @@ def owned(run_dir: Path) -> bool:
     return key == root or key.startswith(root + os.sep)
 
 
+def trained(run_dir: Path) -> bool:
+    """Did the run in `run_dir` save a checkpoint or log a training step? Then its folder stays."""
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        return True
+    from genlab.tracking import read_metrics
+
+    return any(r.get("step", 0) > 0 for r in read_metrics(run_dir / "metrics.jsonl"))
+
+
 def remove_failed_start(run_dir: Path) -> None:
-    """A run that stopped before it saved a checkpoint leaves nothing behind that it made: the whole folder
-    when genlab made it, else only the entries this run added to the user's folder. Never anything else."""
+    """A run that stopped before it saved a checkpoint or logged a step leaves nothing behind that it made:
+    the whole folder when genlab made it, else only the entries this run added to the user's folder. Never
+    anything else."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir() or (run_dir / "checkpoints" / "last.pt").is_file():
+    if not run_dir.is_dir() or trained(run_dir):
         return
     logging.shutdown()  # close train.log before deleting it
     existing = _EXISTING.get(_key(run_dir))
@@ -135,5 +140,5 @@ def remove_claimed() -> None:
     """After a stop outside any job (Ctrl-C or SIGTERM while Hydra starts): the claimed folder goes if it holds
     nothing of a run yet. A sweep folder keeps the jobs that saved checkpoints."""
     for folder in _CLAIMED:
-        if folder.is_dir() and not any(folder.rglob("last.pt")):
+        if folder.is_dir() and not trained(folder) and not any(trained(job) for job in folder.iterdir() if job.is_dir()):
             remove_failed_start(folder)

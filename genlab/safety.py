@@ -11,6 +11,7 @@ keeps every file Hydra writes inside the run folder.
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import PurePath
 from typing import Any
 
@@ -28,6 +29,13 @@ _LOG_CLASSES = {"logging.StreamHandler", "logging.FileHandler", "logging.NullHan
 _LOG_FACTORIES = {"colorlog.ColoredFormatter"}  # hydra-colorlog's `()` formatter
 _LOG_STREAMS = {"ext://sys.stdout", "ext://sys.stderr"}
 _RUN_DIR = "${hydra.runtime.output_dir}/"
+# under hydra.*, an interpolation may read Hydra's own keys or the time, never build a node from a string
+_INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
+_SAFE_INTERPOLATIONS = ("hydra.", "hydra:", "now:")
+_NODE_BUILDERS = ("oc.create", "oc.decode")
+# the parts of Hydra's config that it instantiates or hands to logging.config.dictConfig
+_HYDRA_BUILDS = ("hydra.launcher", "hydra.sweeper", "hydra.callbacks", "hydra.job_logging", "hydra.hydra_logging",
+                 "hydra.job.env_set")
 
 
 def _walk(node: Any, path: str):
@@ -70,6 +78,8 @@ def check_config_safety(cfg: DictConfig) -> None:
     """Raise GenlabError for anything in the composed config (hydra part included) that would run code or
     write outside the run folder."""
     for path, key, value in _walk(cfg, ""):
+        if isinstance(value, str) and "${" in value:
+            _check_interpolation(path, value)
         if key == "_target_":
             if not _inside(path, _TARGET_PLACES):
                 raise GenlabError(
@@ -101,6 +111,20 @@ def check_config_safety(cfg: DictConfig) -> None:
         logging_cfg = hydra.get(section)
         if logging_cfg is not None:
             _check_logging(logging_cfg, f"hydra.{section}")
+
+
+def _check_interpolation(path: str, value: str) -> None:
+    """`${oc.create:{...}}` would hide a whole node (a `_target_`, a logging class) from this check, and under
+    hydra.* an interpolation of a task key could bring one in: refuse both."""
+    for inner in _INTERPOLATION.findall(value):
+        inner = inner.strip()
+        if inner.startswith(_NODE_BUILDERS):
+            raise GenlabError(f"{path}={value}: genlab does not build config nodes from strings "
+                              f"({inner.split(':')[0]}); write the values out in YAML")
+        if _inside(path, _HYDRA_BUILDS) and not inner.startswith(_SAFE_INTERPOLATIONS):
+            raise GenlabError(f"{path}={value}: Hydra's plugin and logging settings may interpolate only hydra.* "
+                              "keys and now:, "
+                              f"not ${{{inner}}}")
 
 
 def _check_logging(node: DictConfig, where: str) -> None:

@@ -36,8 +36,7 @@ class Engine:
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scalers = {n: torch.amp.GradScaler(device.type, enabled=amp == "fp16") for n in names}
         self.skip_nonfinite = skip_nonfinite  # train.on_nan=skip: a non-finite loss or gradient changes nothing
-        self.skipped = 0  # updates skipped since the last applied one
-        self.skipped_total = 0
+        self.skipped = 0  # updates skipped so far (NanGuard compares it around each step)
 
     def autocast(self):
         if self.dtype is None:
@@ -48,16 +47,17 @@ class Engine:
         """zero_grad, backward, step; returns the global L2 norm of the (unscaled) gradients it applied."""
         scaler = self.scalers[name]
         optimizer.zero_grad(set_to_none=True)
+        if self.skip_nonfinite and not bool(torch.isfinite(loss.detach())):  # waits on the device: skip mode only
+            self.skipped += 1
+            return None
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads]))
-        if self.skip_nonfinite and not scaler.is_enabled() and not bool(torch.isfinite(loss.detach()) & torch.isfinite(norm)):
-            optimizer.zero_grad(set_to_none=True)
+        if self.skip_nonfinite and not scaler.is_enabled() and not bool(torch.isfinite(norm)):
+            optimizer.zero_grad(set_to_none=True)  # (with fp16 the GradScaler skips such a step itself)
             self.skipped += 1
-            self.skipped_total += 1
             return None
-        self.skipped = 0
         scaler.step(optimizer)
         scaler.update()
         if scaler.is_enabled() and not torch.isfinite(norm):
@@ -163,42 +163,40 @@ class StopRequest:
 class NanGuard:
     """train.on_nan. `stop`: the first step whose loss is not finite stops the run with one line naming the
     step and the scalar, before anything of that state is drawn or saved (checked at each log interval, sample
-    grid and checkpoint, so the hot loop does not wait on the device each step). `skip`: the Engine applied no
-    update for such a step; it is left out of the averages and counted as `nonfinite_skipped`."""
+    grid and checkpoint, so the loop does not wait on the device at every step). `skip`: the Engine applies no
+    update whose loss or gradients are not finite, the step's buffers (BatchNorm statistics, EMA codebooks) are
+    put back, its non-finite scalars are left out of the averages, and it counts in `nonfinite_skipped`; this
+    waits on the device at every step. 100 such steps in a row stop the run."""
 
     def __init__(self, mode: str, device: torch.device, engine: Engine):
         self.mode, self.device, self.engine = mode, device, engine
         self.pending: list[tuple[int, dict]] = []  # (step, its loss scalars) since the last check
-        self.skipped = 0
+        self.skipped = 0  # steps skipped since the last log
+        self.in_a_row = 0
 
     def step(self, model: GenerativeModel, batch, step: int) -> dict:
-        """One training step. In skip mode a step that skipped an update also leaves the buffers (BatchNorm
-        statistics, EMA codebooks) as they were, and its non-finite scalars are dropped."""
+        """One training step, watched."""
         if self.mode != "skip":
-            return self.add(step + 1, model.training_step(batch, step))
+            scalars = model.training_step(batch, step)
+            losses = {k: v for k, v in scalars.items() if "loss" in k and v is not None}
+            if losses:
+                self.pending.append((step + 1, losses))
+            return scalars
         buffers = [b.detach().clone() for b in model.buffers()]
-        skipped = self.engine.skipped_total
+        skipped = self.engine.skipped
         scalars = model.training_step(batch, step)
-        if self.engine.skipped_total != skipped:
-            with torch.no_grad():
-                for old, new in zip(buffers, model.buffers()):
-                    new.copy_(old)
-        return self.add(step + 1, scalars)
-
-    def add(self, step: int, scalars: dict) -> dict:
-        """Note one step's scalars; in skip mode return them without the non-finite ones."""
-        if self.mode == "skip":
-            finite = {k: v for k, v in scalars.items() if v is None or math.isfinite(float(v))}
-            self.skipped += len(finite) < len(scalars)
-            if self.engine.skipped >= 100:
-                raise TrainingStopped(f"step {step}: the loss or gradients were not finite for "
-                                      f"{self.engine.skipped} steps in a row (train.on_nan=skip); the run "
-                                      "diverged: try a lower optim.lr")
-            return finite
-        losses = {k: v for k, v in scalars.items() if "loss" in k and v is not None}
-        if losses:
-            self.pending.append((step, losses))
-        return scalars
+        if self.engine.skipped == skipped:
+            self.in_a_row = 0
+            return scalars
+        with torch.no_grad():
+            for old, new in zip(buffers, model.buffers()):
+                new.copy_(old)
+        self.skipped += 1
+        self.in_a_row += 1
+        if self.in_a_row >= 100:
+            raise TrainingStopped(f"step {step + 1}: the loss or gradients were not finite for {self.in_a_row} "
+                                  "steps in a row (train.on_nan=skip); the run diverged: try a lower optim.lr")
+        return {k: v for k, v in scalars.items() if v is None or math.isfinite(float(v))}
 
     def check(self, last_checkpoint: Path) -> None:
         pending, self.pending = self.pending, []
@@ -211,7 +209,7 @@ class NanGuard:
             for name, value in losses.items():
                 if not math.isfinite(float(value)):
                     where = (f"its last good checkpoint is {last_checkpoint}" if last_checkpoint.is_file()
-                             else "no checkpoint was saved before it, so no run folder is kept")
+                             else "no checkpoint was saved before it")
                     raise TrainingStopped(
                         f"step {step}: {name} is {float(value)} and the run stopped (train.on_nan=stop); {where}. "
                         "Lower optim.lr, or pass train.on_nan=skip to skip such steps")
@@ -250,12 +248,17 @@ class Trainer:
                 atomic_write(folder / f"epoch_{state['epoch']:03d}.pt",
                              lambda tmp: shutil.copyfile(folder / "last.pt", tmp))
         except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
-            reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
-            if "write" in reason.lower() or "file" in reason.lower():
-                reason = f"{reason}: is the disk full?" if isinstance(err, RuntimeError) else reason
-            kept = "the previous checkpoint is unchanged" if (folder / "last.pt").is_file() else "nothing was saved"
-            raise GenlabError(f"cannot write a checkpoint into {folder} ({reason}); {kept}. Free some space "
-                              "or pass hydra.run.dir=SOMEWHERE/ELSE, then resume") from None
+            import errno
+
+            kept = folder / "last.pt"
+            if isinstance(err, OSError) and err.errno in (errno.EEXIST, errno.ENOTDIR):
+                raise GenlabError(f"cannot write a checkpoint into {folder}: it is a file, not a folder; move it "
+                                  "away or pass hydra.run.dir=SOMEWHERE/ELSE") from None
+            reason = (err.strerror if isinstance(err, OSError) and err.strerror
+                      else f"{str(err).splitlines()[0]}: is the disk full?")
+            then = (f"the previous checkpoint is unchanged: free some space, then resume with train.resume={kept}"
+                    if kept.is_file() else "nothing was saved: free some space or pass hydra.run.dir=SOMEWHERE/ELSE")
+            raise GenlabError(f"cannot write a checkpoint into {folder} ({reason}); {then}") from None
 
     def restore(self, path: Path, model: GenerativeModel, engine: Engine) -> dict:
         # RNG states must stay CPU tensors; load_state_dict moves weights and optimiser state to the device.

@@ -59,7 +59,7 @@ def _one_line_error(out):
         (["device.ids=[abc]"], ["device.ids must be a list of GPU numbers"]),
         (["train.epochz=3"], ["unknown key train.epochz", "did you mean train.epochs?"]),
         (["train.epoch=3"], ["unknown key train.epoch", "did you mean train.epochs?"]),
-        (["+train.foo=1"], ["unknown key train.foo", "would be ignored"]),
+        (["+train.foo=1"], ["unknown key train.foo", "would change nothing"]),
         (["+train.epochz=3"], ["unknown key train.epochz", "did you mean train.epochs?"]),
         (["+train.epochs=3"], ["train.epochs already exists", "without the +"]),
         (["model=dcgn"], ["unknown model 'dcgn'", "did you mean dcgan?"]),

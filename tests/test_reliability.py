@@ -101,7 +101,6 @@ def test_hydra_callbacks_and_targets_are_refused(tmp_path, how):
 
 @pytest.mark.parametrize("override,expected", [
     ("hydra.launcher._target_=os.system", "must be a Hydra plugin"),
-    ("++model._target_=os.system", "does not instantiate _target_"),
     ("+hydra.job_logging.formatters.plain.class=os.system", "logging handlers must be standard"),
     ("hydra.job_logging.handlers.file.filename=/tmp/genlab_elsewhere.log", "inside the run folder"),
     ("hydra.output_subdir=../../elsewhere", "inside the run folder"),
@@ -115,6 +114,16 @@ def test_configs_cannot_run_code_or_write_elsewhere(override, expected):
 
     with pytest.raises(GenlabError, match=expected):
         checked_config(["train.epochs=1", override], CommandLine())
+
+
+def test_a_target_in_a_preset_is_refused(tmp_path):
+    from genlab.compose import CommandLine, checked_config
+    from genlab.errors import GenlabError
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "evil.yaml").write_text("# @package _global_\nmodel:\n  _target_: os.system\n")
+    with pytest.raises(GenlabError, match="model._target_=os.system: genlab .* does not instantiate _target_"):
+        checked_config(["experiment=evil"], CommandLine(config_dir=str(tmp_path)))
 
 
 def test_a_logging_factory_in_a_config_folder_is_refused(tmp_path):
@@ -169,20 +178,24 @@ def test_run_folders_started_in_the_same_second_are_distinct(tmp_path):
 
 
 def test_a_folder_a_live_run_holds_is_refused(tmp_path):
+    import fcntl
+
     from genlab import rundir
     from genlab.errors import GenlabError
 
     folder = tmp_path / "run"
     folder.mkdir()
-    rundir.lock(folder)
+    (folder / "live.txt").write_text("the live run's file")
+    held = os.open(folder, os.O_RDONLY)  # what a live run holds: an flock on its folder
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
         with pytest.raises(GenlabError, match="another genlab run is writing into"):
             rundir.claim(folder, timestamped=False)
         line = one_line_error(run_cli(["train", *TINY, f"hydra.run.dir={folder}"], tmp_path))
         assert "another genlab run is writing into" in line
     finally:
-        rundir.release(folder)
-    assert list(folder.iterdir()) == []
+        os.close(held)
+    assert [p.name for p in folder.iterdir()] == ["live.txt"]
 
 
 def test_a_folder_holding_a_finished_run_is_not_written_into(tmp_path):
@@ -267,20 +280,23 @@ def test_a_checkpoints_path_that_is_a_file_and_a_run_folder_under_proc(tmp_path)
     folder.mkdir()
     (folder / "checkpoints").write_text("my notes, not a folder")
     line = one_line_error(run_cli(["train", *TINY, f"hydra.run.dir={folder}"], tmp_path))
-    assert "cannot write a checkpoint" in line
+    assert "cannot write a checkpoint" in line and "is a file, not a folder" in line
     assert (folder / "checkpoints").read_text() == "my notes, not a folder"
-    assert sorted(p.name for p in folder.iterdir()) == ["checkpoints"]
+    assert not list(folder.glob(".*.tmp")) and not list(folder.glob("**/*.tmp"))
     line = one_line_error(run_cli(["train", *TINY, "hydra.run.dir=/proc/genlab_run"], tmp_path))
     assert "/proc/genlab_run" in line
 
 
-def test_a_diverging_run_stops_with_one_line(tmp_path):
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_record(tmp_path):
     out = run_cli(["train", "model=vae", "optim.lr=1e6", "train.epochs=2", "data.limit=256", "train.log_every=1",
                    "train.progress=none"], tmp_path)
     line = one_line_error(out)
     assert "train.on_nan=stop" in line and "loss is nan" in line and line.startswith("genlab: step ")
-    assert "no checkpoint was saved" in line
-    assert list((tmp_path / "outputs" / "vae_digits").iterdir()) == []  # nothing resumable: no folder
+    assert "no checkpoint was saved before it" in line
+    (run,) = (tmp_path / "outputs" / "vae_digits").iterdir()  # it logged steps before diverging: kept
+    records = [strict_json(text) for text in (run / "metrics.jsonl").read_text().splitlines()]
+    step = int(line.split()[2].rstrip(":"))
+    assert max(r["step"] for r in records) == step - 1 and (run / "curves.png").is_file()
 
 
 def test_metrics_jsonl_never_holds_nan_or_infinity(tmp_path):
@@ -457,3 +473,10 @@ def test_sigkill_at_random_moments_never_breaks_a_run_and_the_resumed_run_equals
     assert resumed["step"] == straight["step"] == 128
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
+
+
+def test_a_broken_yaml_in_a_config_folder_is_one_line(tmp_path):
+    (tmp_path / "my_configs" / "experiment").mkdir(parents=True)
+    (tmp_path / "my_configs" / "experiment" / "broken.yaml").write_text("model:\n  ngf: [1, 2\n")
+    line = one_line_error(run_cli(["train", "--config-dir", "my_configs", "experiment=broken"], tmp_path))
+    assert "line" in line and not (tmp_path / "outputs").exists()
