@@ -35,10 +35,14 @@ def losses(overrides: list[str]) -> dict[str, list[float]]:
     from genlab.compose import compose
     from genlab.entry import run_training
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the op order of a reduction may depend on the thread count
-    with tempfile.TemporaryDirectory() as run_dir:
-        run_training(compose([*COMMON, *overrides]), Path(run_dir))
-        records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    try:
+        with tempfile.TemporaryDirectory() as run_dir:
+            run_training(compose([*COMMON, *overrides]), Path(run_dir))
+            records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    finally:
+        torch.set_num_threads(threads)  # later tests compare in-process runs with CLI runs
     out: dict[str, list[float]] = {}
     for record in records:
         if record.get("step", 0) < 1:
