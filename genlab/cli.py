@@ -220,7 +220,8 @@ def evaluate(
     console = Console(stderr=True)
     result = evaluate_run(target, names, n, seed, torch.device(device), log=lambda line: console.print(line))
     record = {"genlab_version": genlab.__version__, "run": str(target.path), "checkpoint": str(target.checkpoint),
-              "step": target.step, "model": target.cfg.model.name, "data": target.cfg.data.name, **result}
+              "step": target.step, "model": target.cfg.model.name, "data": target.cfg.data.name,
+              "weights": "ema" if target.ema else "trained", **result}
     path = target.path / "metrics.json"
     try:
         atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))

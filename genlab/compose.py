@@ -54,6 +54,14 @@ class CommandLine:
 LAUNCHED: CommandLine | None = None  # the line `genlab train` handed to Hydra (for the resume hint)
 
 
+def shorthand(override: str) -> str:
+    """The short forms genlab accepts: optim.schedule=cosine is optim.schedule.name=cosine."""
+    key, sep, value = override.partition("=")
+    if key == "optim.schedule" and sep and value.isidentifier() and value != "null":
+        return f"optim.schedule.name={value}"
+    return override
+
+
 def parse_command_line(args: list[str]) -> CommandLine:
     line = CommandLine()
     i = 0
@@ -90,7 +98,7 @@ def parse_command_line(args: list[str]) -> CommandLine:
         elif arg.startswith("-"):
             raise GenlabError(f"unknown option {arg}: `genlab train --help` lists the options")
         else:
-            line.overrides.append(arg)
+            line.overrides.append(shorthand(arg))
         i += 1
     return line
 
@@ -131,7 +139,7 @@ def compose(overrides: list[str], config_dir_extra: str | None = None, config_na
         if not folder.is_dir():
             raise GenlabError(f"--config-dir {folder} is not a folder")
     _check_group_choices(overrides, extra, multirun)
-    overrides = list(overrides)
+    overrides = [shorthand(o) for o in overrides]
     if extra:
         overrides.append(f"hydra.searchpath=[file://{extra[0]}]")
     GlobalHydra.instance().clear()

@@ -82,6 +82,7 @@ def check_betas(cfg: DictConfig, key: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Everything that can be checked without building data or models. Raises GenlabError."""
     from genlab.registry import DATASETS, LOSSES, MODELS, load_all
+    from genlab.schedules import build_schedule
 
     load_all()
     model = MODELS[get(cfg, "model.name")]
@@ -107,6 +108,11 @@ def validate(cfg: DictConfig) -> None:
     check_int(cfg, "train.n_samples", minimum=1)
     check_choice(cfg, "train.progress", ("auto", "bar", "log", "none"))
     check_choice(cfg, "train.on_nan", ("stop", "skip"))
+    ema = check_float(cfg, "train.ema", optional=True)
+    if ema is not None and not 0 < ema < 1:
+        raise GenlabError(f"train.ema must be a decay in (0, 1), e.g. train.ema=0.999; got {ema}")
+    if ema is not None and not getattr(model, "ema_networks", ()):
+        raise GenlabError(f"train.ema: model {get(cfg, 'model.name')} names no network to average; drop train.ema")
     resume = get(cfg, "train.resume", None)
     if resume is not None and not isinstance(resume, str):
         raise GenlabError(f"train.resume must be a run folder, a checkpoint file or 'auto'; got {resume!r}")
@@ -119,6 +125,9 @@ def validate(cfg: DictConfig) -> None:
         check_float(cfg, f"{prefix}.weight_decay", minimum=0.0, optional=True)
         check_float(cfg, f"{prefix}.momentum", minimum=0.0, optional=True)
         check_betas(cfg, f"{prefix}.betas")
+    schedule = get(cfg, "optim.schedule", None)
+    build_schedule(OmegaConf.to_container(schedule, resolve=True) if schedule is not None else None,
+                   getattr(model, "default_schedule", {}))  # one line for a bad schedule, before any folder
     if name == "sgd" and get(cfg, "optim.nesterov", False) and not get(cfg, "optim.momentum", 0):
         raise GenlabError("optim.nesterov=true needs optim.momentum > 0")
 

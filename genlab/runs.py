@@ -28,10 +28,13 @@ class Run:
     spec: DataSpec
     model: GenerativeModel
     step: int
+    ema: bool = False  # the model holds the run's EMA weights
+
 
     @property
     def name(self) -> str:
-        return f"{self.cfg.model.name} on {self.cfg.data.name} ({self.path.name}, step {self.step})"
+        weights = ", EMA weights" if self.ema else ""
+        return f"{self.cfg.model.name} on {self.cfg.data.name} ({self.path.name}, step {self.step}{weights})"
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
@@ -54,10 +57,16 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
         raise GenlabError(f"{checkpoint} does not fit the {cfg.model.name} this genlab builds from its config "
                           f"({str(err).splitlines()[0]}); was it written by another genlab version?") from None
     model.load_extra_state(state.get("extra", {}))
+    if state.get("ema"):  # a run trained with train.ema draws with its averaged weights
+        from genlab.ema import build_ema
+
+        ema = build_ema(model, state["ema"]["decay"])
+        ema.load_state_dict(state["ema"])
+        ema.copy_to_networks()
     model.to(device).eval()
     # a checkpoint inside <run>/checkpoints/ belongs to that run; a loose one, to its own folder
     folder = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    return Run(folder, checkpoint, cfg, spec, model, int(state.get("step", 0)))
+    return Run(folder, checkpoint, cfg, spec, model, int(state.get("step", 0)), bool(state.get("ema")))
 
 
 def is_run(path: Path) -> bool:

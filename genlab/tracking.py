@@ -121,6 +121,7 @@ def draw_curves(records: list[dict], path: Path, groups: dict[str, list[str]], t
     names = sorted({k for r in records for k in r if k not in _NOT_CURVES})
     if not names:
         return
+    groups = {**groups, "learning rate": [n for n in names if n.startswith("lr/")]}
     panels = {g: [n for n in members if n in names] for g, members in groups.items()}
     panels = {g: m for g, m in panels.items() if m}
     grouped = {n for m in panels.values() for n in m}
@@ -166,7 +167,9 @@ class Tracker:
 
     def log_scalars(self, step: int, epoch: float, scalars: dict[str, float], elapsed: float) -> None:
         for name, value in scalars.items():
-            if name in _NOT_CURVES:
+            if "/" in name:  # lr/g: a tag of its own
+                tag = name
+            elif name in _NOT_CURVES:
                 tag = f"perf/{name}"
             elif name.startswith("test_"):
                 tag = f"test/{name[5:]}"

@@ -22,7 +22,9 @@ from genlab.checkpoint import atomic_write, find_checkpoint, load_checkpoint, rn
 from genlab.data import Data
 from genlab.errors import GenlabError, Interrupted, TrainingStopped
 from genlab.models import GenerativeModel
+from genlab.ema import build_ema
 from genlab.optim import describe
+from genlab.schedules import Schedule, build_schedule
 from genlab.tracking import Scatter, Tracker, read_metrics
 
 log = logging.getLogger("genlab")
@@ -160,6 +162,30 @@ class StopRequest:
         self._previous = {}
 
 
+class LearningRates:
+    """Writes base lr x schedule.factor(step) into every optimiser's param groups before each step. The
+    base is this run's optim settings, so the rate is a pure function of the step (exact resume)."""
+
+    def __init__(self, model: GenerativeModel, schedule: Schedule, total: int, steps_per_epoch: int):
+        self.optimizers = model.optimizers
+        self.base = {name: float(settings["lr"]) for name, settings in model.optimizer_settings.items()}
+        self.schedule, self.total, self.steps_per_epoch = schedule, total, steps_per_epoch
+        self.factor = None
+
+    def apply(self, step: int) -> None:
+        factor = self.schedule.factor(step, self.total, self.steps_per_epoch)
+        if factor == self.factor:
+            return
+        self.factor = factor
+        for name, optimizer in self.optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = self.base[name] * factor
+
+    def current(self) -> dict[str, float]:
+        """lr/<optimiser>: the rate the last step used."""
+        return {f"lr/{name}": float(opt.param_groups[0]["lr"]) for name, opt in self.optimizers.items()}
+
+
 class NanGuard:
     """train.on_nan. `stop`: the first step whose loss is not finite stops the run with one line naming the
     step and the scalar, before anything of that state is drawn or saved (checked at each log interval, sample
@@ -237,6 +263,7 @@ class Trainer:
             "epoch": epoch,  # the epoch in progress (== epochs done when batch == 0)
             "batch": batch,  # batches of that epoch already trained on
             "step": step,
+            **({"ema": self.ema.state_dict()} if getattr(self, "ema", None) is not None else {}),
         }
 
     def save(self, state: dict, keep: bool) -> None:
@@ -326,6 +353,9 @@ class Trainer:
         model.engine = engine
         guard = NanGuard(on_nan, self.device, engine)
         last_pt = self.run_dir / "checkpoints" / "last.pt"
+        schedule_cfg = self.cfg.optim.get("schedule")
+        schedule = build_schedule(OmegaConf.to_container(schedule_cfg, resolve=True) if schedule_cfg else None,
+                                  model.default_schedule)
 
         self.spec = data.spec
         batches = self.batches_per_epoch = len(data.train)
@@ -333,10 +363,16 @@ class Trainer:
         n_epochs = math.ceil(total / batches)
         epoch, start_batch, step = 0, 0, 0
         resume = resolve_resume(t.resume, self.run_dir)
+        state = self.restore(resume, model, engine) if resume is not None else {}
+        # after the restore: the average starts from the weights the run continues from
+        ema = self.ema = build_ema(model, t.get("ema"))
         if resume is not None:
-            state = self.restore(resume, model, engine)
             epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
             log.info(f"resumed from {resume} at epoch {epoch}, step {step}")
+            if ema is not None and state.get("ema"):
+                ema.load_state_dict(state["ema"])
+            elif ema is not None:
+                log.info("the checkpoint has no EMA weights: the average starts from its weights")
             if step >= total:
                 log.info(f"that run already reached step {step} of {total}: nothing to train "
                          "(raise train.epochs or train.steps to go on)")
@@ -348,7 +384,8 @@ class Trainer:
         log.info(f"{title}: {data.spec.n_train} training images, {batches} batches of {t.batch_size} per epoch, "
                  f"{total} steps on {self.device}")
         for name, settings in model.optimizer_settings.items():
-            log.info(f"  {name}: {params[name]:,} parameters, {describe(settings)}")
+            log.info(f"  {name}: {params[name]:,} parameters, {describe(settings)}, {schedule.describe()}")
+        rates = LearningRates(model, schedule, total, batches)
         log.info(f"  run folder: {self.run_dir}")
 
         if step == 0:
@@ -367,7 +404,10 @@ class Trainer:
                 for batch in data.train.epoch(epoch, start_batch):
                     if self.cfg.device.channels_last:
                         batch = (batch[0].contiguous(memory_format=torch.channels_last), batch[1])
+                    rates.apply(step)
                     scalars = guard.step(model, batch, step)
+                    if ema is not None:
+                        ema.update()
                     step += 1
                     start_batch += 1
                     images_seen += len(batch[0])
@@ -382,6 +422,7 @@ class Trainer:
                         window = {k: float(v) / counts[k] for k, v in sums.items()}
                         if guard.skipped:
                             window["nonfinite_skipped"], guard.skipped = float(guard.skipped), 0
+                        window.update(rates.current())
                         window["img_per_s"] = images_seen / max(now - clock, 1e-9)
                         tracker.log_scalars(step, epoch + start_batch / batches, window, now - started)
                         last.update(window)
@@ -431,7 +472,8 @@ class Trainer:
 
     def _visuals(self, model: GenerativeModel, tracker: Tracker, fixed, data: Data, step: int, epoch: int) -> None:
         # Visuals must not consume the training RNG, or a resumed run would diverge from a straight one.
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+        averaged = self.ema.applied() if self.ema is not None else contextlib.nullcontext()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), averaged:
             model.eval()
             visuals = model.visuals(fixed)
             scores = model.evaluate(data.evaluation.ordered())

@@ -64,6 +64,7 @@ class ACGAN(GenerativeModel):
     """Adam 2e-4, beta1 0.5 (the paper). Logs the report's four curves: d_loss, d_loss_label, g_loss, g_loss_label."""
 
     default_optim = {"lr": 2e-4, "betas": (0.5, 0.999)}
+    ema_networks = ("g",)  # the generator draws the samples
     curve_groups = {
         "source (real/fake)": ["d_loss", "g_loss"],
         "class": ["d_loss_label", "g_loss_label"],
@@ -93,9 +94,11 @@ class ACGAN(GenerativeModel):
         self.discriminator = ACGANDiscriminator(self.n_classes, spec.channels, spec.size, int(cfg.d_width),
                                                 norm=discriminator_norm(cfg, loss))
         self.apply(init_dcgan_weights)
+        # one container per optimiser, made once (a plain dict: not registered, so the state_dict is unchanged)
+        self._networks = {"g": nn.ModuleList([self.generator, self.code]), "d": self.discriminator}
 
     def networks(self):
-        return {"g": nn.ModuleList([self.generator, self.code]), "d": self.discriminator}
+        return self._networks
 
     def generate(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.generator(torch.cat([z, self.code(labels)], dim=1))

@@ -19,6 +19,8 @@ class GenerativeModel(nn.Module):
     """
 
     default_optim: dict = {"lr": 1e-3, "betas": (0.9, 0.999)}
+    default_schedule: dict = {}  # the paper's learning-rate schedule (genlab/schedules.py), where optim.schedule.* is null
+    ema_networks: tuple[str, ...] = ()  # the networks (names in networks()) that train.ema averages, e.g. ("g",)
     curve_groups: dict[str, list[str]] = {}
 
     def __init__(self):

@@ -83,6 +83,7 @@ class CGAN(GenerativeModel):
     """Adam 2e-4 for D and 4e-4 for G (the report's combined G step), beta1 0.5."""
 
     default_optim = {"lr": 2e-4, "betas": (0.5, 0.999), "g": {"lr": 4e-4}}
+    ema_networks = ("g",)  # the generator draws the samples
     curve_groups = GAN_CURVES
 
     @staticmethod
@@ -109,10 +110,12 @@ class CGAN(GenerativeModel):
                                                norm=discriminator_norm(cfg, loss),
                                                label_channels=bool(cfg.get("label_channels", True)))
         self.apply(init_dcgan_weights)
+        # one container per optimiser, made once (a plain dict: not registered, so the state_dict is unchanged)
+        self._networks = {"g": nn.ModuleList([self.generator, self.g_code]),
+                          "d": nn.ModuleList([self.discriminator, self.d_code])}
 
     def networks(self):
-        return {"g": nn.ModuleList([self.generator, self.g_code]), "d": nn.ModuleList([self.discriminator,
-                                                                                         self.d_code])}
+        return self._networks
 
     def training_step(self, batch, step):
         real, labels = batch

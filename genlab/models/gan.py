@@ -127,6 +127,7 @@ GAN_CURVES = {
 @MODELS.register("dcgan")
 class DCGAN(GenerativeModel):
     default_optim = {"lr": 2e-4, "betas": (0.5, 0.999)}
+    ema_networks = ("g",)  # the generator draws the samples
     curve_groups = GAN_CURVES
 
     @staticmethod

@@ -60,6 +60,7 @@ class InfoGAN(GenerativeModel):
     """Adam, D 2e-4 and G 1e-3, beta1 0.5 (Chen et al.'s MNIST settings)."""
 
     default_optim = {"lr": 2e-4, "betas": (0.5, 0.999), "g": {"lr": 1e-3}}
+    ema_networks = ("g",)  # the generator draws the samples
     curve_groups = {
         "losses": ["d_loss", "g_loss"],
         "mutual information": ["info_loss"],

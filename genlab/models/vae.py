@@ -96,6 +96,7 @@ class Decoder(nn.Module):
 @MODELS.register("vae")
 class VAE(GenerativeModel):
     default_optim = {"lr": 1e-3, "betas": (0.9, 0.999)}
+    ema_networks = ("vae",)
     curve_groups = {"loss": ["loss"], "reconstruction": ["recon_loss"], "KL": ["kl"],
                     "test -ELBO (nats)": ["test_nelbo"], "test bits/dim": ["test_bits_per_dim"]}
     scatter_points = 2000  # test images in the latent scatter

@@ -1,0 +1,142 @@
+"""The contract every family builds on: learning-rate schedules, the generator EMA, real network modules."""
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from genlab.schedules import build_schedule
+
+TINY = ["data.limit=128", "train.batch_size=32", "train.log_every=1", "train.epochs=4", "train.sample_every=100"]
+GAN = [*TINY, "model.ngf=8", "model.ndf=8"]
+
+
+def test_schedules_are_pure_functions_of_the_step():
+    spe, total = 10, 200  # 20 epochs of 10 steps
+    linear = build_schedule({"name": "linear", "decay_epochs": 10})  # pix2pix: constant, then linear to 0
+    assert [linear.factor(s, total, spe) for s in (0, 99)] == [1.0, 1.0]
+    assert linear.factor(100, total, spe) == 1.0 and linear.factor(150, total, spe) == pytest.approx(0.5)
+    assert linear.factor(199, total, spe) == pytest.approx(0.01)
+    step = build_schedule({"name": "step", "milestones": [5], "gamma": 0.1})  # SRGAN: 1e-4 then 1e-5
+    assert [step.factor(s, total, spe) for s in (0, 49, 50, 199)] == [1.0, 1.0, pytest.approx(0.1), pytest.approx(0.1)]
+    cosine = build_schedule({"name": "cosine", "min_ratio": 0.1})
+    assert cosine.factor(0, total, spe) == 1.0 and cosine.factor(100, total, spe) == pytest.approx(0.55)
+    warm = build_schedule({"warmup": 4})
+    assert [warm.factor(s, total, spe) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    # a model's paper default applies where optim.schedule.* is null, and a setting overrides it
+    assert build_schedule({"name": None}, {"name": "linear", "decay_epochs": 100}).name == "linear"
+    assert build_schedule({"name": "cosine"}, {"name": "linear"}).name == "cosine"
+
+
+def test_the_trainer_writes_and_logs_the_scheduled_rate(tmp_path, train):
+    train(tmp_path, *GAN, "optim.schedule=step", "optim.schedule.milestones=[2]", "optim.schedule.gamma=0.5")
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rates = {r["step"]: (r["lr/g"], r["lr/d"]) for r in records if "lr/g" in r}
+    assert rates[8] == (pytest.approx(2e-4), pytest.approx(2e-4)) and rates[9] == (pytest.approx(1e-4),) * 2
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert state["optimizers"]["g"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [round(e.value, 6) for e in events.Scalars("lr/g")][7:9] == [2e-4, 1e-4]
+
+
+def _interrupt_at(model_class, at_step, monkeypatch):
+    real = model_class.training_step
+
+    def step_then_ctrl_c(self, batch, step):
+        out = real(self, batch, step)
+        if step == at_step:
+            os.kill(os.getpid(), signal.SIGINT)  # the trainer finishes this step, saves, and stops
+        return out
+
+    monkeypatch.setattr(model_class, "training_step", step_then_ctrl_c)
+
+
+@pytest.mark.parametrize("model", ["dcgan", "vae"])
+def test_an_interrupted_run_with_a_schedule_and_ema_resumes_exactly(tmp_path, train, monkeypatch, model):
+    from genlab.errors import Interrupted
+    from genlab.models.gan import DCGAN
+    from genlab.models.vae import VAE
+
+    settings = [*(GAN if model == "dcgan" else TINY), f"model={model}", "train.ema=0.9", "optim.schedule=linear",
+                "optim.schedule.decay_epochs=2"]
+    train(tmp_path / "straight", *settings)
+    with monkeypatch.context() as patch:
+        _interrupt_at(DCGAN if model == "dcgan" else VAE, 9, patch)  # mid-epoch, inside the decay
+        with pytest.raises(Interrupted):
+            train(tmp_path / "first", *settings)
+    first = torch.load(tmp_path / "first" / "checkpoints" / "last.pt", weights_only=True)
+    assert (first["step"], first["epoch"], first["batch"]) == (10, 2, 2)
+    train(tmp_path / "resumed", *settings, f"train.resume={tmp_path / 'first'}")
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 16
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    for name in a["ema"]["shadow"]:
+        assert all(torch.equal(x, y) for x, y in zip(a["ema"]["shadow"][name], b["ema"]["shadow"][name]))
+    assert a["ema"]["updates"] == b["ema"]["updates"] == 16
+    for name in a["optimizers"]:
+        assert a["optimizers"][name]["param_groups"][0]["lr"] == b["optimizers"][name]["param_groups"][0]["lr"]
+    # and the EMA really is an average: not the trained weights
+    ema_g = dict(zip([k for k, _ in _named_tensors(a, model)], a["ema"]["shadow"][next(iter(a["ema"]["shadow"]))]))
+    assert any(not torch.equal(a["model"][k], v) for k, v in ema_g.items())
+
+
+def _named_tensors(state, model):
+    """The state_dict keys of the averaged network, in the order EMA keeps them (parameters, then buffers)."""
+    from genlab.compose import compose
+    from genlab.data import DataSpec
+    from genlab.models import build_model
+
+    cfg = compose([f"model={model}", *([] if model == "vae" else ["model.ngf=8", "model.ndf=8"])])
+    net_model = build_model(cfg, DataSpec(**state["spec"]))
+    name = net_model.ema_networks[0]
+    net = net_model.networks()[name]
+    ids = {id(t): k for k, t in [*net_model.named_parameters(), *net_model.named_buffers()]}
+    return [(ids[id(t)], t) for t in [*net.parameters(), *net.buffers()]]
+
+
+def test_sample_and_eval_use_the_ema_weights(tmp_path, train):
+    from genlab.runs import load_run
+
+    train(tmp_path / "run", *GAN, "train.ema=0.9")
+    run = load_run(tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert run.ema and "EMA weights" in run.name
+    live = [*run.model.networks()["g"].parameters(), *run.model.networks()["g"].buffers()]
+    assert all(torch.equal(t, s) for t, s in zip(live, state["ema"]["shadow"]["g"]))
+    assert not all(torch.equal(run.model.state_dict()[k], state["model"][k]) for k in state["model"])
+
+
+def test_networks_are_real_modules_made_once(compose):
+    from genlab.data import DataSpec
+    from genlab.models import build_model
+
+    spec = DataSpec("digits", 1, 16, 10, class_names=[str(i) for i in range(10)])
+    for name in ("dcgan", "cgan", "acgan", "infogan", "vae", "cvae", "vqvae"):
+        model = build_model(compose(f"model={name}", "data.size=16"), spec)
+        first, second = model.networks(), model.networks()
+        assert all(first[k] is second[k] for k in first), name  # EMA, compile and DDP wrap these objects
+        owned = {id(p) for p in model.parameters()}
+        assert all(id(p) in owned for net in first.values() for p in net.parameters()), name
+        assert set(model.ema_networks) <= set(first), name
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["model=vqvae", "train.ema=0.999"], "names no network to average"),
+    (["train.ema=1.5"], "train.ema must be a decay in (0, 1)"),
+    (["optim.schedule=bogus"], "optim.schedule.name must be one of constant, linear, step, cosine"),
+    (["optim.schedule=step"], "needs optim.schedule.milestones"),
+])
+def test_bad_schedule_and_ema_settings_are_one_line(overrides, expected):
+    from genlab.compose import check_command_line
+    from genlab.errors import GenlabError
+
+    with pytest.raises(GenlabError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        check_command_line(["train.epochs=1", *overrides])
