@@ -335,8 +335,9 @@ def check_command_line(args: list[str]) -> CommandLine:
         if resume == "auto" and line.multirun:
             raise GenlabError("train.resume=auto picks one earlier run; in a sweep (-m) pass each job its own "
                               "train.resume=RUN_FOLDER")
-        if resume not in (None, "auto"):
-            load_checkpoint(resume)  # a folder, a file, and one that loads safely: before any run folder exists
+        for path in (resume if resume not in (None, "auto") else None, cfg.train.get("init_from")):
+            if path is not None:
+                load_checkpoint(path)  # a folder, a file, and one that loads safely: before any run folder exists
         key = "hydra.sweep.dir" if line.multirun else "hydra.run.dir"
         out = OmegaConf.select(cfg, key)
         check_writable(out)

@@ -86,7 +86,11 @@ def validate(cfg: DictConfig) -> None:
 
     load_all()
     model = MODELS[get(cfg, "model.name")]
-    DATASETS[get(cfg, "data.name")]
+    dataset = DATASETS[get(cfg, "data.name")]
+    kind = getattr(dataset, "kind", "images")
+    if kind not in model.accepts:
+        raise GenlabError(f"model={get(cfg, 'model.name')} trains on {' or '.join(model.accepts)} data, and "
+                          f"data={get(cfg, 'data.name')} gives {kind}: pick a matching pair (`genlab list`)")
     LOSSES[get(cfg, "loss.name")]
 
     loss_keys = get(cfg, "loss")
@@ -113,6 +117,12 @@ def validate(cfg: DictConfig) -> None:
         raise GenlabError(f"train.ema must be a decay in (0, 1), e.g. train.ema=0.999; got {ema}")
     if ema is not None and not getattr(model, "ema_networks", ()):
         raise GenlabError(f"train.ema: model {get(cfg, 'model.name')} names no network to average; drop train.ema")
+    init_from = get(cfg, "train.init_from", None)
+    if init_from is not None and not isinstance(init_from, str):
+        raise GenlabError(f"train.init_from must be a run folder or a checkpoint file; got {init_from!r}")
+    if init_from is not None and get(cfg, "train.resume", None) is not None:
+        raise GenlabError("train.init_from starts a new run from another's weights and train.resume continues a "
+                          "run: pass one of them")
     resume = get(cfg, "train.resume", None)
     if resume is not None and not isinstance(resume, str):
         raise GenlabError(f"train.resume must be a run folder, a checkpoint file or 'auto'; got {resume!r}")

@@ -82,7 +82,7 @@ def classifier_key(spec, data_cfg) -> str:
 @torch.no_grad()
 def accuracy(model: nn.Module, batches) -> float:
     right = total = 0
-    for x, y in batches:
+    for x, y in ((b["image"], b["label"]) for b in batches):
         right += int((model(x).argmax(1) == y).sum())
         total += len(y)
     return right / max(total, 1)
@@ -112,7 +112,7 @@ def domain_classifier(data, data_cfg, device, log=print) -> tuple[DomainClassifi
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=epochs * batches)
     model.train()
     for epoch in range(epochs):
-        for x, y in data.train.epoch(epoch):
+        for x, y in ((b["image"], b["label"]) for b in data.train.epoch(epoch)):
             # small shifts: the classifier should judge shapes, not exact pixel positions
             shift = torch.randint(-2, 3, (2,), generator=generator).tolist()
             x = torch.roll(x, shifts=shift, dims=(2, 3))
@@ -271,7 +271,7 @@ class Context:
             if source is None or source.n_images == 0:
                 raise MetricUnavailable(f"{self.data.spec.name} has no {split} split")
             parts = list(source.ordered(limit=limit, batch_size=500))
-            self._real[key] = (torch.cat([x.cpu() for x, _ in parts]), torch.cat([y.cpu() for _, y in parts]))
+            self._real[key] = (torch.cat([b["image"].cpu() for b in parts]), torch.cat([b["label"].cpu() for b in parts]))
         return self._real[key]
 
     @property

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import genlab
 from genlab.checkpoint import atomic_write, find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from genlab.data import Data
+from genlab.data import Batch, Data
 from genlab.errors import GenlabError, Interrupted, TrainingStopped
 from genlab.models import GenerativeModel
 from genlab.ema import build_ema
@@ -324,6 +324,27 @@ class Trainer:
         self._copy_history(path, state["step"], state["epoch"])
         return state
 
+    def init_from(self, source: str, model: GenerativeModel) -> None:
+        """train.init_from: another run's weights through the model's init_weights hook; the optimisers, the
+        step and the history start fresh. init_from.txt records the source."""
+        path = find_checkpoint(source)
+        state = load_checkpoint(path, map_location="cpu")
+        source_model, own = state["config"]["model"]["name"], self.cfg.model.name
+        taken = model.init_weights(source_model, state["model"])
+        if taken is None:
+            if source_model != own:
+                raise GenlabError(f"train.init_from={source}: a {own} run cannot start from a {source_model} run "
+                                  f"(the {own} model maps no weights from it); pass a {own} run")
+            try:
+                model.load_state_dict(state["model"])
+            except RuntimeError as err:
+                raise GenlabError(f"train.init_from={source}: its weights do not fit this model "
+                                  f"({str(err).splitlines()[0]}); use the same model.* settings") from None
+            taken = "all weights"
+        (self.run_dir / "init_from.txt").write_text(
+            f"{path.resolve()}\nmodel {source_model}, step {state.get('step', 0)}\n{taken}\n")
+        log.info(f"started from {path} ({source_model}, step {state.get('step', 0)}): {taken}")
+
     def _copy_history(self, checkpoint: Path, step: int, epoch: int) -> None:
         """A resumed run's folder gets the earlier history, so it stands alone (curves, samples, TensorBoard)."""
         old_run = checkpoint.parent.parent
@@ -364,6 +385,8 @@ class Trainer:
         epoch, start_batch, step = 0, 0, 0
         resume = resolve_resume(t.resume, self.run_dir)
         state = self.restore(resume, model, engine) if resume is not None else {}
+        if t.get("init_from"):
+            self.init_from(t.init_from, model)
         # after the restore: the average starts from the weights the run continues from
         ema = self.ema = build_ema(model, t.get("ema"))
         if resume is not None:
@@ -403,14 +426,15 @@ class Trainer:
                 model.train()
                 for batch in data.train.epoch(epoch, start_batch):
                     if self.cfg.device.channels_last:
-                        batch = (batch[0].contiguous(memory_format=torch.channels_last), batch[1])
+                        batch = Batch({k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                                       for k, v in batch.items()})
                     rates.apply(step)
                     scalars = guard.step(model, batch, step)
                     if ema is not None:
                         ema.update()
                     step += 1
                     start_batch += 1
-                    images_seen += len(batch[0])
+                    images_seen += batch.size
                     for k, v in scalars.items():
                         if v is None:  # e.g. no gradient norm on a step that mixed precision skipped
                             continue
@@ -483,9 +507,9 @@ class Trainer:
             if isinstance(scatter, Scatter):
                 tracker.log_scatter(step, epoch, name, scatter)
         scalars = {k: v for k, v in scores.items() if isinstance(v, float)}
-        if "samples" in visuals and len(fixed[0]) > 1:
+        if "samples" in visuals and "image" in fixed and fixed.size > 1:
             # how spread out the fixed-noise samples are, relative to the real fixed batch: near 0 = collapse
-            real = pairwise_spread(fixed[0])
+            real = pairwise_spread(fixed["image"])
             scalars["sample_diversity"] = pairwise_spread(visuals["samples"]) / real if real > 0 else float("nan")
         if scalars:
             tracker.log_scalars(step, epoch, scalars, time.perf_counter() - self.started)

@@ -4,9 +4,10 @@ import math
 
 import pytest
 import torch
+
 from omegaconf import OmegaConf
 
-from genlab.data import DataSpec
+from genlab.data import Batch, DataSpec
 from genlab.errors import GenlabError
 from genlab.models.cvae import CVAE
 from genlab.models.vae import VAE, project_2d, reconstruction_nll
@@ -54,7 +55,7 @@ def test_cvae_samples_requested_classes_and_draws_class_rows():
     assert model.sample(5, labels=2).shape == (5, 1, 16, 16)
     with pytest.raises(GenlabError, match="from 0 to 9"):
         model.sample(2, labels=[10])
-    visuals = model.visuals((torch.rand(16, 1, 16, 16) * 2 - 1, torch.arange(16) % 10))
+    visuals = model.visuals(Batch(image=torch.rand(16, 1, 16, 16) * 2 - 1, label=torch.arange(16) % 10))
     assert visuals["classes"].shape == (80, 1, 16, 16)  # 10 class rows of 8
     assert model.visual_row_titles()["classes"] == DIGITS.class_names
     with pytest.raises(GenlabError, match="has no classes"):
@@ -67,7 +68,7 @@ def test_cvae_training_step_reads_the_batch_labels():
     from genlab.trainer import Engine
 
     model.engine = Engine(torch.device("cpu"), "none", model.optimizers)
-    scalars = model.training_step((torch.rand(8, 1, 16, 16) * 2 - 1, torch.arange(8)), 0)
+    scalars = model.training_step(Batch(image=torch.rand(8, 1, 16, 16) * 2 - 1, label=torch.arange(8)), 0)
     assert {"loss", "recon_loss", "kl"} <= scalars.keys() and all(math.isfinite(float(v)) for v in scalars.values())
 
 
@@ -76,7 +77,7 @@ def test_test_elbo_is_reconstruction_nll_plus_kl_in_nats_and_bits_per_dim():
     torch.manual_seed(0)
     model = VAE(vae_cfg(recon="mse"), DIGITS)
     x, labels = torch.rand(10, 1, 16, 16) * 2 - 1, torch.arange(10)
-    scores = model.evaluate([(x[:6], labels[:6]), (x[6:], labels[6:])])
+    scores = model.evaluate([Batch(image=x[:6], label=labels[:6]), Batch(image=x[6:], label=labels[6:])])
     # recompute by hand with the same fixed-seed noise
     generator = torch.Generator().manual_seed(0)
     total = 0.0
@@ -103,7 +104,7 @@ def test_gaussian_nll_of_the_mse_decoder_is_a_normalised_density():
 def test_latent_scatter_projects_by_pca_and_keeps_the_classes():
     model = VAE(vae_cfg(), DIGITS)
     x, labels = torch.rand(12, 1, 16, 16) * 2 - 1, torch.arange(12) % 10
-    scatter = model.evaluate([(x, labels)])["latents"]
+    scatter = model.evaluate([Batch(image=x, label=labels)])["latents"]
     assert scatter.points.shape == (12, 2) and torch.equal(scatter.labels, labels)
     assert "PCA of 4-D" in scatter.title
     # PCA: the first axis carries the most variance of points stretched along a known direction
@@ -254,13 +255,13 @@ def test_image_folders_joins_folders_as_classes_with_a_held_out_split(tmp_path):
     data = build_data(cfg, batch_size=8, seed=0, device=torch.device("cpu"))
     assert data.spec.class_names == ["digit_0", "digit_1"] and data.spec.n_classes == 2
     assert (data.spec.n_train, data.spec.n_test) == (72, 8)
-    test_labels = torch.cat([y for _, y in data.test.ordered()])
+    test_labels = torch.cat([b["label"] for b in data.test.ordered()])
     assert test_labels.tolist().count(0) == test_labels.tolist().count(1) == 4  # each folder keeps its share
-    images, labels = torch.cat([x for x, _ in data.train.ordered()]), torch.cat([y for _, y in data.train.ordered()])
+    images, labels = torch.cat([b["image"] for b in data.train.ordered()]), torch.cat([b["label"] for b in data.train.ordered()])
     assert images.shape == (72, 1, 16, 16) and labels.tolist() == [0] * 36 + [1] * 36
     # subsets are spread over the folders, not the first folder only: the fixed batch shows both classes
-    assert data.fixed_batch(4)[1].tolist() == [0, 0, 1, 1]
-    assert torch.cat([y for _, y in data.train.ordered(limit=6)]).tolist() == [0, 0, 0, 1, 1, 1]
+    assert data.fixed_batch(4)["label"].tolist() == [0, 0, 1, 1]
+    assert torch.cat([b["label"] for b in data.train.ordered(limit=6)]).tolist() == [0, 0, 0, 1, 1, 1]
     for bad, message in (([str(zeros)], "at least two folders"), ([str(zeros), str(tmp_path / "none")], "not a folder")):
         with pytest.raises(GenlabError, match=message):
             build_data(OmegaConf.merge(cfg, {"folders": bad}), 8, 0, torch.device("cpu"))

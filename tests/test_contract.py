@@ -140,3 +140,102 @@ def test_bad_schedule_and_ema_settings_are_one_line(overrides, expected):
 
     with pytest.raises(GenlabError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         check_command_line(["train.epochs=1", *overrides])
+
+
+def test_batches_are_named_and_a_model_refuses_data_of_another_kind(monkeypatch):
+    from genlab.compose import check_command_line
+    from genlab.data import Batch, build_data
+    from genlab.errors import GenlabError
+    from genlab.registry import DATASETS, load_all
+
+    from genlab.compose import compose
+
+    data = build_data(compose(["data.size=16", "data.limit=64"]).data, batch_size=16, seed=0,
+                      device=torch.device("cpu"))
+    batch = next(data.train.epoch(0))
+    assert isinstance(batch, Batch) and list(batch) == ["image", "label"] and batch.size == 16
+    assert isinstance(data.fixed_batch(8), Batch) and all(isinstance(b, Batch) for b in data.evaluation.ordered())
+
+    load_all()
+    monkeypatch.setattr(DATASETS["digits"], "kind", "vectors", raising=False)  # as a 2-D density set will be
+    with pytest.raises(GenlabError, match="model=dcgan trains on images data, and data=digits gives vectors"):
+        check_command_line(["train.epochs=1"])
+
+
+def _student_and_teacher():
+    """Two test-only models of a family to come: a 'student' GAN that starts its generator from a DCGAN run
+    (as SRGAN starts from SRResNet) and adds a loss computed by a fixed feature network (as SRGAN's VGG)."""
+    from torch import nn
+
+    from genlab.models.gan import DCGAN
+    from genlab.registry import MODELS, load_all
+
+    load_all()
+    if "test_student" in MODELS:
+        return MODELS["test_student"]
+
+    @MODELS.register("test_student")
+    class Student(DCGAN):
+        def init_weights(self, source_model, state):
+            if source_model != "dcgan":
+                return None
+            generator = {k[len("generator."):]: v for k, v in state.items() if k.startswith("generator.")}
+            self.generator.load_state_dict(generator)
+            return f"the generator ({len(generator)} tensors); the discriminator starts fresh"
+
+        def training_step(self, batch, step):
+            features = self.loss_network("features", lambda: nn.Conv2d(1, 4, 3, padding=1))
+            out = super().training_step(batch, step)
+            out["feature_mean"] = features(batch["image"]).abs().mean().detach()
+            return out
+
+    return Student
+
+
+def test_init_from_takes_another_models_weights_through_its_hook(tmp_path, train):
+    _student_and_teacher()
+    train(tmp_path / "teacher", *GAN, "train.epochs=1")
+    teacher = torch.load(tmp_path / "teacher" / "checkpoints" / "last.pt", weights_only=True)
+    # a tiny rate: after one step the weights are still the ones the run started from
+    train(tmp_path / "student", *GAN, "model.name=test_student", "train.steps=1", "optim.lr=1e-12",
+          f"train.init_from={tmp_path / 'teacher'}")
+    student = torch.load(tmp_path / "student" / "checkpoints" / "last.pt", weights_only=True)
+    assert student["step"] == 1 and "ema" not in student
+    for key, value in teacher["model"].items():
+        same = torch.allclose(value.float(), student["model"][key].float(), atol=1e-6)
+        assert same == key.startswith("generator.") or "num_batches_tracked" in key or "running" in key, key
+    record = (tmp_path / "student" / "init_from.txt").read_text()
+    assert str((tmp_path / "teacher" / "checkpoints" / "last.pt").resolve()) in record and "the generator" in record
+    assert student["optimizers"]["g"]["state"][0]["step"] == 1  # a fresh optimiser: one step, not the teacher's
+    assert not (tmp_path / "student" / "resumed_from.txt").exists()
+
+
+def test_a_run_with_a_loss_network_loads_and_samples_without_it(tmp_path, train):
+    from genlab.runs import generate, load_run
+
+    _student_and_teacher()
+    last = train(tmp_path, *GAN, "model.name=test_student", "train.steps=2")
+    assert last["feature_mean"] > 0  # the loss network ran
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    from genlab.compose import compose
+    from genlab.data import DataSpec
+    from genlab.models import build_model
+
+    plain = build_model(compose([*GAN, "model=dcgan"]), DataSpec(**state["spec"]))
+    assert set(state["model"]) == set(plain.state_dict())  # a plain DCGAN's tensors: none of the loss network
+    run = load_run(tmp_path)
+    images = torch.cat([part for part, _ in generate(run.model, 4, 0, None)])
+    assert images.shape == (4, 1, 32, 32) and "_loss_networks" not in run.model.__dict__
+
+
+def test_init_from_refuses_a_model_without_a_mapping_and_a_resume_beside_it(tmp_path, train):
+    from genlab.compose import check_command_line
+    from genlab.errors import GenlabError
+
+    train(tmp_path / "vae", *TINY, "model=vae", "train.epochs=1")
+    with pytest.raises(GenlabError, match="a dcgan run cannot start from a vae run"):
+        train(tmp_path / "gan", *GAN, f"train.init_from={tmp_path / 'vae'}")
+    with pytest.raises(GenlabError, match="pass one of them"):
+        check_command_line([f"train.init_from={tmp_path / 'vae'}", f"train.resume={tmp_path / 'vae'}"])
+    with pytest.raises(GenlabError, match="no run folder or checkpoint"):
+        check_command_line(["train.init_from=/no/such/run"])

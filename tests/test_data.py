@@ -59,12 +59,12 @@ def test_idx_datasets_read_torchvision_layout(tmp_path, name, sub, gz):
     data = build_data(data_cfg(name, tmp_path), batch_size=8, seed=0, device=CPU)
     assert (data.spec.channels, data.spec.size, data.spec.n_classes) == (1, 28, 10)
     assert (data.spec.n_train, data.spec.n_test) == (40, 12)
-    images, labels = data.fixed_batch(12)  # the first test images in file order
+    images, labels = data.fixed_batch(12).values()  # the first test images in file order
     assert torch.equal(as_uint8(images)[:, 0], torch.from_numpy(arrays["t10k-images-idx3-ubyte"].astype(np.uint8)))
     assert labels.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
     batches = list(data.train.epoch(0))
-    assert len(batches) == 5 and all(b[0].shape == (8, 1, 28, 28) for b in batches)
-    seen = torch.cat([as_uint8(b[0]) for b in batches])[:, 0]
+    assert len(batches) == 5 and all(b["image"].shape == (8, 1, 28, 28) for b in batches)
+    seen = torch.cat([as_uint8(b["image"]) for b in batches])[:, 0]
     train = torch.from_numpy(arrays["train-images-idx3-ubyte"].astype(np.uint8))
     assert sorted(map(bytes, seen.numpy())) == sorted(map(bytes, train.numpy()))  # a permutation of the data
 
@@ -72,7 +72,7 @@ def test_idx_datasets_read_torchvision_layout(tmp_path, name, sub, gz):
 def test_idx_resized_and_limited(tmp_path):
     write_mnist_like(tmp_path / "MNIST" / "raw")
     data = build_data(data_cfg("mnist", tmp_path, size=32, limit=16), batch_size=8, seed=0, device=CPU)
-    assert data.spec.n_train == 16 and next(data.train.epoch(0))[0].shape == (8, 1, 32, 32)
+    assert data.spec.n_train == 16 and next(data.train.epoch(0))["image"].shape == (8, 1, 32, 32)
 
 
 def test_truncated_idx_is_one_clear_error(tmp_path):
@@ -107,7 +107,7 @@ def test_cifar10_python_pickles(tmp_path):
         written[name] = entry
     data = build_data(data_cfg("cifar10", tmp_path, size=32), batch_size=10, seed=0, device=CPU)
     assert (data.spec.channels, data.spec.n_train, data.spec.n_test, data.spec.n_classes) == (3, 30, 5, 10)
-    images, labels = data.fixed_batch(5)
+    images, labels = data.fixed_batch(5).values()
     expected = torch.from_numpy(written["test_batch"]["data"].reshape(5, 3, 32, 32))
     assert torch.equal(as_uint8(images), expected)
     assert labels.tolist() == written["test_batch"]["labels"]
@@ -132,7 +132,7 @@ def test_celeba_folder_layout_with_partition(tmp_path):
     cfg = data_cfg("celeba", tmp_path, size=16, crop=130)
     data = build_data(cfg, batch_size=4, seed=0, device=CPU)
     assert (data.spec.n_train, data.spec.n_test, data.spec.channels) == (8, 4, 3)
-    batch = next(data.train.epoch(0))[0]
+    batch = next(data.train.epoch(0))["image"]
     assert batch.shape == (4, 3, 16, 16)
     red = batch[:, 0].mean().item(), batch[:, 2].mean().item()
     assert red[0] > 0.9 and red[1] < -0.9
@@ -146,7 +146,7 @@ def test_image_folder_with_class_subfolders_and_flat(tmp_path):
     data = build_data(data_cfg("image_folder", tmp_path / "two", size=16, channels=3), batch_size=4, seed=0,
                       device=CPU)
     assert data.spec.n_classes == 2 and data.spec.class_names == ["anime", "cartoon"]
-    images, labels = data.fixed_batch(8)
+    images, labels = data.fixed_batch(8).values()
     assert images.shape == (8, 3, 16, 16)
     assert labels.tolist() == [0] * 4 + [1] * 4
     assert (images[:4, 0] > 0.9).all() and (images[4:, 1] > 0.9).all()
@@ -166,17 +166,17 @@ def test_empty_image_folder_is_one_clear_error(tmp_path):
 def test_digits_is_embedded_and_split():
     data = build_data(data_cfg("digits", None, size=32), batch_size=64, seed=0, device=CPU)
     assert (data.spec.n_train, data.spec.n_test, data.spec.n_classes) == (1438, 359, 10)
-    x, y = next(data.train.epoch(0))
+    x, y = next(data.train.epoch(0)).values()
     assert x.shape == (64, 1, 32, 32) and -1 <= x.min() < x.max() <= 1 and y.max() < 10
 
 
 def test_batch_order_is_a_function_of_seed_and_epoch():
     images = torch.arange(20, dtype=torch.uint8).view(20, 1, 1, 1).expand(20, 1, 2, 2).contiguous()
     source = TensorBatches(images, torch.arange(20), batch_size=4, seed=3, device=CPU)
-    first = [b[1].tolist() for b in source.epoch(0)]
-    assert first == [b[1].tolist() for b in source.epoch(0)]
-    assert first != [b[1].tolist() for b in source.epoch(1)]
-    assert [b[1].tolist() for b in source.epoch(0, start_batch=2)] == first[2:]
+    first = [b["label"].tolist() for b in source.epoch(0)]
+    assert first == [b["label"].tolist() for b in source.epoch(0)]
+    assert first != [b["label"].tolist() for b in source.epoch(1)]
+    assert [b["label"].tolist() for b in source.epoch(0, start_batch=2)] == first[2:]
 
 
 @pytest.mark.skipif(not FASHION_SYSTEM.is_dir(), reason="apt-get install dataset-fashion-mnist")
@@ -184,5 +184,5 @@ def test_real_fashion_mnist_from_the_debian_package(tmp_path):
     data = build_data(data_cfg("fashion_mnist", tmp_path, size=32), batch_size=64, seed=0, device=CPU)
     assert (data.spec.n_train, data.spec.n_test) == (60_000, 10_000)
     assert data.spec.class_names[9] == "Ankle boot"
-    x, y = next(data.test.ordered(batch_size=4))
+    x, y = next(data.test.ordered(batch_size=4)).values()
     assert x.shape == (4, 1, 32, 32) and y.tolist() == [9, 2, 1, 1]  # the first t10k labels

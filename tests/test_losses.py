@@ -5,8 +5,10 @@ import math
 
 import pytest
 import torch
+
 from omegaconf import OmegaConf
 
+from genlab.data import Batch
 from genlab.losses import gradient_penalty
 from genlab.registry import LOSSES, load_all
 
@@ -92,7 +94,7 @@ def _dcgan(loss_name, **loss_cfg):
 
 def test_wgan_clips_the_critic_after_each_step():
     model = _dcgan("wgan", n_critic=5, clip=0.01)
-    model.training_step((torch.rand(8, 1, 16, 16) * 2 - 1, None), 0)
+    model.training_step(Batch(image=torch.rand(8, 1, 16, 16) * 2 - 1), 0)
     weights = torch.cat([p.detach().flatten() for p in model.discriminator.parameters()])
     assert weights.abs().max().item() == pytest.approx(0.01)  # lr 0.05 pushes some weights to the bound
 
@@ -103,10 +105,10 @@ def test_n_critic_steps_d_every_step_and_g_every_fifth():
     x = torch.rand(8, 1, 16, 16) * 2 - 1
     g_before = [p.clone() for p in model.generator.parameters()]
     for step in range(4):
-        out = model.training_step((x, None), step)
+        out = model.training_step(Batch(image=x), step)
         assert "g_loss" not in out and "gradient_penalty" in out
     assert all(torch.equal(a, b) for a, b in zip(g_before, model.generator.parameters()))
-    out = model.training_step((x, None), 4)
+    out = model.training_step(Batch(image=x), 4)
     assert "g_loss" in out and "critic_real" in out
     assert not all(torch.equal(a, b) for a, b in zip(g_before, model.generator.parameters()))
 

@@ -2,9 +2,10 @@ import math
 
 import pytest
 import torch
+
 from omegaconf import OmegaConf
 
-from genlab.data import DataSpec
+from genlab.data import Batch, DataSpec
 from genlab.errors import GenlabError
 from genlab.losses import NonSaturating
 from genlab.models.gan import DCGAN, DCGANDiscriminator, DCGANGenerator
@@ -85,7 +86,7 @@ def test_vae_forward_sample_and_visuals():
     assert terms["loss"].item() == pytest.approx((terms["recon_loss"] + terms["kl"]).item())
     samples = model.sample(5, generator=torch.Generator().manual_seed(1))
     assert samples.shape == (5, 1, 32, 32) and samples.min() >= -1 and samples.max() <= 1
-    visuals = model.visuals((x, None))
+    visuals = model.visuals(Batch(image=x))
     assert visuals["reconstructions"].shape == (32, 1, 32, 32)
     assert torch.equal(visuals["reconstructions"][:8], x[:8])  # first row: the inputs themselves
 
@@ -98,7 +99,7 @@ def test_dcgan_training_step_updates_both_networks_and_leaves_no_stale_grads():
     model.configure_optimizers(OmegaConf.create({"name": "adam", "lr": None, "betas": None}))
     model.engine = Engine(torch.device("cpu"), "none", model.optimizers)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    out = model.training_step((torch.rand(8, 1, 16, 16) * 2 - 1, None), 0)
+    out = model.training_step(Batch(image=torch.rand(8, 1, 16, 16) * 2 - 1), 0)
     assert set(out) == {"d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm"}
     changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"generator", "discriminator"}
@@ -152,7 +153,7 @@ def test_label_conditional_models_need_labels_and_sample_the_asked_class_rows(na
     asked = []
     real_sample = model.sample
     model.sample = lambda n, **kw: (asked.append(kw.get("labels")), real_sample(n, **kw))[1]
-    visuals = model.visuals((torch.zeros(16, 1, 32, 32), None))
+    visuals = model.visuals(Batch(image=torch.zeros(16, 1, 32, 32)))
     assert visuals["classes"].shape == (80, 1, 32, 32) and len(model.visual_row_titles()["classes"]) == 10
     assert asked[-1].tolist() == [c for c in range(10) for _ in range(8)]  # row i of the class grid is class i
 
@@ -163,7 +164,7 @@ def test_infogan_visuals_sweep_each_continuous_code_per_category():
     cfg = OmegaConf.create({"nz": 8, "n_cat": 4, "n_cont": 2, "lambda_info": 1.0, "lambda_cont": 0.1,
                             "d_norm": "auto"})
     model = MODELS["infogan"](cfg, DataSpec("digits", 1, 16, 10), LOSSES["nonsaturating"]())
-    visuals = model.visuals((torch.zeros(8, 1, 16, 16), None))
+    visuals = model.visuals(Batch(image=torch.zeros(8, 1, 16, 16)))
     assert set(visuals) == {"samples", "sweep_c1", "sweep_c2"} and visuals["sweep_c1"].shape == (32, 1, 16, 16)
     row = visuals["sweep_c1"][:8]
     assert not torch.allclose(row[0], row[-1])  # the swept code changes the image along a row
@@ -179,7 +180,7 @@ def test_vae_manifold_decodes_a_grid_of_normal_quantiles_and_kl_warms_up():
     top_left = model.decode(torch.tensor([[q[0], q[1]]]))  # smallest z1, largest z2
     bottom_right = model.decode(torch.tensor([[q[1], q[0]]]))
     assert torch.allclose(grid[0, 0], top_left[0], atol=1e-6) and torch.allclose(grid[9, 9], bottom_right[0], atol=1e-6)
-    assert "manifold" in model.visuals((torch.zeros(8, 1, 16, 16), None))
+    assert "manifold" in model.visuals(Batch(image=torch.zeros(8, 1, 16, 16)))
     assert [model.kl_weight(s) for s in (0, 50, 100, 500)] == [0.0, 1.0, 2.0, 2.0]
     assert "manifold" not in VAE(OmegaConf.create({"latent_dim": 3, "recon": "bce", "beta": 1.0}),
-                                 DataSpec("x", 1, 16)).visuals((torch.zeros(8, 1, 16, 16), None))
+                                 DataSpec("x", 1, 16)).visuals(Batch(image=torch.zeros(8, 1, 16, 16)))

@@ -1,4 +1,4 @@
-"""What every dataset hands the trainer: a DataSpec and batch sources that yield ([-1, 1] images, labels).
+"""What every dataset hands the trainer: a DataSpec and batch sources that yield named batches.
 
 The data order is a pure function of (seed, epoch), so a run resumed from any checkpoint sees exactly the
 batches the uninterrupted run would have seen, with no sampler state to save.
@@ -14,7 +14,23 @@ import torch.nn.functional as F
 
 from genlab.errors import GenlabError
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+class Batch(dict):
+    """One batch as named tensors, built by the data layer; the names depend on the data kind (DataSpec.kind):
+
+        images   {"image": float [-1, 1] NCHW, "label": long [N]}   digits, MNIST, CIFAR-10, CelebA, folders
+
+    A model declares the kinds it accepts (GenerativeModel.accepts), and `model=X data=Y` that do not fit is
+    one line before any run folder exists. The trainer never reads the names: it counts and moves tensors.
+    """
+
+    @property
+    def size(self) -> int:
+        """How many examples: the length of the first tensor."""
+        return len(next(iter(self.values())))
+
+
+# the names each kind of batch carries
+BATCH_KINDS = {"images": ("image", "label")}
 
 
 @dataclass
@@ -85,13 +101,13 @@ class TensorBatches:
         order = epoch_permutation(len(self.images), self.seed, epoch).to(self.device)
         for i in range(start_batch, len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
-            yield to_unit_range(self.images[index]), self.labels[index]
+            yield Batch(image=to_unit_range(self.images[index]), label=self.labels[index])
 
     def first(self, n: int) -> Batch:
         """n images spread evenly over the split, in file order: a fixed batch for reconstructions and
         comparisons (spread, so a folder listed class by class still gives every class)."""
         index = spread(len(self.images), n).to(self.images.device)
-        return to_unit_range(self.images[index]), self.labels[index]
+        return Batch(image=to_unit_range(self.images[index]), label=self.labels[index])
 
     def ordered(self, limit: int | None = None, batch_size: int | None = None) -> Iterator[Batch]:
         """Every image (or `limit` of them, spread evenly) in file order, the last batch ragged: for evaluation."""
@@ -99,7 +115,7 @@ class TensorBatches:
         step = batch_size or self.batch_size
         for start in range(0, len(index), step):
             part = index[start : start + step]
-            yield to_unit_range(self.images[part]), self.labels[part]
+            yield Batch(image=to_unit_range(self.images[part]), label=self.labels[part])
 
 
 class EpochBatchSampler(torch.utils.data.Sampler):
@@ -155,20 +171,20 @@ class LoaderBatches:
             except GenlabError as err:
                 # from a worker process it arrives wrapped in the worker's traceback; keep the last line
                 raise GenlabError(str(err).strip().splitlines()[-1].split("GenlabError: ")[-1]) from None
-            yield to_unit_range(images.to(self.device, non_blocking=True)), labels.to(self.device)
+            yield Batch(image=to_unit_range(images.to(self.device, non_blocking=True)), label=labels.to(self.device))
 
     def first(self, n: int) -> Batch:
         items = [self.dataset[i] for i in spread(len(self.dataset), n).tolist()]
         images = torch.stack([im for im, _ in items]).to(self.device)
         labels = torch.tensor([lab for _, lab in items], device=self.device)
-        return to_unit_range(images), labels
+        return Batch(image=to_unit_range(images), label=labels)
 
     def ordered(self, limit: int | None = None, batch_size: int | None = None) -> Iterator[Batch]:
         """Every image (or `limit` of them, spread evenly) in file order, the last batch ragged: for evaluation."""
         subset = torch.utils.data.Subset(self.dataset, spread(len(self.dataset), limit).tolist())
         loader = torch.utils.data.DataLoader(subset, batch_size=batch_size or self.batch_size, shuffle=False)
         for images, labels in loader:
-            yield to_unit_range(images.to(self.device)), labels.to(self.device)
+            yield Batch(image=to_unit_range(images.to(self.device)), label=labels.to(self.device))
 
 
 @dataclass

@@ -104,7 +104,7 @@ class ACGAN(GenerativeModel):
         return self.generator(torch.cat([z, self.code(labels)], dim=1))
 
     def training_step(self, batch, step):
-        real, labels = batch
+        real, labels = batch["image"], batch["label"]
         z = torch.randn(len(real), self.nz, device=real.device)
         with self.autocast():
             fake = self.generate(z, labels)
@@ -143,6 +143,6 @@ class ACGAN(GenerativeModel):
     @torch.no_grad()
     def visuals(self, batch):
         return {
-            "samples": self.sample(len(batch[0]), generator=torch.Generator().manual_seed(0)),
+            "samples": self.sample(batch.size, generator=torch.Generator().manual_seed(0)),
             "classes": class_rows(self, self.n_classes),
         }

@@ -20,6 +20,7 @@ class GenerativeModel(nn.Module):
 
     default_optim: dict = {"lr": 1e-3, "betas": (0.9, 0.999)}
     default_schedule: dict = {}  # the paper's learning-rate schedule (genlab/schedules.py), where optim.schedule.* is null
+    accepts: tuple[str, ...] = ("images",)  # the data kinds (DataSpec.kind, data/base.py BATCH_KINDS) it trains on
     ema_networks: tuple[str, ...] = ()  # the networks (names in networks()) that train.ema averages, e.g. ("g",)
     curve_groups: dict[str, list[str]] = {}
 
@@ -108,6 +109,27 @@ class GenerativeModel(nn.Module):
     def extra_state(self) -> dict:
         """Anything beyond parameters and buffers that a checkpoint must carry (e.g. an image pool)."""
         return {}
+
+    # ---- starting from another run (train.init_from) -------------------------------------------------
+    def init_weights(self, source_model: str, state: dict) -> str | None:
+        """Take weights from another run's model state (`train.init_from`); return a line saying what was
+        taken. The default returns None: the trainer then loads a run of the same model whole and refuses any
+        other. A model that starts from another (SRGAN's generator from an SRResNet run) maps the names here."""
+        return None
+
+    # ---- networks used only inside the loss -------------------------------------------------------
+    def loss_network(self, name: str, build) -> nn.Module:
+        """A fixed network used only to compute a loss (VGG features for a perceptual loss): built by
+        `build()` on first use, frozen, in eval mode, on this model's device. It is kept outside the module
+        tree, so it is never saved in a checkpoint and `genlab sample` never needs it."""
+        cache = self.__dict__.setdefault("_loss_networks", {})
+        if name not in cache:
+            net = build().to(self.device).eval()
+            net.requires_grad_(False)
+            cache[name] = net
+        elif next(cache[name].parameters(), torch.empty(0, device=self.device)).device != self.device:
+            cache[name] = cache[name].to(self.device)
+        return cache[name]
 
     def load_extra_state(self, state: dict) -> None:
         pass

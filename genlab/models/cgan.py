@@ -118,7 +118,7 @@ class CGAN(GenerativeModel):
         return self._networks
 
     def training_step(self, batch, step):
-        real, labels = batch
+        real, labels = batch["image"], batch["label"]
         z = torch.randn(len(real), self.nz, device=real.device)
         # fakes are asked for the batch's own labels, so real, fake and (for WGAN-GP) interpolated images are
         # all judged against the same labels, and classes keep the data's frequencies
@@ -141,6 +141,6 @@ class CGAN(GenerativeModel):
     @torch.no_grad()
     def visuals(self, batch):
         return {
-            "samples": self.sample(len(batch[0]), generator=torch.Generator().manual_seed(0)),
+            "samples": self.sample(batch.size, generator=torch.Generator().manual_seed(0)),
             "classes": class_rows(self, self.n_classes),
         }

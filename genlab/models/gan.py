@@ -151,7 +151,7 @@ class DCGAN(GenerativeModel):
         return {"g": self.generator, "d": self.discriminator}
 
     def training_step(self, batch, step):
-        real, _ = batch
+        real = batch["image"]
         z = torch.randn(real.shape[0], self.nz, device=real.device)
         with self.autocast():
             fake = self.generator(z)
@@ -167,7 +167,7 @@ class DCGAN(GenerativeModel):
 
     @torch.no_grad()
     def visuals(self, batch):
-        return {"samples": self.sample(len(batch[0]), generator=torch.Generator().manual_seed(0))}
+        return {"samples": self.sample(batch.size, generator=torch.Generator().manual_seed(0))}
 
 
 def class_rows(model: GenerativeModel, n_classes: int, per_class: int = 8) -> torch.Tensor:

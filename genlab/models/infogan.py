@@ -111,7 +111,7 @@ class InfoGAN(GenerativeModel):
         return loss
 
     def training_step(self, batch, step):
-        real, _ = batch
+        real = batch["image"]
         z = torch.randn(len(real), self.nz, device=real.device)
         cat, cont = self.codes(len(real), device=real.device)
         with self.autocast():
@@ -170,7 +170,7 @@ class InfoGAN(GenerativeModel):
     @torch.no_grad()
     def visuals(self, batch):
         """Each row fixes the categorical code; columns sweep one continuous code from -2 to 2, the rest 0."""
-        out = {"samples": self.sample(len(batch[0]), generator=torch.Generator().manual_seed(0))}
+        out = {"samples": self.sample(batch.size, generator=torch.Generator().manual_seed(0))}
         z = torch.randn(1, self.nz, generator=torch.Generator().manual_seed(1)).repeat(self.n_cat * 8, 1)
         labels = torch.arange(self.n_cat).repeat_interleave(8)
         for j in range(self.n_cont):

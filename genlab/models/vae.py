@@ -175,7 +175,7 @@ class VAE(GenerativeModel):
         return {"loss": recon + self.kl_weight(step) * kl, "recon_loss": recon, "kl": kl}
 
     def training_step(self, batch, step):
-        x, labels = batch
+        x, labels = batch["image"], batch.get("label")
         with self.autocast():
             terms = self.loss_terms(x, step, labels)
         self.update(terms["loss"], "vae")
@@ -200,11 +200,11 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def visuals(self, batch):
-        row = min(8, len(batch[0]))
-        keep = max(row, min(32, len(batch[0])) // row * row)
-        x, labels = batch[0][:keep], (batch[1][:keep] if batch[1] is not None else None)
+        row = min(8, batch.size)
+        keep = max(row, min(32, batch.size) // row * row)
+        x, labels = batch["image"][:keep], (batch["label"][:keep] if batch.get("label") is not None else None)
         visuals = {
-            "samples": self.sample(len(batch[0]), generator=torch.Generator().manual_seed(0)),
+            "samples": self.sample(batch.size, generator=torch.Generator().manual_seed(0)),
             "reconstructions": pair_rows(x, self.reconstruct(x, labels), row),  # inputs over reconstructions
         }
         if self.latent_dim == 2:
@@ -230,7 +230,7 @@ class VAE(GenerativeModel):
         generator = torch.Generator().manual_seed(0)
         total, count, means, classes = 0.0, 0, [], []
         with self.evaluating():
-            for x, labels in batches:
+            for x, labels in ((b["image"], b["label"]) for b in batches):
                 logits, target, kl = self.per_example(x, labels, generator=generator)
                 total += float((reconstruction_nll(logits, target, self.recon) + kl).sum())
                 count += len(x)

@@ -205,7 +205,7 @@ class VQVAE(GenerativeModel):
         return self.decoder(z_q).float().clamp(-1, 1)
 
     def training_step(self, batch, step):
-        x, _ = batch
+        x = batch["image"]
         with self.autocast():
             z_e = self.encoder(x)
         q = self.quantizer(z_e)  # fp32: distances and the codebook do not belong in half precision
@@ -233,8 +233,8 @@ class VQVAE(GenerativeModel):
 
     @torch.no_grad()
     def visuals(self, batch):
-        row = min(8, len(batch[0]))
-        x = batch[0][: max(row, min(32, len(batch[0])) // row * row)]
+        row = min(8, batch.size)
+        x = batch["image"][: max(row, min(32, batch.size) // row * row)]
         return {"reconstructions": pair_rows(x, self.reconstruct(x), row)}  # inputs over reconstructions
 
     @torch.no_grad()
@@ -242,7 +242,7 @@ class VQVAE(GenerativeModel):
         """Test-split reconstruction error (MSE on [-1, 1] pixels, PSNR on [0, 1]) and how the codes are used."""
         squared, pixels, counts = 0.0, 0, torch.zeros(self.quantizer.size, dtype=torch.long)
         with self.evaluating():
-            for x, _ in batches:
+            for x in (b["image"] for b in batches):
                 indices = self.encode(x)
                 squared += float((self.decode_codes(indices) - x.float()).pow(2).sum())
                 pixels += x.numel()
