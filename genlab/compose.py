@@ -57,7 +57,7 @@ LAUNCHED: CommandLine | None = None  # the line `genlab train` handed to Hydra (
 def shorthand(override: str) -> str:
     """The short forms genlab accepts: optim.schedule=cosine is optim.schedule.name=cosine."""
     key, sep, value = override.partition("=")
-    if key == "optim.schedule" and sep and value.isidentifier() and value != "null":
+    if key == "optim.schedule" and sep and value and not value.startswith("{") and value != "null":
         return f"optim.schedule.name={value}"
     return override
 

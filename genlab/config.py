@@ -82,12 +82,12 @@ def check_betas(cfg: DictConfig, key: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Everything that can be checked without building data or models. Raises GenlabError."""
     from genlab.registry import DATASETS, LOSSES, MODELS, load_all
-    from genlab.schedules import build_schedule
+    from genlab.schedules import schedule_from
 
     load_all()
     model = MODELS[get(cfg, "model.name")]
     dataset = DATASETS[get(cfg, "data.name")]
-    kind = getattr(dataset, "kind", "images")
+    kind = dataset.kind
     if kind not in model.accepts:
         raise GenlabError(f"model={get(cfg, 'model.name')} trains on {' or '.join(model.accepts)} data, and "
                           f"data={get(cfg, 'data.name')} gives {kind}: pick a matching pair (`genlab list`)")
@@ -117,6 +117,9 @@ def validate(cfg: DictConfig) -> None:
         raise GenlabError(f"train.ema must be a decay in (0, 1), e.g. train.ema=0.999; got {ema}")
     if ema is not None and not getattr(model, "ema_networks", ()):
         raise GenlabError(f"train.ema: model {get(cfg, 'model.name')} names no network to average; drop train.ema")
+    objective = get(cfg, "train.objective", None)
+    if objective is not None and not isinstance(objective, str):
+        raise GenlabError(f"train.objective must be the name of a logged scalar, e.g. test_nelbo; got {objective!r}")
     init_from = get(cfg, "train.init_from", None)
     if init_from is not None and not isinstance(init_from, str):
         raise GenlabError(f"train.init_from must be a run folder or a checkpoint file; got {init_from!r}")
@@ -135,9 +138,7 @@ def validate(cfg: DictConfig) -> None:
         check_float(cfg, f"{prefix}.weight_decay", minimum=0.0, optional=True)
         check_float(cfg, f"{prefix}.momentum", minimum=0.0, optional=True)
         check_betas(cfg, f"{prefix}.betas")
-    schedule = get(cfg, "optim.schedule", None)
-    build_schedule(OmegaConf.to_container(schedule, resolve=True) if schedule is not None else None,
-                   getattr(model, "default_schedule", {}))  # one line for a bad schedule, before any folder
+    schedule_from(cfg, model)  # one line for a bad schedule, before any folder
     if name == "sgd" and get(cfg, "optim.nesterov", False) and not get(cfg, "optim.momentum", 0):
         raise GenlabError("optim.nesterov=true needs optim.momentum > 0")
 

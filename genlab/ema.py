@@ -17,56 +17,60 @@ from torch import nn
 from genlab.errors import GenlabError
 
 
-def _tensors(module: nn.Module) -> list[torch.Tensor]:
-    return [*module.parameters(), *module.buffers()]
+def _named(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers by name: what the average keeps, and how a checkpoint matches it back."""
+    return {**dict(module.named_parameters()), **dict(module.named_buffers())}
 
 
 class EMA:
     def __init__(self, networks: dict[str, nn.Module], decay: float):
         self.networks, self.decay, self.updates = networks, float(decay), 0
-        self.shadow = {name: [t.detach().clone() for t in _tensors(net)] for name, net in networks.items()}
+        self.shadow = {name: {k: t.detach().clone() for k, t in _named(net).items()} for name, net in networks.items()}
 
     @torch.no_grad()
     def update(self) -> None:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for name, net in self.networks.items():
-            pairs = list(zip(self.shadow[name], _tensors(net)))
-            floats = [(s, t) for s, t in pairs if s.is_floating_point()]
+            live, shadow = _named(net), self.shadow[name]
+            floats = [k for k, s in shadow.items() if s.is_floating_point()]
             if floats:
-                torch._foreach_lerp_([s for s, _ in floats], [t.detach() for _, t in floats], 1.0 - decay)
-            for s, t in pairs:
+                torch._foreach_lerp_([shadow[k] for k in floats], [live[k].detach() for k in floats], 1.0 - decay)
+            for k, s in shadow.items():
                 if not s.is_floating_point():
-                    s.copy_(t)  # counters such as BatchNorm's num_batches_tracked
+                    s.copy_(live[k])  # counters such as BatchNorm's num_batches_tracked
         self.updates += 1
 
     @contextlib.contextmanager
     def applied(self):
         """The averaged weights in the live networks inside the block; the trained ones after it."""
-        saved = {name: [t.detach().clone() for t in _tensors(net)] for name, net in self.networks.items()}
+        saved = {name: {k: t.detach().clone() for k, t in _named(net).items()} for name, net in self.networks.items()}
         self.copy_to_networks()
         try:
             yield
         finally:
-            with torch.no_grad():
-                for name, net in self.networks.items():
-                    for t, s in zip(_tensors(net), saved[name]):
-                        t.copy_(s)
+            self._copy(saved)
+
+    def copy_to_networks(self) -> None:
+        self._copy(self.shadow)
 
     @torch.no_grad()
-    def copy_to_networks(self) -> None:
+    def _copy(self, source: dict[str, dict[str, torch.Tensor]]) -> None:
         for name, net in self.networks.items():
-            for t, s in zip(_tensors(net), self.shadow[name]):
-                t.copy_(s)
+            for k, t in _named(net).items():
+                t.copy_(source[name][k])
 
     def state_dict(self) -> dict:
         return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict) -> None:
-        if set(state["shadow"]) != set(self.shadow) or any(
-                len(state["shadow"][n]) != len(self.shadow[n]) for n in self.shadow):
-            raise GenlabError("the checkpoint's EMA does not fit this model's networks")
-        device = next(iter(self.shadow.values()))[0].device if self.shadow else "cpu"
-        self.shadow = {n: [t.to(device) for t in tensors] for n, tensors in state["shadow"].items()}
+        shadow = state["shadow"]
+        for name, tensors in self.shadow.items():
+            theirs = shadow.get(name, {})
+            bad = sorted(set(tensors) ^ set(theirs)) or [k for k in tensors if theirs[k].shape != tensors[k].shape]
+            if bad:
+                raise GenlabError(f"the checkpoint's EMA of {name!r} does not fit this model (first mismatch: "
+                                  f"{bad[0]}); use the same model.* settings")
+        self.shadow = {n: {k: shadow[n][k].to(t.device) for k, t in tensors.items()} for n, tensors in self.shadow.items()}
         self.updates = int(state["updates"])
 
 

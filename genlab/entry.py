@@ -73,7 +73,7 @@ def continue_command(run_dir: Path) -> str:
     from genlab import compose
 
     hydra_cfg = HydraConfig.get()
-    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("train.resume=")]
+    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith(("train.resume=", "train.init_from="))]
     flags = []
     line = compose.LAUNCHED
     if line is not None:
@@ -104,15 +104,38 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
 def train(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    last = run_training(cfg, run_dir)
-    if hydra_cfg.mode == RunMode.MULTIRUN:  # a sweep job: its overrides and final numbers for TensorBoard's HParams
-        from genlab.tracking import log_hparams, read_metrics
+    run_training(cfg, run_dir)
+    from genlab.tracking import log_hparams, read_metrics
 
-        final: dict[str, float] = {}
-        for record in read_metrics(run_dir / "metrics.jsonl"):
-            final.update({k: v for k, v in record.items() if k not in ("step", "epoch", "time", "img_per_s")})
-        step = max((r.get("step", 0) for r in read_metrics(run_dir / "metrics.jsonl")), default=0)
-        log_hparams(run_dir, list(hydra_cfg.overrides.task), final, step)
-    # A number for sweepers that optimise (e.g. Optuna): the last logged value of the model's first loss.
-    losses = [v for k, v in last.items() if "loss" in k]
-    return losses[0] if losses else None
+    records = read_metrics(run_dir / "metrics.jsonl")
+    final: dict[str, float] = {}
+    for record in records:
+        final.update({k: v for k, v in record.items() if k not in ("step", "epoch", "time", "img_per_s")})
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    # a sweep job: its overrides and final numbers for TensorBoard's HParams, and its objective for the sweeper
+    step = max((r.get("step", 0) for r in records), default=0)
+    log_hparams(run_dir, list(hydra_cfg.overrides.task), final, step)
+    return objective(cfg, final)
+
+
+def objective(cfg: DictConfig, final: dict[str, float]) -> float | None:
+    """The number a sweeper that optimises (Optuna, Ax) gets: the final value of train.objective, or of the
+    model's own `objective` (name, direction); its direction is logged, for the sweeper's `direction`."""
+    from genlab.registry import MODELS, load_all
+
+    load_all()
+    name, direction = cfg.train.get("objective"), None
+    if name is None:
+        name, direction = getattr(MODELS[cfg.model.name], "objective", (None, None))
+    if name is None:
+        log.info(f"objective: {cfg.model.name} states none (its training scalars do not rank runs; "
+                 "`genlab eval` does); pass train.objective=NAME to give sweepers a number")
+        return None
+    value = final.get(name)
+    if value is None:
+        log.info(f"objective: this run logged no {name}; it logged {', '.join(sorted(final))}")
+        return None
+    log.info(f"objective: {name} = {value:.6g}" + (" (lower is better)" if direction == "min" else
+                                                    " (higher is better)" if direction == "max" else ""))
+    return float(value)

@@ -1,7 +1,8 @@
 """`genlab report`: the report's figures, read from run folders, as PNGs plus one index.html.
 
 Per run: sample progression strips across epochs (from the saved grids), the loss curves with the model's
-panel names, the family's own figures (registered below with @family_figures), and metrics.json as a table.
+panel names, the family's own figures (each family registers them in its own model file with
+@family_figures), and metrics.json as a table.
 Per multirun folder: a table of the swept parameters against final scalars and metrics (terminal, CSV,
 markdown) and every job's curves overlaid.
 """
@@ -22,16 +23,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from genlab.checkpoint import atomic_write
 from genlab.errors import GenlabError
+from genlab.figures import FAMILY_FIGURES, Figure
 from genlab.tracking import _NOT_CURVES, draw_curves, read_metrics
 
 GRID = re.compile(r"^epoch_(\d+)(_[A-Za-z0-9_]+)?\.png$")
-
-
-@dataclass
-class Figure:
-    file: str  # relative to the report folder
-    caption: str
-    thumbnail: bool = False  # shown small, side by side with the section's other thumbnails
 
 
 @dataclass
@@ -40,21 +35,6 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
     table: tuple[list[str], list[list[str]]] | None = None
     note: str = ""
-
-
-# ---- what a family adds ---------------------------------------------------------------------------------
-FAMILY_FIGURES: dict[str, list[Callable]] = {}
-
-
-def family_figures(*models: str):
-    """Register fn(run: RunFolder, report: Report) -> list[Figure] for these model names."""
-
-    def add(fn):
-        for name in models:
-            FAMILY_FIGURES.setdefault(name, []).append(fn)
-        return fn
-
-    return add
 
 
 # ---- reading run folders --------------------------------------------------------------------------------
@@ -386,40 +366,3 @@ def build_report(paths: list[Path], out: Path | None, epochs: list[int] | None =
 
 
 # ---- the families' own figures --------------------------------------------------------------------------
-def _final_visual(run: RunFolder, report: Report, prefix: str, visual: str, caption: str) -> list[Figure]:
-    grids = run.grids().get(visual)
-    if not grids:
-        return []
-    last = max(grids)
-    return [Figure(report.copy(grids[last], f"{prefix}{visual}_final.png"), f"{caption} (epoch {last})")]
-
-
-@family_figures("vae", "cvae")
-def latent_figures(run: RunFolder, report: Report, prefix: str) -> list[Figure]:
-    figures = _final_visual(run, report, prefix, "latents",
-                            "latent means of the test set coloured by class (PCA or t-SNE above 2-D)")
-    figures += _final_visual(run, report, prefix, "reconstructions", "test images (odd rows) and their reconstructions")
-    return figures
-
-
-@family_figures("cgan", "acgan", "cvae")
-def class_figures(run: RunFolder, report: Report, prefix: str) -> list[Figure]:
-    return _final_visual(run, report, prefix, "classes", "one row per class, the same noise down each column")
-
-
-@family_figures("infogan")
-def code_figures(run: RunFolder, report: Report, prefix: str) -> list[Figure]:
-    figures = []
-    for visual in sorted(v for v in run.grids() if v.startswith("sweep_")):
-        figures += _final_visual(run, report, prefix, visual,
-                                 f"rows: the categorical code; columns: continuous code {visual[7:]} from -2 to 2")
-    return figures
-
-
-@family_figures("vqvae")
-def vq_figures(run: RunFolder, report: Report, prefix: str) -> list[Figure]:
-    figures = _final_visual(run, report, prefix, "reconstructions", "test images (odd rows) and their reconstructions")
-    for png in sorted((run.path / "reconstructions").glob("*.png")):
-        figures.append(Figure(report.copy(png, f"{prefix}reconstruct_{png.name}"),
-                              f"genlab reconstruct: {png.stem} through this run (inputs over reconstructions)"))
-    return figures

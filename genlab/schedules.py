@@ -6,8 +6,10 @@ schedule's settings), so a resumed run continues with exactly the rate a straigh
 
 Settings (`optim.schedule.*`; null values take the model's own `default_schedule`, then `constant`):
     name          constant | linear | step | cosine
-    warmup        steps of linear warm-up from lr/warmup to lr (0 = none), before any of them
-    decay_epochs  linear: the rate falls linearly to 0 over the last N epochs (pix2pix, CycleGAN: 100)
+    warmup        steps of linear warm-up from lr/warmup to lr (0 = none); it multiplies the schedule's
+                  own factor (a cosine still starts at step 0)
+    decay_epochs  linear: the rate falls linearly towards 0 over the last N epochs, pix2pix-style (the last
+                  step has 1/N_steps of it; pix2pix, CycleGAN: 100)
     milestones    step: epochs after which the rate is multiplied by gamma (SRGAN: one, 1e-4 -> 1e-5)
     gamma         step: the factor at each milestone
     min_ratio     cosine: the floor, as a fraction of lr
@@ -54,6 +56,15 @@ class Schedule:
                  "step": f"x{self.gamma} after epochs {list(self.milestones)}",
                  "cosine": f"cosine to {self.min_ratio} x lr", "constant": "constant"}[self.name]
         return parts + (f", {self.warmup} warm-up steps" if self.warmup else "")
+
+
+def schedule_from(cfg, model_class) -> Schedule:
+    """The run's schedule: cfg.optim.schedule over the model class's default_schedule."""
+    from omegaconf import OmegaConf
+
+    settings = cfg.optim.get("schedule")
+    return build_schedule(OmegaConf.to_container(settings, resolve=True) if settings is not None else None,
+                          getattr(model_class, "default_schedule", {}))
 
 
 def build_schedule(settings: dict | None, model_default: dict | None = None) -> Schedule:

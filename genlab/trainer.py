@@ -24,7 +24,7 @@ from genlab.errors import GenlabError, Interrupted, TrainingStopped
 from genlab.models import GenerativeModel
 from genlab.ema import build_ema
 from genlab.optim import describe
-from genlab.schedules import Schedule, build_schedule
+from genlab.schedules import Schedule, schedule_from
 from genlab.tracking import Scatter, Tracker, read_metrics
 
 log = logging.getLogger("genlab")
@@ -170,13 +170,9 @@ class LearningRates:
         self.optimizers = model.optimizers
         self.base = {name: float(settings["lr"]) for name, settings in model.optimizer_settings.items()}
         self.schedule, self.total, self.steps_per_epoch = schedule, total, steps_per_epoch
-        self.factor = None
 
     def apply(self, step: int) -> None:
         factor = self.schedule.factor(step, self.total, self.steps_per_epoch)
-        if factor == self.factor:
-            return
-        self.factor = factor
         for name, optimizer in self.optimizers.items():
             for group in optimizer.param_groups:
                 group["lr"] = self.base[name] * factor
@@ -374,9 +370,7 @@ class Trainer:
         model.engine = engine
         guard = NanGuard(on_nan, self.device, engine)
         last_pt = self.run_dir / "checkpoints" / "last.pt"
-        schedule_cfg = self.cfg.optim.get("schedule")
-        schedule = build_schedule(OmegaConf.to_container(schedule_cfg, resolve=True) if schedule_cfg else None,
-                                  model.default_schedule)
+        schedule = schedule_from(self.cfg, model)
 
         self.spec = data.spec
         batches = self.batches_per_epoch = len(data.train)
@@ -396,6 +390,9 @@ class Trainer:
                 ema.load_state_dict(state["ema"])
             elif ema is not None:
                 log.info("the checkpoint has no EMA weights: the average starts from its weights")
+            elif state.get("ema"):
+                log.info("the checkpoint has EMA weights and this run keeps none: pass train.ema=DECAY to go on "
+                         "averaging (genlab sample will use this run's trained weights)")
             if step >= total:
                 log.info(f"that run already reached step {step} of {total}: nothing to train "
                          "(raise train.epochs or train.steps to go on)")

@@ -332,6 +332,7 @@ def test_on_nan_stop_keeps_the_last_good_checkpoint(tmp_path, train, monkeypatch
 
 
 def test_on_nan_skip_trains_on_without_applying_bad_steps(tmp_path, train, monkeypatch):
+    from genlab.data import Batch
     from genlab.models.vae import VAE
 
     real_step = VAE.training_step
@@ -339,8 +340,7 @@ def test_on_nan_skip_trains_on_without_applying_bad_steps(tmp_path, train, monke
     def nan_on_odd_steps(self, batch, step):
         if step % 2:
             before = {k: v.clone() for k, v in self.state_dict().items()}
-            x, labels = batch
-            scalars = real_step(self, (x * float("nan"), labels), step)
+            scalars = real_step(self, Batch(image=batch["image"] * float("nan"), label=batch["label"]), step)
             after = self.state_dict()
             assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k and "num_batches" not in k)
             return scalars

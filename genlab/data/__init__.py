@@ -1,9 +1,9 @@
 """Datasets, found by name in DATASETS: each has locate(cfg) (cheap: is it there?) and build(...) -> Data."""
 
 from genlab.data import folders, tensors  # noqa: F401  (registers the datasets)
-from genlab.data.base import BATCH_KINDS, Batch, Data, DataSpec
+from genlab.data.base import Batch, Data, DataSpec
 
-__all__ = ["BATCH_KINDS", "Batch", "Data", "DataSpec", "build_data"]
+__all__ = ["Batch", "Data", "DataSpec", "build_data"]
 
 
 def build_data(cfg, batch_size: int, seed: int, device) -> Data:

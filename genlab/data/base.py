@@ -19,8 +19,9 @@ class Batch(dict):
 
         images   {"image": float [-1, 1] NCHW, "label": long [N]}   digits, MNIST, CIFAR-10, CelebA, folders
 
-    A model declares the kinds it accepts (GenerativeModel.accepts), and `model=X data=Y` that do not fit is
-    one line before any run folder exists. The trainer never reads the names: it counts and moves tensors.
+    Each dataset class states its `kind`; a model declares the kinds it accepts (GenerativeModel.accepts), and
+    `model=X data=Y` that do not fit is one line before any run folder exists. The trainer counts, moves and
+    re-lays out tensors without reading their names (only the sample-diversity diagnostic reads "image").
     """
 
     @property
@@ -28,9 +29,6 @@ class Batch(dict):
         """How many examples: the length of the first tensor."""
         return len(next(iter(self.values())))
 
-
-# the names each kind of batch carries
-BATCH_KINDS = {"images": ("image", "label")}
 
 
 @dataclass

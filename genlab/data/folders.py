@@ -69,6 +69,7 @@ def _centre_crop(img: Image.Image, size: int) -> Image.Image:
 @DATASETS.register("celeba")
 class CelebA:
     """CelebA aligned-and-cropped faces in torchvision's layout, split by list_eval_partition.txt if present."""
+    kind = "images"  # batches of {"image", "label"} (data.Batch)
 
     @staticmethod
     def folders(cfg: DictConfig) -> list[Path]:
@@ -122,6 +123,7 @@ class CelebA:
 @DATASETS.register("image_folder")
 class ImageFolder:
     """Any folder of images. Subfolders with images become classes (labels in sorted order)."""
+    kind = "images"  # batches of {"image", "label"} (data.Batch)
 
     @staticmethod
     def scan(root: Path) -> tuple[list[Path], list[int], list[str]]:
@@ -158,6 +160,7 @@ class ImageFolder:
 class ImageFolders:
     """Several folders of images joined into one labelled set: folder i is class i (e.g. anime faces = 0,
     cartoon faces = 1, as report 003 trains one CVAE on both)."""
+    kind = "images"  # batches of {"image", "label"} (data.Batch)
 
     @staticmethod
     def roots(cfg: DictConfig) -> list[Path]:

@@ -38,6 +38,7 @@ def _finish(name, cfg, train_x, train_y, test_x, test_y, batch_size, seed, devic
 @DATASETS.register("digits")
 class Digits:
     """scikit-learn's 1,797 8x8 digits (UCI). Every fifth image is held out as the test split."""
+    kind = "images"  # batches of {"image", "label"} (data.Batch)
 
     @staticmethod
     def locate(cfg: DictConfig) -> None:
@@ -99,6 +100,7 @@ def find_idx(folders: list[Path]) -> dict[str, Path] | None:
 
 
 class _IdxDataset:
+    kind = "images"  # batches of {"image", "label"} (data.Batch)
     name = ""
     torchvision_class = ""
     raw_folder = ""  # torchvision's layout: <root>/<raw_folder>/raw
@@ -178,6 +180,7 @@ CIFAR_TEST = ["test_batch"]
 
 @DATASETS.register("cifar10")
 class CIFAR10:
+    kind = "images"  # batches of {"image", "label"} (data.Batch)
     class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
     @staticmethod

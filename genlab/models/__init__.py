@@ -1,7 +1,14 @@
 """Models, found by name in MODELS; one file per family."""
 
-from genlab.models import acgan, cgan, cvae, gan, infogan, vae, vqvae  # noqa: F401  (registers the models)
+import importlib
+import pkgutil
+
+from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel
+
+# every module in this folder is imported, so its @MODELS.register line is all a new family adds
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["GenerativeModel", "build_model"]
 
@@ -12,5 +19,8 @@ def build_model(cfg, spec):
 
     load_all()
 
+    model = MODELS[cfg.model.name]
+    if spec.kind not in model.accepts:  # config.validate said so already; this guards direct use
+        raise GenlabError(f"model={cfg.model.name} trains on {' or '.join(model.accepts)} data, not {spec.kind}")
     loss = LOSSES[cfg.loss.name](cfg.loss)
-    return MODELS[cfg.model.name](cfg.model, spec, loss=loss)
+    return model(cfg.model, spec, loss=loss)

@@ -13,6 +13,7 @@ from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.models.cgan import LabelCode
 from genlab.models.gan import class_rows, d_outputs, discriminator_norm, norm_layer, require_labels, sample_labels
 from genlab.registry import MODELS
+from genlab.figures import CLASS_ROWS, family_figures, visual_figures
 
 
 class ACGANGenerator(nn.Module):
@@ -146,3 +147,6 @@ class ACGAN(GenerativeModel):
             "samples": self.sample(batch.size, generator=torch.Generator().manual_seed(0)),
             "classes": class_rows(self, self.n_classes),
         }
+
+
+family_figures("acgan")(visual_figures(CLASS_ROWS))  # genlab report: one row per class

@@ -20,7 +20,8 @@ class GenerativeModel(nn.Module):
 
     default_optim: dict = {"lr": 1e-3, "betas": (0.9, 0.999)}
     default_schedule: dict = {}  # the paper's learning-rate schedule (genlab/schedules.py), where optim.schedule.* is null
-    accepts: tuple[str, ...] = ("images",)  # the data kinds (DataSpec.kind, data/base.py BATCH_KINDS) it trains on
+    accepts: tuple[str, ...] = ("images",)  # the data kinds it trains on (a dataset's `kind`, DataSpec.kind)
+    objective: tuple[str | None, str | None] = (None, None)  # (scalar, "min"|"max") a sweeper optimises
     ema_networks: tuple[str, ...] = ()  # the networks (names in networks()) that train.ema averages, e.g. ("g",)
     curve_groups: dict[str, list[str]] = {}
 

@@ -12,6 +12,7 @@ from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.models.gan import GAN_CURVES, adversarial_step, class_rows, discriminator_norm, norm_layer, require_labels
 from genlab.models.gan import sample_labels
 from genlab.registry import MODELS
+from genlab.figures import CLASS_ROWS, family_figures, visual_figures
 
 
 class LabelCode(nn.Module):
@@ -144,3 +145,6 @@ class CGAN(GenerativeModel):
             "samples": self.sample(batch.size, generator=torch.Generator().manual_seed(0)),
             "classes": class_rows(self, self.n_classes),
         }
+
+
+family_figures("cgan")(visual_figures(CLASS_ROWS))  # genlab report: one row per class

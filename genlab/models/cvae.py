@@ -9,6 +9,7 @@ from torch import nn
 from genlab.models.gan import class_rows, require_labels, sample_labels
 from genlab.models.vae import VAE
 from genlab.registry import MODELS
+from genlab.figures import CLASS_ROWS, family_figures, visual_figures
 
 
 @MODELS.register("cvae")
@@ -40,3 +41,6 @@ class CVAE(VAE):
         visuals = super().visuals(batch)
         visuals["classes"] = class_rows(self, self.n_classes)  # one row per class, same z down each column
         return visuals
+
+
+family_figures("cvae")(visual_figures(CLASS_ROWS))  # genlab report: one row per class

@@ -12,6 +12,7 @@ from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.models.gan import d_outputs, discriminator_norm, norm_layer, sample_labels
 from genlab.registry import MODELS
+from genlab.figures import family_figures, final_visual
 
 
 def _norm1d(kind: str, width: int) -> nn.Module:
@@ -178,3 +179,13 @@ class InfoGAN(GenerativeModel):
             cont[:, j] = torch.linspace(-2, 2, 8).repeat(self.n_cat)
             out[f"sweep_c{j + 1}"] = self.sample(len(labels), labels=labels, noise=z, cont=cont)
         return out
+
+
+@family_figures("infogan")
+def code_figures(run, report, prefix):
+    """genlab report: each code sweep (rows: the categorical code; columns: one continuous code)."""
+    figures = []
+    for visual in sorted(v for v in run.grids() if v.startswith("sweep_")):
+        figures += final_visual(run, report, prefix, visual,
+                                f"rows: the categorical code; columns: continuous code {visual[7:]} from -2 to 2")
+    return figures

@@ -12,6 +12,7 @@ from genlab.config import check_choice, check_float, check_int
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel
 from genlab.registry import MODELS
+from genlab.figures import RECONSTRUCTIONS, family_figures, visual_figures
 from genlab.tracking import Scatter, pair_rows
 
 
@@ -97,6 +98,7 @@ class Decoder(nn.Module):
 class VAE(GenerativeModel):
     default_optim = {"lr": 1e-3, "betas": (0.9, 0.999)}
     ema_networks = ("vae",)
+    objective = ("test_nelbo", "min")  # the held-out negative ELBO, nats per image
     curve_groups = {"loss": ["loss"], "reconstruction": ["recon_loss"], "KL": ["kl"],
                     "test -ELBO (nats)": ["test_nelbo"], "test bits/dim": ["test_bits_per_dim"]}
     scatter_points = 2000  # test images in the latent scatter
@@ -251,3 +253,8 @@ class VAE(GenerativeModel):
         axes = (f"{axis} 1", f"{axis} 2") if projected else ("z1", "z2" if axis == "z" else "")
         scores["latents"] = Scatter(points, labels if self.class_names else None, self.class_names, title, *axes)
         return scores
+
+
+# genlab report: the latent scatter and the reconstructions
+family_figures("vae", "cvae")(visual_figures(
+    ("latents", "latent means of the test set coloured by class (PCA or t-SNE above 2-D)"), RECONSTRUCTIONS))

@@ -18,6 +18,7 @@ from genlab.config import check_choice, check_float, check_int
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel
 from genlab.registry import MODELS
+from genlab.figures import RECONSTRUCTIONS, Figure, family_figures, final_visual
 from genlab.tracking import pair_rows
 
 
@@ -158,6 +159,7 @@ class VQVAE(GenerativeModel):
     """Adam 2e-4 as in the paper."""
 
     default_optim = {"lr": 2e-4, "betas": (0.9, 0.999)}
+    objective = ("test_mse", "min")  # held-out reconstruction error
     curve_groups = {
         "loss": ["loss", "recon_loss", "test_mse"],
         "codebook": ["codebook_loss", "commitment_loss"],
@@ -256,3 +258,13 @@ class VQVAE(GenerativeModel):
             "test_perplexity": float(perplexity(counts)),
             "test_code_usage": float((counts > 0).float().mean()),
         }
+
+
+@family_figures("vqvae")
+def vq_figures(run, report, prefix):
+    """genlab report: the reconstructions, and what `genlab reconstruct` wrote for this run."""
+    figures = final_visual(run, report, prefix, *RECONSTRUCTIONS)
+    for png in sorted((run.path / "reconstructions").glob("*.png")):
+        figures.append(Figure(report.copy(png, f"{prefix}reconstruct_{png.name}"),
+                              f"genlab reconstruct: {png.stem} through this run (inputs over reconstructions)"))
+    return figures
