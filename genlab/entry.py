@@ -22,9 +22,9 @@ log = logging.getLogger("genlab")
 def report_user_errors(func):
     """A GenlabError becomes `genlab: <message>` on stderr and exit code 2, never a traceback.
 
-    A start that fails before the first checkpoint (a bad image, Ctrl-C or SIGTERM while loading) removes what
-    it made (rundir.remove_failed_start), so failed starts leave no empty runs behind for `train.resume=auto`
-    or a report to trip over. A run stopped by Ctrl-C or SIGTERM after saving says how to continue it.
+    A run that fails before it saved a checkpoint or logged a step (a bad image, Ctrl-C or SIGTERM while
+    loading) removes what it made (rundir.remove_failed_start), so failed starts leave no empty runs behind for
+    `train.resume=auto` or a report to trip over. A run stopped by Ctrl-C or SIGTERM after saving says how to continue it.
     """
 
     @functools.wraps(func)
@@ -44,7 +44,7 @@ def report_user_errors(func):
         except KeyboardInterrupt as err:
             if (run_dir / "checkpoints" / "last.pt").is_file():
                 log.info(f"Continue with: {continue_command(run_dir)}")
-            else:
+            elif not rundir.trained(run_dir):
                 log.info(f"stopped before the first step; removed what this run had written in {run_dir}")
             rundir.remove_failed_start(run_dir)
             sys.exit(interrupt_exit_code(err))
@@ -81,6 +81,7 @@ def continue_command(run_dir: Path) -> str:
     words = ["genlab", "train", *flags, *overrides, f"train.resume={run_dir}"]
     return " ".join(shlex.quote(w) for w in words)
 
+
 def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     """Validate, seed, build data and model, fit. Also the in-process API the tests use."""
     from genlab.checkpoint import seed_everything
@@ -105,15 +106,15 @@ def train(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     run_training(cfg, run_dir)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    # a sweep job: its overrides and final numbers for TensorBoard's HParams, and its objective for the sweeper
     from genlab.tracking import log_hparams, read_metrics
 
     records = read_metrics(run_dir / "metrics.jsonl")
     final: dict[str, float] = {}
     for record in records:
         final.update({k: v for k, v in record.items() if k not in ("step", "epoch", "time", "img_per_s")})
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return None
-    # a sweep job: its overrides and final numbers for TensorBoard's HParams, and its objective for the sweeper
     step = max((r.get("step", 0) for r in records), default=0)
     log_hparams(run_dir, list(hydra_cfg.overrides.task), final, step)
     return objective(cfg, final)
