@@ -494,7 +494,8 @@ class Trainer:
     def _visuals(self, model: GenerativeModel, tracker: Tracker, fixed, data: Data, step: int, epoch: int) -> None:
         # Visuals must not consume the training RNG, or a resumed run would diverge from a straight one.
         averaged = self.ema.applied() if self.ema is not None else contextlib.nullcontext()
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), averaged:
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), averaged, \
+                torch.no_grad():
             model.eval()
             visuals = model.visuals(fixed)
             scores = model.evaluate(data.evaluation.ordered())

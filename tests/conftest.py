@@ -59,3 +59,27 @@ def digit_classifier():
         return clf.predict(pooled.numpy())
 
     return predict
+
+
+@pytest.fixture
+def interrupt_at(monkeypatch):
+    """with interrupt_at(ModelClass, step): Ctrl-C arrives during training step `step` (0-based); the trainer
+    finishes that step, saves last.pt and raises Interrupted."""
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def patched(model_class, at_step):
+        real = model_class.training_step
+
+        def step_then_ctrl_c(self, batch, step):
+            out = real(self, batch, step)
+            if step == at_step:
+                os.kill(os.getpid(), signal.SIGINT)
+            return out
+
+        with monkeypatch.context() as patch:
+            patch.setattr(model_class, "training_step", step_then_ctrl_c)
+            yield
+
+    return patched

@@ -1,8 +1,6 @@
 """The contract every family builds on: learning-rate schedules, the generator EMA, real network modules."""
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -46,20 +44,8 @@ def test_the_trainer_writes_and_logs_the_scheduled_rate(tmp_path, train):
     assert [round(e.value, 6) for e in events.Scalars("lr/g")][7:9] == [2e-4, 1e-4]
 
 
-def _interrupt_at(model_class, at_step, monkeypatch):
-    real = model_class.training_step
-
-    def step_then_ctrl_c(self, batch, step):
-        out = real(self, batch, step)
-        if step == at_step:
-            os.kill(os.getpid(), signal.SIGINT)  # the trainer finishes this step, saves, and stops
-        return out
-
-    monkeypatch.setattr(model_class, "training_step", step_then_ctrl_c)
-
-
 @pytest.mark.parametrize("model", ["dcgan", "vae"])
-def test_an_interrupted_run_with_a_schedule_and_ema_resumes_exactly(tmp_path, train, monkeypatch, model):
+def test_an_interrupted_run_with_a_schedule_and_ema_resumes_exactly(tmp_path, train, interrupt_at, model):
     from genlab.errors import Interrupted
     from genlab.models.gan import DCGAN
     from genlab.models.vae import VAE
@@ -67,8 +53,7 @@ def test_an_interrupted_run_with_a_schedule_and_ema_resumes_exactly(tmp_path, tr
     settings = [*(GAN if model == "dcgan" else TINY), f"model={model}", "train.ema=0.9", "optim.schedule=linear",
                 "optim.schedule.decay_epochs=2"]
     train(tmp_path / "straight", *settings)
-    with monkeypatch.context() as patch:
-        _interrupt_at(DCGAN if model == "dcgan" else VAE, 9, patch)  # mid-epoch, inside the decay
+    with interrupt_at(DCGAN if model == "dcgan" else VAE, 9):  # mid-epoch, inside the decay
         with pytest.raises(Interrupted):
             train(tmp_path / "first", *settings)
     first = torch.load(tmp_path / "first" / "checkpoints" / "last.pt", weights_only=True)

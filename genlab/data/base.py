@@ -17,7 +17,11 @@ from genlab.errors import GenlabError
 class Batch(dict):
     """One batch as named tensors, built by the data layer; the names depend on the data kind (DataSpec.kind):
 
-        images   {"image": float [-1, 1] NCHW, "label": long [N]}   digits, MNIST, CIFAR-10, CelebA, folders
+        images     {"image": float [-1, 1] NCHW, "label": long [N]}   digits, MNIST, CIFAR-10, CelebA, folders
+        paired     {"a", "b"}     aligned images of two domains        (data/kinds.py: PairedBatches)
+        unpaired   {"a", "b"}     two domains in independent orders    (UnpairedBatches)
+        superres   {"lr", "hr"}   LR and HR crops                      (SuperResolutionBatches)
+        vectors    {"x": float [N, D], "label": long [N]}              (VectorBatches)
 
     Each dataset class states its `kind`; a model declares the kinds it accepts (GenerativeModel.accepts), and
     `model=X data=Y` that do not fit is one line before any run folder exists. The trainer counts, moves and
@@ -41,6 +45,17 @@ class DataSpec:
     n_train: int = 0
     n_test: int = 0
     class_names: list[str] = field(default_factory=list)
+    # the shape of one example of each named tensor, for kinds other than images (whose shape is channels x
+    # size x size), e.g. {"a": [3, 256, 256], "b": [3, 256, 256]}, {"lr": [3, 24, 24], "hr": [3, 96, 96]},
+    # {"x": [2]}: what a model builds its networks from
+    shapes: dict[str, list[int]] = field(default_factory=dict)
+
+    def shape(self, name: str) -> list[int]:
+        if name in self.shapes:
+            return list(self.shapes[name])
+        if self.kind == "images" and name == "image":
+            return [self.channels, self.size, self.size]
+        raise KeyError(f"{self.name} ({self.kind}) has no tensor named {name!r}")
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
