@@ -109,14 +109,15 @@ def train(cfg: DictConfig) -> float | None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
     # a sweep job: its overrides and final numbers for TensorBoard's HParams, and its objective for the sweeper
-    from genlab.tracking import log_hparams, read_metrics
+    from genlab.runwriter import RunWriter
+    from genlab.tracking import read_metrics
 
     records = read_metrics(run_dir / "metrics.jsonl")
     final: dict[str, float] = {}
     for record in records:
         final.update({k: v for k, v in record.items() if k not in ("step", "epoch", "time", "img_per_s")})
     step = max((r.get("step", 0) for r in records), default=0)
-    log_hparams(run_dir, list(hydra_cfg.overrides.task), final, step)
+    RunWriter(run_dir).hparams(list(hydra_cfg.overrides.task), final, step)
     return objective(cfg, final)
 
 

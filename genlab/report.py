@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from genlab.checkpoint import atomic_write
 from genlab.errors import GenlabError
 from genlab.figures import FAMILY_FIGURES, Figure
-from genlab.tracking import _NOT_CURVES, draw_curves, read_metrics
+from genlab.tracking import NOT_CURVES, draw_curves, read_metrics
 
 GRID = re.compile(r"^epoch_(\d+)(_[A-Za-z0-9_]+)?\.png$")
 
@@ -153,7 +153,7 @@ def overlaid_curves(runs: list[RunFolder], labels: list[str], path: Path, title:
 
     counts: dict[str, int] = {}
     for run in runs:
-        for name in {k for r in run.records for k in r if k not in _NOT_CURVES}:
+        for name in {k for r in run.records for k in r if k not in NOT_CURVES}:
             counts[name] = counts.get(name, 0) + 1
     names = sorted(n for n, c in counts.items() if c >= min(2, len(runs)))
     names.sort(key=lambda n: (0 if "loss" in n else 1 if n.startswith("test_") else 2, n))
@@ -238,7 +238,7 @@ class Report:
                   for job, params in zip(jobs, swept)]
         finals = [j.final() for j in jobs]
         metrics = [{k: v["value"] for k, v in j.metrics().items()} for j in jobs]
-        scalar_names = sorted({k for f in finals for k in f if k not in _NOT_CURVES and k != "img_per_s"},
+        scalar_names = sorted({k for f in finals for k in f if k not in NOT_CURVES and k != "img_per_s"},
                               key=lambda n: (0 if "loss" in n else 1, n))
         metric_names = sorted({k for m in metrics for k in m})
         param_names = list(dict.fromkeys(k for params in swept for k in params))

@@ -1,4 +1,6 @@
-"""Everything a run records: TensorBoard events, metrics.jsonl, sample-grid PNGs and curves.png."""
+"""How a run's records look: sample grids, scatter plots, curves.png, metrics.jsonl reading, TensorBoard hparams.
+
+runwriter.RunWriter is what writes them into a run folder; `genlab report` reads them back."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from PIL import Image
 from genlab.checkpoint import atomic_write
 
 # Scalars that describe the run rather than the model; kept out of curves.png.
-_NOT_CURVES = {"step", "epoch", "time", "img_per_s"}
+NOT_CURVES = {"step", "epoch", "time", "img_per_s"}
 
 
 @dataclass
@@ -118,7 +120,7 @@ def draw_curves(records: list[dict], path: Path, groups: dict[str, list[str]], t
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = sorted({k for r in records for k in r if k not in _NOT_CURVES})
+    names = sorted({k for r in records for k in r if k not in NOT_CURVES})
     if not names:
         return
     groups = {**groups, "learning rate": [n for n in names if n.startswith("lr/")]}
@@ -151,77 +153,6 @@ def draw_curves(records: list[dict], path: Path, groups: dict[str, list[str]], t
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
 
 
-class Tracker:
-    """Writes one run's records. Only this class (and checkpoint.py) writes into the run folder."""
-
-    def __init__(self, run_dir: Path, curve_groups: dict[str, list[str]], title: str = "", purge_step: int | None = None):
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.run_dir = Path(run_dir)
-        self.curve_groups = curve_groups
-        self.title = title
-        (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
-        self.metrics_path = self.run_dir / "metrics.jsonl"
-        self._jsonl = open(self.metrics_path, "a", buffering=1)
-
-    def log_scalars(self, step: int, epoch: float, scalars: dict[str, float], elapsed: float) -> None:
-        for name, value in scalars.items():
-            if "/" in name:  # lr/g: a tag of its own
-                tag = name
-            elif name in _NOT_CURVES:
-                tag = f"perf/{name}"
-            elif name.startswith("test_"):
-                tag = f"test/{name[5:]}"
-            else:
-                tag = f"train/{name}"
-            self.writer.add_scalar(tag, value, step)
-        record = {"step": step, "epoch": round(epoch, 4), "time": round(elapsed, 3), **scalars}
-        # JSON has no NaN or Infinity: a non-finite value is written as null, so every line stays valid JSON
-        record = {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in record.items()}
-        self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
-
-    def log_visuals(self, step: int, epoch: int, visuals: dict[str, torch.Tensor],
-                    row_titles: dict[str, list[str]] | None = None) -> list[Path]:
-        paths = []
-        for name, images in visuals.items():
-            titles = (row_titles or {}).get(name)
-            if images.dim() == 5:  # [rows, columns, C, H, W]: the model fixed the layout
-                nrow, images = images.shape[1], images.flatten(0, 1)
-            else:
-                nrow = len(images) // len(titles) if titles else 8
-            grid = image_grid(images, nrow=nrow)
-            if titles:
-                grid = titled_rows(grid, titles)
-            suffix = "" if name == "samples" else f"_{name}"
-            path = self.run_dir / "samples" / f"epoch_{epoch:03d}{suffix}.png"
-            save_png(grid, path)
-            paths.append(path)
-            array = torch.from_numpy(np.asarray(grid.convert("RGB")).copy()).permute(2, 0, 1)
-            self.writer.add_image(f"visuals/{name}", array, step)
-        self.writer.flush()
-        return paths
-
-    def log_scatter(self, step: int, epoch: int, name: str, scatter: Scatter) -> Path:
-        """samples/epoch_XXX_<name>.png, and the same image in TensorBoard under visuals/<name>."""
-        data = scatter_png(scatter)
-        path = self.run_dir / "samples" / f"epoch_{epoch:03d}_{name}.png"
-        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
-        with Image.open(io.BytesIO(data)) as image:
-            array = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
-        self.writer.add_image(f"visuals/{name}", array, step)
-        self.writer.flush()
-        return path
-
-    def draw_curves(self) -> None:
-        self._jsonl.flush()
-        draw_curves(read_metrics(self.metrics_path), self.run_dir / "curves.png", self.curve_groups, self.title)
-
-    def close(self) -> None:
-        self.writer.close()
-        self._jsonl.close()
-
-
 def _hparam_value(text: str):
     """An override's value as TensorBoard's HParams tab wants it: a number, a bool, or a string."""
     lowered = text.strip().lower()
@@ -233,10 +164,9 @@ def _hparam_value(text: str):
         return text
 
 
-def log_hparams(run_dir: Path, overrides: list[str], final: dict[str, float], step: int) -> None:
-    """Record a sweep job's overrides as hyper-parameters and its final scalars as their metrics, so
-    TensorBoard's HParams tab compares the jobs of a multirun (`tensorboard --logdir outputs/multirun/<time>`)."""
-    from torch.utils.tensorboard import SummaryWriter
+def hparam_summaries(overrides: list[str], final: dict[str, float]) -> tuple[list, dict[str, float]]:
+    """A sweep job's task overrides as TensorBoard HParams summaries (experiment, session start and end) and
+    its final scalars as their metrics, final/<name>; ([], {}) when there is nothing to compare."""
     from torch.utils.tensorboard.summary import hparams
 
     params = {}
@@ -247,13 +177,5 @@ def log_hparams(run_dir: Path, overrides: list[str], final: dict[str, float], st
             params[key] = _hparam_value(value)
     metrics = {f"final/{k}": float(v) for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)}
     if not params or not metrics:
-        return
-    experiment, session_start, session_end = hparams(params, metrics)
-    writer = SummaryWriter(str(Path(run_dir) / "tb"))
-    try:
-        for summary in (experiment, session_start, session_end):
-            writer.file_writer.add_summary(summary)
-        for tag, value in metrics.items():
-            writer.add_scalar(tag, value, step)
-    finally:
-        writer.close()
+        return [], {}
+    return list(hparams(params, metrics)), metrics

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import logging
 import math
-import shutil
 import signal
 import sys
 import threading
@@ -15,17 +12,17 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-import genlab
-from genlab.checkpoint import atomic_write, find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from genlab.data import Batch, Data
 from genlab.errors import GenlabError, Interrupted, TrainingStopped
 from genlab.models import GenerativeModel
 from genlab.ema import build_ema
 from genlab.optim import describe
+from genlab.resume import Position, checkpoint_state, init_from, position_of, resolve_resume, restore
+from genlab.runwriter import RunWriter
 from genlab.schedules import Schedule, schedule_from
-from genlab.tracking import Scatter, Tracker, read_metrics
+from genlab.tracking import Scatter
 
 log = logging.getLogger("genlab")
 
@@ -76,23 +73,6 @@ def resolve_device(cfg: DictConfig) -> torch.device:
     if index >= torch.cuda.device_count():
         raise GenlabError(f"device.ids={list(cfg.ids)} but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
     return torch.device("cuda", index)
-
-
-def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
-    """train.resume -> a checkpoint path. `auto` = newest sibling run folder with a last.pt, if any."""
-    if resume is None:
-        return None
-    if resume == "auto":
-        candidates = [
-            p / "checkpoints" / "last.pt"
-            for p in run_dir.parent.iterdir()
-            if p.is_dir() and p.resolve() != run_dir.resolve() and (p / "checkpoints" / "last.pt").is_file()
-        ]
-        if not candidates:
-            log.info("train.resume=auto: no earlier run of this model and data; starting fresh")
-            return None
-        return max(candidates, key=lambda p: p.stat().st_mtime)
-    return find_checkpoint(resume)
 
 
 class Progress:
@@ -237,262 +217,207 @@ class NanGuard:
                         "Lower optim.lr, or pass train.on_nan=skip to skip such steps")
 
 
+class ScalarWindow:
+    """Each scalar averaged over the steps of one log interval (a model may log some only on some steps, e.g.
+    G every n_critic steps), and the images per second over it."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.images = 0
+        self.clock = time.perf_counter()
+
+    def add(self, scalars: dict, n_images: int) -> None:
+        self.images += n_images
+        for k, v in scalars.items():
+            if v is None:  # e.g. no gradient norm on a step that mixed precision skipped
+                continue
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def close(self) -> dict[str, float]:
+        """The averages (one device sync), then a fresh window."""
+        now = time.perf_counter()
+        out = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
+        out["img_per_s"] = self.images / max(now - self.clock, 1e-9)
+        self.__init__()
+        return out
+
+
 class Trainer:
+    """The loop. Where a run starts is resume.py's business, what it writes is the RunWriter's; the trainer
+    only decides when: a step per batch, a log line every train.log_every steps, visuals every
+    train.sample_every epochs, a checkpoint every train.checkpoint_every epochs."""
+
     def __init__(self, cfg: DictConfig, run_dir: Path, device: torch.device):
         self.cfg = cfg
         self.train_cfg = cfg.train
         self.run_dir = Path(run_dir)
         self.device = device
+        self.ema = None
 
-    # ---- checkpoints -------------------------------------------------------------------------------
-    def state(self, model: GenerativeModel, engine: Engine, epoch: int, batch: int, step: int) -> dict:
-        return {
-            "genlab_version": genlab.__version__,
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
-            "spec": dataclasses.asdict(self.spec),  # what the model was built for: a run loads without its data
-            "model": model.state_dict(),
-            "optimizers": {n: o.state_dict() for n, o in model.optimizers.items()},
-            "scalers": {n: s.state_dict() for n, s in engine.scalers.items()},
-            "extra": model.extra_state(),
-            "rng": rng_state(),
-            "batches_per_epoch": self.batches_per_epoch,
-            "epoch": epoch,  # the epoch in progress (== epochs done when batch == 0)
-            "batch": batch,  # batches of that epoch already trained on
-            "step": step,
-            **({"ema": self.ema.state_dict()} if getattr(self, "ema", None) is not None else {}),
-        }
-
-    def save(self, state: dict, keep: bool) -> None:
-        """Write checkpoints/last.pt (and a kept copy) atomically: a failed write leaves the previous one whole."""
-        folder = self.run_dir / "checkpoints"
-        try:
-            save_checkpoint(state, folder / "last.pt")
-            if keep:
-                atomic_write(folder / f"epoch_{state['epoch']:03d}.pt",
-                             lambda tmp: shutil.copyfile(folder / "last.pt", tmp))
-        except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
-            import errno
-
-            kept = folder / "last.pt"
-            if isinstance(err, OSError) and err.errno in (errno.EEXIST, errno.ENOTDIR):
-                raise GenlabError(f"cannot write a checkpoint into {folder}: it is a file, not a folder; move it "
-                                  "away or pass hydra.run.dir=SOMEWHERE/ELSE") from None
-            reason = (err.strerror if isinstance(err, OSError) and err.strerror
-                      else f"{str(err).splitlines()[0]}: is the disk full?")
-            then = (f"the previous checkpoint is unchanged: free some space, then resume with train.resume={kept}"
-                    if kept.is_file() else "nothing was saved: free some space or pass hydra.run.dir=SOMEWHERE/ELSE")
-            raise GenlabError(f"cannot write a checkpoint into {folder} ({reason}); {then}") from None
-
-    def restore(self, path: Path, model: GenerativeModel, engine: Engine) -> dict:
-        # RNG states must stay CPU tensors; load_state_dict moves weights and optimiser state to the device.
-        state = load_checkpoint(path, map_location="cpu")
-        old, new = state["config"], OmegaConf.to_container(self.cfg, resolve=True)
-        for key in ("model", "data", "optim", "loss"):
-            if old.get(key, {}).get("name") != new[key]["name"]:
-                raise GenlabError(
-                    f"cannot resume {path}: it trained with {key}={old[key]['name']}, this run asks for "
-                    f"{key}={new[key]['name']}"
-                )
-        if state.get("batches_per_epoch", self.batches_per_epoch) != self.batches_per_epoch:
-            raise GenlabError(
-                f"cannot resume {path}: it had {state['batches_per_epoch']} batches per epoch, this run has "
-                f"{self.batches_per_epoch}; resume with the same train.batch_size and data.limit"
-            )
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as err:
-            raise GenlabError(
-                f"cannot resume {path}: its weights do not fit this model ({str(err).splitlines()[0]}); "
-                "resume with the same model.* settings"
-            ) from None
-        for name, opt in model.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-            # load_state_dict brings back the old hyper-parameters; this run's optim.* settings win
-            for group in opt.param_groups:
-                for key, value in model.optimizer_settings[name].items():
-                    if key in group and key != "params" and value is not None:
-                        group[key] = tuple(value) if key == "betas" else value
-        for name, scaler in engine.scalers.items():
-            if name in state.get("scalers", {}):
-                scaler.load_state_dict(state["scalers"][name])
-        model.load_extra_state(state.get("extra", {}))
-        set_rng_state(state["rng"])
-        self._copy_history(path, state["step"], state["epoch"])
-        return state
-
-    def init_from(self, source: str, model: GenerativeModel) -> None:
-        """train.init_from: another run's weights through the model's init_weights hook; the optimisers, the
-        step and the history start fresh. init_from.txt records the source."""
-        path = find_checkpoint(source)
-        state = load_checkpoint(path, map_location="cpu")
-        source_model, own = state["config"]["model"]["name"], self.cfg.model.name
-        taken = model.init_weights(source_model, state["model"])
-        if taken is None:
-            if source_model != own:
-                raise GenlabError(f"train.init_from={source}: a {own} run cannot start from a {source_model} run "
-                                  f"(the {own} model maps no weights from it); pass a {own} run")
-            try:
-                model.load_state_dict(state["model"])
-            except RuntimeError as err:
-                raise GenlabError(f"train.init_from={source}: its weights do not fit this model "
-                                  f"({str(err).splitlines()[0]}); use the same model.* settings") from None
-            taken = "all weights"
-        (self.run_dir / "init_from.txt").write_text(
-            f"{path.resolve()}\nmodel {source_model}, step {state.get('step', 0)}\n{taken}\n")
-        log.info(f"started from {path} ({source_model}, step {state.get('step', 0)}): {taken}")
-
-    def _copy_history(self, checkpoint: Path, step: int, epoch: int) -> None:
-        """A resumed run's folder gets the earlier history, so it stands alone (curves, samples, TensorBoard)."""
-        old_run = checkpoint.parent.parent
-        if old_run.resolve() == self.run_dir.resolve():
-            return
-        records = [r for r in read_metrics(old_run / "metrics.jsonl") if r.get("step", 0) <= step]
-        (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-        if (old_run / "tb").is_dir():  # later events are dropped by the new writer's purge_step
-            shutil.copytree(old_run / "tb", self.run_dir / "tb", dirs_exist_ok=True)
-        for png in sorted((old_run / "samples").glob("epoch_*.png")):
-            if int(png.stem.split("_")[1]) <= epoch:
-                (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(png, self.run_dir / "samples" / png.name)
-        (self.run_dir / "resumed_from.txt").write_text(f"{checkpoint.resolve()}\nstep {step}\n")
-
-    # ---- the loop ----------------------------------------------------------------------------------
     def fit(self, model: GenerativeModel, data: Data) -> dict:
         t = self.train_cfg
         self.started = time.perf_counter()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        model.to(self.device)
-        if self.cfg.device.channels_last:
-            model.to(memory_format=torch.channels_last)
-        model.configure_optimizers(self.cfg.optim)
-        on_nan = self.cfg.train.get("on_nan", "stop")
-        engine = Engine(self.device, self.cfg.device.amp, model.optimizers, skip_nonfinite=on_nan == "skip")
-        model.engine = engine
-        guard = NanGuard(on_nan, self.device, engine)
-        last_pt = self.run_dir / "checkpoints" / "last.pt"
-        schedule = schedule_from(self.cfg, model)
-
-        self.spec = data.spec
-        batches = self.batches_per_epoch = len(data.train)
-        total = t.steps if t.steps is not None else t.epochs * batches
-        n_epochs = math.ceil(total / batches)
-        epoch, start_batch, step = 0, 0, 0
-        resume = resolve_resume(t.resume, self.run_dir)
-        state = self.restore(resume, model, engine) if resume is not None else {}
-        if t.get("init_from"):
-            self.init_from(t.init_from, model)
-        # after the restore: the average starts from the weights the run continues from
-        ema = self.ema = build_ema(model, t.get("ema"))
-        if resume is not None:
-            epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
-            log.info(f"resumed from {resume} at epoch {epoch}, step {step}")
-            if ema is not None and state.get("ema"):
-                ema.load_state_dict(state["ema"])
-            elif ema is not None:
-                log.info("the checkpoint has no EMA weights: the average starts from its weights")
-            elif state.get("ema"):
-                log.info("the checkpoint has EMA weights and this run keeps none: pass train.ema=DECAY to go on "
-                         "averaging (genlab sample will use this run's trained weights)")
-            if step >= total:
-                log.info(f"that run already reached step {step} of {total}: nothing to train "
-                         "(raise train.epochs or train.steps to go on)")
-
-        title = f"{self.cfg.model.name} on {self.cfg.data.name}"
-        tracker = Tracker(self.run_dir, model.curve_groups, title, purge_step=step + 1 if step else None)
+        self.spec, self.batches_per_epoch = data.spec, len(data.train)
+        self.total = t.steps if t.steps is not None else t.epochs * self.batches_per_epoch
+        engine, guard = self._attach(model)
+        writer = self.writer = RunWriter(self.run_dir)
+        position = self._start(model, engine, writer)
+        writer.open(model.curve_groups, self.title, purge_step=position.step + 1 if position.step else None)
+        rates = self._announce(model, data)
         fixed = data.fixed_batch(t.n_samples)
-        params = {n: sum(p.numel() for p in net.parameters()) for n, net in model.networks().items()}
-        log.info(f"{title}: {data.spec.n_train} training images, {batches} batches of {t.batch_size} per epoch, "
-                 f"{total} steps on {self.device}")
-        for name, settings in model.optimizer_settings.items():
-            log.info(f"  {name}: {params[name]:,} parameters, {describe(settings)}, {schedule.describe()}")
-        rates = LearningRates(model, schedule, total, batches)
-        log.info(f"  run folder: {self.run_dir}")
+        if position.step == 0:
+            self._visuals(model, fixed, data, step=0, epoch=0)
 
-        if step == 0:
-            self._visuals(model, tracker, fixed, data, step, 0)
-        progress = Progress(t.progress, total, step)
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}  # per scalar: a model may log some only on some steps (G every n_critic)
-        images_seen = 0
-        clock = curves_drawn = time.perf_counter()
-        started = self.started
-        last = {}
+        progress = Progress(t.progress, self.total, position.step)
+        self.last: dict[str, float] = {}
+        self._curves_drawn = time.perf_counter()
+        window = ScalarWindow()  # log intervals may span epochs
         stop = StopRequest()
         try:
-            while epoch < n_epochs and step < total and not stop.requested:
-                model.train()
-                for batch in data.train.epoch(epoch, start_batch):
-                    if self.cfg.device.channels_last:
-                        batch = Batch({k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
-                                       for k, v in batch.items()})
-                    rates.apply(step)
-                    scalars = guard.step(model, batch, step)
-                    if ema is not None:
-                        ema.update()
-                    step += 1
-                    start_batch += 1
-                    images_seen += batch.size
-                    for k, v in scalars.items():
-                        if v is None:  # e.g. no gradient norm on a step that mixed precision skipped
-                            continue
-                        sums[k] = sums.get(k, 0.0) + v
-                        counts[k] = counts.get(k, 0) + 1
-                    if step % t.log_every == 0 or step == total:
-                        guard.check(last_pt)
-                        now = time.perf_counter()
-                        window = {k: float(v) / counts[k] for k, v in sums.items()}
-                        if guard.skipped:
-                            window["nonfinite_skipped"], guard.skipped = float(guard.skipped), 0
-                        window.update(rates.current())
-                        window["img_per_s"] = images_seen / max(now - clock, 1e-9)
-                        tracker.log_scalars(step, epoch + start_batch / batches, window, now - started)
-                        last.update(window)
-                        progress.update(step, epoch + 1, last)
-                        sums, counts, images_seen, clock = {}, {}, 0, now
-                    if step >= total or stop.requested:
-                        break
-                if stop.requested:
-                    break
-                finished_epoch = start_batch >= batches
-                if finished_epoch:
-                    epoch, start_batch = epoch + 1, 0
-                done = step >= total
-                guard.check(last_pt)  # nothing of a diverged state is drawn or saved
-                if done or (finished_epoch and epoch % t.sample_every == 0):
-                    self._visuals(model, tracker, fixed, data, step, epoch if finished_epoch else epoch + 1)
-                keep = finished_epoch and t.keep_every > 0 and epoch % t.keep_every == 0
-                if done or keep or (finished_epoch and epoch % t.checkpoint_every == 0):
-                    self.save(self.state(model, engine, epoch, start_batch, step), keep)
-                    # matplotlib costs ~0.2 s a figure: with short epochs redraw at most every 20 s
-                    if done or time.perf_counter() - curves_drawn > 20:
-                        tracker.draw_curves()
-                        curves_drawn = time.perf_counter()
-                progress.update(step, epoch, last, force=True)
-            if stop.requested:
-                # the step in flight finished first, so this checkpoint resumes exactly
+            while position.step < self.total and not stop.requested:
+                self._train_epoch(model, data, position, rates, guard, window, progress, stop)
+                if not stop.requested:
+                    self._end_of_pass(model, engine, fixed, data, position, guard, progress)
+            if stop.requested:  # the step in flight finished first, so this checkpoint resumes exactly
                 progress.close()
-                guard.check(last_pt)
-                self.save(self.state(model, engine, epoch, start_batch, step), keep=False)
-                tracker.draw_curves()
-                log.info(f"interrupted at step {step}; saved {last_pt}")
+                guard.check(self.last_pt)
+                self._save(model, engine, position, keep=False)
+                writer.curves()
+                log.info(f"interrupted at step {position.step}; saved {self.last_pt}")
                 raise Interrupted(stop.requested)
-            if resume is not None and not (self.run_dir / "checkpoints" / "last.pt").is_file():
-                self.save(self.state(model, engine, epoch, start_batch, step), keep=False)  # nothing left to train
-                tracker.draw_curves()
+            if not self.last_pt.is_file():  # a resume with nothing left to train still leaves a checkpoint
+                self._save(model, engine, position, keep=False)
+                writer.curves()
         except TrainingStopped:
             progress.close()
-            tracker.draw_curves()  # the curves up to the divergence
+            writer.curves()  # the curves up to the divergence
             raise
         finally:
             stop.restore()
             progress.close()
-            tracker.close()
-        log.info(f"done: {step} steps in {time.perf_counter() - started:.0f} s; samples, curves.png and "
-                 f"checkpoints/last.pt are in {self.run_dir}")
-        return last
+            writer.close()
+        log.info(f"done: {position.step} steps in {time.perf_counter() - self.started:.0f} s; samples, curves.png "
+                 f"and checkpoints/last.pt are in {self.run_dir}")
+        return self.last
 
-    def _visuals(self, model: GenerativeModel, tracker: Tracker, fixed, data: Data, step: int, epoch: int) -> None:
-        # Visuals must not consume the training RNG, or a resumed run would diverge from a straight one.
+    # ---- before the loop ---------------------------------------------------------------------------------
+    @property
+    def last_pt(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    @property
+    def title(self) -> str:
+        return f"{self.cfg.model.name} on {self.cfg.data.name}"
+
+    def _attach(self, model: GenerativeModel) -> tuple[Engine, NanGuard]:
+        """The model on its device, its optimisers, the Engine (AMP, grad scaling) and the NaN guard."""
+        model.to(self.device)
+        if self.cfg.device.channels_last:
+            model.to(memory_format=torch.channels_last)
+        model.configure_optimizers(self.cfg.optim)
+        on_nan = self.train_cfg.get("on_nan", "stop")
+        engine = Engine(self.device, self.cfg.device.amp, model.optimizers, skip_nonfinite=on_nan == "skip")
+        model.engine = engine
+        return engine, NanGuard(on_nan, self.device, engine)
+
+    def _start(self, model: GenerativeModel, engine: Engine, writer: RunWriter) -> Position:
+        """Fresh, resumed (train.resume: weights, optimisers, RNG, position, EMA and the earlier history) or
+        started from another run's weights (train.init_from); then the EMA, from the weights the run goes on
+        from."""
+        t = self.train_cfg
+        path = resolve_resume(t.resume, self.run_dir)
+        state, position = {}, Position()
+        if path is not None:
+            state = restore(path, self.cfg, model, engine, self.batches_per_epoch)
+            position = position_of(state)
+            writer.copy_history(path, position.step, position.epoch)
+            log.info(f"resumed from {path} at epoch {position.epoch}, step {position.step}")
+            if position.step >= self.total:
+                log.info(f"that run already reached step {position.step} of {self.total}: nothing to train "
+                         "(raise train.epochs or train.steps to go on)")
+        if t.get("init_from"):
+            writer.note("init_from.txt", init_from(t.init_from, self.cfg, model))
+        self.ema = build_ema(model, t.get("ema"))
+        if self.ema is not None and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+        elif self.ema is not None and path is not None:
+            log.info("the checkpoint has no EMA weights: the average starts from its weights")
+        elif state.get("ema"):
+            log.info("the checkpoint has EMA weights and this run keeps none: pass train.ema=DECAY to go on "
+                     "averaging (genlab sample will use this run's trained weights)")
+        return position
+
+    def _announce(self, model: GenerativeModel, data: Data) -> LearningRates:
+        """The run's plan in the log; returns the learning rates the loop writes before each step."""
+        t = self.train_cfg
+        schedule = schedule_from(self.cfg, model)
+        params = {n: sum(p.numel() for p in net.parameters()) for n, net in model.networks().items()}
+        log.info(f"{self.title}: {data.spec.n_train} training examples, {self.batches_per_epoch} batches of "
+                 f"{t.batch_size} per epoch, {self.total} steps on {self.device}")
+        for name, settings in model.optimizer_settings.items():
+            log.info(f"  {name}: {params[name]:,} parameters, {describe(settings)}, {schedule.describe()}")
+        log.info(f"  run folder: {self.run_dir}")
+        return LearningRates(model, schedule, self.total, self.batches_per_epoch)
+
+    # ---- the loop ------------------------------------------------------------------------------------------
+    def _train_epoch(self, model, data, position: Position, rates, guard, window, progress, stop) -> None:
+        """The batches of the epoch in progress from where the position stands, until it ends, the run reaches
+        its last step or a stop is requested."""
+        t = self.train_cfg
+        model.train()
+        for batch in data.train.epoch(position.epoch, position.batch):
+            if self.cfg.device.channels_last:
+                batch = Batch({k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                               for k, v in batch.items()})
+            rates.apply(position.step)
+            scalars = guard.step(model, batch, position.step)
+            if self.ema is not None:
+                self.ema.update()
+            position.advance()
+            window.add(scalars, batch.size)
+            if position.step % t.log_every == 0 or position.step == self.total:
+                guard.check(self.last_pt)
+                scalars = window.close()
+                if guard.skipped:
+                    scalars["nonfinite_skipped"], guard.skipped = float(guard.skipped), 0
+                scalars.update(rates.current())
+                scalars["img_per_s"] = scalars.pop("img_per_s")
+                self.writer.scalars(position.step, position.epoch + position.batch / self.batches_per_epoch,
+                                    scalars, time.perf_counter() - self.started)
+                self.last.update(scalars)
+                progress.update(position.step, position.epoch + 1, self.last)
+            if position.step >= self.total or stop.requested:
+                break
+
+    def _end_of_pass(self, model, engine, fixed, data, position: Position, guard, progress) -> None:
+        """After an epoch (or the last step): visuals every sample_every epochs, checkpoints every
+        checkpoint_every (kept copies every keep_every), curves.png at most every 20 s."""
+        t = self.train_cfg
+        finished_epoch = position.batch >= self.batches_per_epoch
+        if finished_epoch:
+            position.epoch, position.batch = position.epoch + 1, 0
+        done = position.step >= self.total
+        guard.check(self.last_pt)  # nothing of a diverged state is drawn or saved
+        if done or (finished_epoch and position.epoch % t.sample_every == 0):
+            self._visuals(model, fixed, data, position.step, position.epoch if finished_epoch else position.epoch + 1)
+        keep = finished_epoch and t.keep_every > 0 and position.epoch % t.keep_every == 0
+        if done or keep or (finished_epoch and position.epoch % t.checkpoint_every == 0):
+            self._save(model, engine, position, keep)
+            # matplotlib costs ~0.2 s a figure: with short epochs redraw at most every 20 s
+            if done or time.perf_counter() - self._curves_drawn > 20:
+                self.writer.curves()
+                self._curves_drawn = time.perf_counter()
+        progress.update(position.step, position.epoch, self.last, force=True)
+
+    def _save(self, model, engine, position: Position, keep: bool) -> None:
+        self.writer.checkpoint(checkpoint_state(self.cfg, self.spec, model, engine, self.ema, self.batches_per_epoch,
+                                                position), keep)
+
+    def _visuals(self, model: GenerativeModel, fixed, data: Data, step: int, epoch: int) -> None:
+        """The model's visuals of the fixed batch and its held-out scores, drawn with the EMA weights when there
+        are some. They must not consume the training RNG, or a resumed run would diverge from a straight one."""
         averaged = self.ema.applied() if self.ema is not None else contextlib.nullcontext()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), averaged, \
                 torch.no_grad():
@@ -500,14 +425,14 @@ class Trainer:
             visuals = model.visuals(fixed)
             scores = model.evaluate(data.evaluation.ordered())
             model.train()
-        tracker.log_visuals(step, epoch, visuals, model.visual_row_titles())
+        self.writer.visuals(step, epoch, visuals, model.visual_row_titles())
         for name, scatter in scores.items():
             if isinstance(scatter, Scatter):
-                tracker.log_scatter(step, epoch, name, scatter)
+                self.writer.scatter(step, epoch, name, scatter)
         scalars = {k: v for k, v in scores.items() if isinstance(v, float)}
         if "samples" in visuals and "image" in fixed and fixed.size > 1:
             # how spread out the fixed-noise samples are, relative to the real fixed batch: near 0 = collapse
             real = pairwise_spread(fixed["image"])
             scalars["sample_diversity"] = pairwise_spread(visuals["samples"]) / real if real > 0 else float("nan")
         if scalars:
-            tracker.log_scalars(step, epoch, scalars, time.perf_counter() - self.started)
+            self.writer.scalars(step, epoch, scalars, time.perf_counter() - self.started)

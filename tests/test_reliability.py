@@ -300,11 +300,13 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_record(tmp_path):
 
 
 def test_metrics_jsonl_never_holds_nan_or_infinity(tmp_path):
-    from genlab.tracking import Tracker, read_metrics
+    from genlab.runwriter import RunWriter
+    from genlab.tracking import read_metrics
 
-    tracker = Tracker(tmp_path, {})
-    tracker.log_scalars(1, 0.5, {"loss": float("nan"), "kl": float("inf"), "recon": 0.25}, 1.0)
-    tracker.close()
+    writer = RunWriter(tmp_path, active=True)
+    writer.open({})
+    writer.scalars(1, 0.5, {"loss": float("nan"), "kl": float("inf"), "recon": 0.25}, 1.0)
+    writer.close()
     (record,) = [strict_json(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert record["loss"] is None and record["kl"] is None and record["recon"] == 0.25
     assert read_metrics(tmp_path / "metrics.jsonl") == [record]

@@ -1,0 +1,200 @@
+"""RunWriter: the one object that writes into a run folder while it trains.
+
+Checkpoints, TensorBoard events, metrics.jsonl, sample PNGs, curves.png, the history a resumed run copies,
+init_from.txt / resumed_from.txt and a sweep job's hparams all go through it. Hydra writes .hydra/ and
+train.log; rundir.py removes what a failed start made; nothing else touches the folder.
+
+With several processes (torchrun), only the first writes: every other rank's writer is silent (`active` is
+False), so its methods return without touching the disk. The rank is read from torchrun's RANK variable.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from genlab.checkpoint import atomic_write, save_checkpoint
+from genlab.errors import GenlabError
+from genlab.tracking import (NOT_CURVES, Scatter, draw_curves, hparam_summaries, image_grid, read_metrics,
+                             save_png, scatter_png, titled_rows)
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or a plain single process."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def _silent_on_other_ranks(method):
+    def guarded(self, *args, **kwargs):
+        if not self.active:
+            return None
+        return method(self, *args, **kwargs)
+
+    guarded.__name__, guarded.__doc__ = method.__name__, method.__doc__
+    return guarded
+
+
+class RunWriter:
+    def __init__(self, run_dir: Path, active: bool | None = None):
+        self.run_dir = Path(run_dir)
+        self.active = is_main_process() if active is None else active
+        self.events = self._jsonl = None
+        self.curve_groups: dict[str, list[str]] = {}
+        self.title = ""
+        if self.active:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    # ---- records -----------------------------------------------------------------------------------------
+    @_silent_on_other_ranks
+    def open(self, curve_groups: dict[str, list[str]], title: str = "", purge_step: int | None = None) -> None:
+        """Start the TensorBoard events (dropping any copied ones after purge_step) and metrics.jsonl."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.curve_groups, self.title = curve_groups, title
+        (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        self.events = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
+        self._jsonl = open(self.metrics_path, "a", buffering=1)
+
+    @_silent_on_other_ranks
+    def scalars(self, step: int, epoch: float, scalars: dict[str, float], elapsed: float) -> None:
+        """TensorBoard: lr/* as they are, run figures under perf/, test_* under test/, the rest under train/;
+        and one metrics.jsonl line (a non-finite value as null, so every line stays valid JSON)."""
+        for name, value in scalars.items():
+            if "/" in name:
+                tag = name
+            elif name in NOT_CURVES:
+                tag = f"perf/{name}"
+            elif name.startswith("test_"):
+                tag = f"test/{name[5:]}"
+            else:
+                tag = f"train/{name}"
+            self.events.add_scalar(tag, value, step)
+        record = {"step": step, "epoch": round(epoch, 4), "time": round(elapsed, 3), **scalars}
+        record = {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in record.items()}
+        self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
+
+    @_silent_on_other_ranks
+    def visuals(self, step: int, epoch: int, visuals: dict[str, torch.Tensor],
+                row_titles: dict[str, list[str]] | None = None) -> list[Path]:
+        """samples/epoch_XXX.png ("samples") and samples/epoch_XXX_<name>.png, and TensorBoard visuals/<name>.
+        A 5-D visual [rows, columns, C, H, W] keeps the model's layout."""
+        paths = []
+        for name, images in visuals.items():
+            titles = (row_titles or {}).get(name)
+            if images.dim() == 5:
+                nrow, images = images.shape[1], images.flatten(0, 1)
+            else:
+                nrow = len(images) // len(titles) if titles else 8
+            grid = image_grid(images, nrow=nrow)
+            if titles:
+                grid = titled_rows(grid, titles)
+            suffix = "" if name == "samples" else f"_{name}"
+            path = self.run_dir / "samples" / f"epoch_{epoch:03d}{suffix}.png"
+            save_png(grid, path)
+            paths.append(path)
+            array = torch.from_numpy(np.asarray(grid.convert("RGB")).copy()).permute(2, 0, 1)
+            self.events.add_image(f"visuals/{name}", array, step)
+        self.events.flush()
+        return paths
+
+    @_silent_on_other_ranks
+    def scatter(self, step: int, epoch: int, name: str, scatter: Scatter) -> Path:
+        """samples/epoch_XXX_<name>.png, and the same image in TensorBoard under visuals/<name>."""
+        data = scatter_png(scatter)
+        path = self.run_dir / "samples" / f"epoch_{epoch:03d}_{name}.png"
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+        with Image.open(io.BytesIO(data)) as image:
+            array = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+        self.events.add_image(f"visuals/{name}", array, step)
+        self.events.flush()
+        return path
+
+    @_silent_on_other_ranks
+    def curves(self) -> None:
+        """Redraw curves.png from metrics.jsonl (the model's curve_groups against the step)."""
+        if self._jsonl is not None:
+            self._jsonl.flush()
+        draw_curves(read_metrics(self.metrics_path), self.run_dir / "curves.png", self.curve_groups, self.title)
+
+    @_silent_on_other_ranks
+    def hparams(self, overrides: list[str], final: dict[str, float], step: int) -> None:
+        """A sweep job's overrides as TensorBoard hyper-parameters and its final scalars (final/<name>) as their
+        metrics, so the HParams tab compares the jobs of a multirun."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        summaries, metrics = hparam_summaries(overrides, final)
+        if not summaries:
+            return
+        writer = SummaryWriter(str(self.run_dir / "tb"))
+        try:
+            for summary in summaries:
+                writer.file_writer.add_summary(summary)
+            for tag, value in metrics.items():
+                writer.add_scalar(tag, value, step)
+        finally:
+            writer.close()
+
+    @_silent_on_other_ranks
+    def note(self, name: str, text: str) -> None:
+        """A small record beside the run (init_from.txt, resumed_from.txt)."""
+        atomic_write(self.run_dir / name, lambda tmp: Path(tmp).write_text(text))
+
+    # ---- checkpoints -------------------------------------------------------------------------------------
+    @_silent_on_other_ranks
+    def checkpoint(self, state: dict, keep: bool) -> None:
+        """checkpoints/last.pt (and epoch_XXX.pt when `keep`), atomically: a failed write leaves the previous
+        one whole and says so in one line."""
+        folder = self.run_dir / "checkpoints"
+        try:
+            save_checkpoint(state, folder / "last.pt")
+            if keep:
+                atomic_write(folder / f"epoch_{state['epoch']:03d}.pt",
+                             lambda tmp: shutil.copyfile(folder / "last.pt", tmp))
+        except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
+            kept = folder / "last.pt"
+            if isinstance(err, OSError) and err.errno in (errno.EEXIST, errno.ENOTDIR):
+                raise GenlabError(f"cannot write a checkpoint into {folder}: it is a file, not a folder; move it "
+                                  "away or pass hydra.run.dir=SOMEWHERE/ELSE") from None
+            reason = (err.strerror if isinstance(err, OSError) and err.strerror
+                      else f"{str(err).splitlines()[0]}: is the disk full?")
+            then = (f"the previous checkpoint is unchanged: free some space, then resume with train.resume={kept}"
+                    if kept.is_file() else "nothing was saved: free some space or pass hydra.run.dir=SOMEWHERE/ELSE")
+            raise GenlabError(f"cannot write a checkpoint into {folder} ({reason}); {then}") from None
+
+    @_silent_on_other_ranks
+    def copy_history(self, checkpoint: Path, step: int, epoch: int) -> None:
+        """A resumed run's folder gets the earlier run's history up to the checkpoint (metrics.jsonl lines,
+        samples/, tb/: later events are dropped by open()'s purge_step), so it stands alone."""
+        old_run = Path(checkpoint).parent.parent
+        if old_run.resolve() == self.run_dir.resolve():
+            return
+        records = [r for r in read_metrics(old_run / "metrics.jsonl") if r.get("step", 0) <= step]
+        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        if (old_run / "tb").is_dir():
+            shutil.copytree(old_run / "tb", self.run_dir / "tb", dirs_exist_ok=True)
+        for png in sorted((old_run / "samples").glob("epoch_*.png")):
+            if int(png.stem.split("_")[1]) <= epoch:
+                (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(png, self.run_dir / "samples" / png.name)
+        self.note("resumed_from.txt", f"{Path(checkpoint).resolve()}\nstep {step}\n")
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
+            self.events = None
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
