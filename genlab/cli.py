@@ -75,7 +75,7 @@ def _quote(path) -> str:
 
 
 @app.command("list")
-def list_options(group: Optional[str] = typer.Argument(None, help="Only this config group (model, data, ...).")) -> None:
+def list_options(group: Optional[str] = typer.Argument(None, help="Only this config group (model, data, ...), or `metrics`.")) -> None:
     """Show the options of every config group with a one-line description."""
     from rich.console import Console
     from rich.table import Table
@@ -83,8 +83,10 @@ def list_options(group: Optional[str] = typer.Argument(None, help="Only this con
     from genlab.paths import config_dir, group_options
 
     groups = sorted(p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra")
+    if group == "metrics":
+        return _list_metrics()
     if group is not None and group not in groups:
-        raise GenlabError(f"unknown config group '{group}'; choose one of: {', '.join(groups)}")
+        raise GenlabError(f"unknown config group '{group}'; choose one of: {', '.join(groups)}, or metrics")
     defaults = _defaults()
     table = Table(title="genlab config groups (* = default)", show_lines=False)
     table.add_column("group", style="bold cyan")
@@ -98,6 +100,25 @@ def list_options(group: Optional[str] = typer.Argument(None, help="Only this con
     Console().print(table)
     print("Pick one with GROUP=OPTION, e.g. `genlab train model=vae data=fashion_mnist`; "
           "set any key with KEY=VALUE, e.g. `train.epochs=5`.")
+
+
+def _list_metrics() -> None:
+    """`genlab list metrics`: every registered metric (families register their own) and what it scores."""
+    from rich.console import Console
+    from rich.table import Table
+
+    import genlab.evaluation  # noqa: F401  (registers the shared metrics)
+    from genlab.evaluation import metric_help
+    from genlab.registry import METRICS, load_all
+
+    load_all()
+    table = Table(title="genlab eval metrics")
+    table.add_column("metric", style="bold")
+    table.add_column("what it measures (the data it scores)")
+    for name in METRICS.in_order():
+        table.add_row(name, metric_help(name))
+    Console().print(table)
+    print("Run them with `genlab eval RUN` (all that apply) or `genlab eval RUN --metrics a,b`.")
 
 
 def _defaults() -> dict[str, str]:
@@ -186,18 +207,24 @@ def evaluate(
     n: int = typer.Option(5000, "--n", "-n", min=10, help="Generated images per metric (at least 10)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated images."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto."),
+    ood_data: Optional[str] = typer.Option(
+        None, "--ood-data", help="A second dataset (a data option) for out-of-distribution AUROC/AUPRC."),
 ) -> None:
     """Score a run and write RUN/metrics.json: every number with its protocol (n, split, features, size).
 
-    Metrics: fd_domain (Frechet distance in a domain classifier's features; no download), precision_recall,
-    ms_ssim (within-class diversity), fid / kid / is (need the Inception weights on disk), likelihood (VAE
-    -ELBO and bits/dim, VQ-VAE reconstruction error).
+    Metrics (all that apply to the run; `genlab list metrics` lists them with what they need): fd_domain
+    (Frechet distance in a domain classifier's features; no download), precision_recall, ms_ssim (within-class
+    diversity), fid / kid / is (need the Inception weights on disk), likelihood (VAE -ELBO and bits/dim,
+    VQ-VAE reconstruction error), translation (L1 / PSNR of a translation model against the targets), ood
+    (with --ood-data: AUROC / AUPRC of the model's score, e.g. a VAE's -ELBO).
 
     Examples:
 
     * `genlab eval outputs/dcgan_digits/RUN`
 
     * `genlab eval outputs/cgan_cifar10/RUN --metrics fd_domain,ms_ssim -n 10000 --device cuda`
+
+    * `genlab eval outputs/vae_mnist/RUN --metrics ood --ood-data fashion_mnist`
     """
     import json
     import logging
@@ -218,7 +245,8 @@ def evaluate(
     names = [m for m in metrics.replace(" ", "").split(",") if m] if metrics else None
     target = load_run(run, device)
     console = Console(stderr=True)
-    result = evaluate_run(target, names, n, seed, torch.device(device), log=lambda line: console.print(line))
+    result = evaluate_run(target, names, n, seed, torch.device(device), log=lambda line: console.print(line),
+                          ood_data=ood_data)
     record = {"genlab_version": genlab.__version__, "run": str(target.path), "checkpoint": str(target.checkpoint),
               "step": target.step, "model": target.cfg.model.name, "data": target.cfg.data.name,
               "weights": "ema" if target.ema else "trained", **result}

@@ -12,6 +12,14 @@ Metrics (METRICS registry; `genlab eval --metrics a,b`):
 - fid, kid, is: the standard Inception-v3 features (torchmetrics' NoTrainInceptionV3 with torch-fidelity's
   weights, where those are on disk), computed once per image set and shared by the three.
 - likelihood: what the model's own evaluate() reports on the test split (VAE -ELBO and bits/dim, VQ-VAE MSE).
+- translation: L1 and PSNR of a translation model's outputs (model.translates, model.translate) against the
+  held-out targets, whole images one at a time where the data keeps them, beside the input-as-output baseline.
+- ood: AUROC and AUPRC of the model's per-example score (model.score, e.g. -ELBO) on the held-out split vs a
+  second dataset (`--ood-data NAME`).
+
+A metric is registered with @metric(name, kinds=..., when=...) here or in a family's model file; `genlab eval`
+runs those that apply to the run. The Context gives each one its sources: samples (`fake`), real splits
+(`real`), whole images of any size (`whole`), input -> output pairs (`pairs`) and a second dataset (`ood`).
 """
 
 from __future__ import annotations
@@ -241,7 +249,9 @@ class Context:
     seed: int
     device: torch.device
     log: callable = print
+    ood_name: str | None = None  # --ood-data: a second dataset, for out-of-distribution scores
     _data: object = None
+    _ood: object = None
     _fake: tuple | None = None
     _cond: tuple | None = None
     _classifier: tuple | None = None
@@ -274,6 +284,59 @@ class Context:
             self._real[key] = (torch.cat([b["image"].cpu() for b in parts]), torch.cat([b["label"].cpu() for b in parts]))
         return self._real[key]
 
+    # ---- evaluation sources beyond samples and real images ------------------------------------------------
+    def whole(self, limit: int | None = None):
+        """Whole images of any size, one at a time, from the held-out split: (name, Batch of one example).
+        Only data whose source keeps whole images offers them (super-resolution test sets)."""
+        source = self.data.evaluation
+        if not hasattr(source, "whole"):
+            raise MetricUnavailable(f"{self.data.spec.name} ({self.data.spec.kind}) keeps no whole images")
+        return source.whole(limit)
+
+    def pairs(self, limit: int | None = None):
+        """A translation model's (input, output, target) on the held-out split, on the CPU: whole images one at
+        a time where the data keeps them (any size), else its batches in file order. `model.translates` names
+        the input and the target tensors of a batch, e.g. ("a", "b") or ("lr", "hr")."""
+        model = self.run.model
+        if not getattr(model, "translates", None):
+            raise MetricUnavailable(f"{self.run.cfg.model.name} does not translate an input into an output")
+        inputs, targets = model.translates
+        source = self.data.evaluation
+        batches = (b for _, b in source.whole(limit)) if hasattr(source, "whole") else \
+            source.ordered(limit=limit, batch_size=50)
+        with torch.no_grad(), model.evaluating(), torch.random.fork_rng(devices=[]):
+            for batch in batches:
+                x, y = batch[inputs], batch[targets]
+                yield x.float().cpu(), model.translate(x).float().cpu(), y.float().cpu()
+
+    @property
+    def ood(self):
+        """The second dataset (`--ood-data NAME`), built at the run's image size; one line when it is missing or
+        its images have another shape than the run's."""
+        if self.ood_name is None:
+            raise MetricUnavailable("no second dataset: pass --ood-data NAME (a data option, `genlab list data`)")
+        if self._ood is None:
+            from genlab.compose import compose
+            from genlab.data import build_data
+            from genlab.registry import DATASETS
+
+            spec = self.run.spec
+            data_cfg = compose([f"data={self.ood_name}"]).data
+            if "size" in data_cfg:
+                data_cfg.size = spec.size
+            if "channels" in data_cfg:
+                data_cfg.channels = spec.channels
+            if "limit" in data_cfg:
+                data_cfg.limit = None
+            DATASETS[data_cfg.name].locate(data_cfg)
+            data = build_data(data_cfg, self.run.cfg.train.batch_size, self.seed, self.device)
+            if data.spec.kind != spec.kind or (spec.kind == "images" and data.spec.channels != spec.channels):
+                theirs = f"{data.spec.channels}-channel {data.spec.kind}" if data.spec.kind == "images" else data.spec.kind
+                raise GenlabError(f"--ood-data {self.ood_name} gives {theirs}, the run trained on "
+                                  f"{spec.channels}-channel {spec.kind}: pick a dataset of the same kind and channels")
+            self._ood = data
+        return self._ood
+
     @property
     def fake(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """n samples with the model's own label choice (a conditional model cycles through its classes)."""
@@ -302,12 +365,39 @@ class Context:
                 "channels": self.run.spec.channels, **extra}
 
 
-def metric(name: str):
-    return METRICS.register(name)
+def metric(name: str, kinds: tuple[str, ...] | None = ("images",), when=None):
+    """Register a metric: fn(ctx) -> {name: {"value", "protocol"}}. `kinds`: the data kinds it scores (None:
+    any); `when(ctx)`: None where it applies, else the reason it does not. `genlab eval` runs every registered
+    metric that applies, quietly leaving out the others; a metric asked for by name that does not apply is one
+    line. A family registers its own in its model file; the docstring's first line is its `genlab list
+    metrics` help."""
+
+    def add(fn):
+        fn.kinds, fn.when = kinds, when
+        return METRICS.register(name)(fn)
+
+    return add
+
+
+def not_applicable(name: str, ctx: Context) -> str | None:
+    """Why metric `name` does not apply to this run, or None."""
+    fn = METRICS[name]
+    kind = ctx.run.spec.kind
+    if fn.kinds is not None and kind not in fn.kinds:
+        return f"it scores {' or '.join(fn.kinds)} data and {ctx.run.cfg.data.name} is {kind}"
+    return fn.when(ctx) if fn.when is not None else None
+
+
+def metric_help(name: str) -> str:
+    fn = METRICS[name]
+    line = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+    kinds = "any data" if fn.kinds is None else ", ".join(fn.kinds) + " data"
+    return f"{line} ({kinds})" if line else f"({kinds})"
 
 
 @metric("fd_domain")
 def fd_domain(ctx: Context) -> dict:
+    """Frechet distance of samples to the test split in a classifier trained on the dataset (no download)."""
     fake_x, fake_y = ctx.fake  # first: a model that cannot sample is skipped before any classifier work
     classifier, info = ctx.classifier
     test_x, _ = ctx.real("test")
@@ -341,6 +431,7 @@ def fd_domain(ctx: Context) -> dict:
 
 @metric("precision_recall")
 def precision_recall_metric(ctx: Context) -> dict:
+    """k-NN manifold precision (fidelity) and recall (coverage) of samples, in the same features."""
     ctx.fake  # first: a model that cannot sample is skipped before any classifier work
     classifier, info = ctx.classifier
     n = min(ctx.n, 5000)
@@ -469,6 +560,7 @@ def _real_inception(ctx: Context) -> tuple[torch.Tensor, str]:
 
 @metric("fid")
 def fid(ctx: Context) -> dict:
+    """FID: Frechet distance in Inception-v3 pool features (needs the torch-fidelity weights on disk)."""
     fake, _ = _inception_features(ctx, ctx.fake[0], "inception_fake")
     real, split = _real_inception(ctx)
     return {"fid": {"value": frechet_distance(fake, real),
@@ -477,6 +569,7 @@ def fid(ctx: Context) -> dict:
 
 @metric("kid")
 def kid(ctx: Context) -> dict:
+    """KID: kernel (polynomial MMD) distance in Inception-v3 features, unbiased for small sets."""
     fake, _ = _inception_features(ctx, ctx.fake[0], "inception_fake")
     real, split = _real_inception(ctx)
     mean, std = kernel_inception_distance(fake, real, seed=ctx.seed)
@@ -487,16 +580,17 @@ def kid(ctx: Context) -> dict:
 
 @metric("is")
 def inception_score_metric(ctx: Context) -> dict:
+    """Inception score of the samples (10 splits)."""
     _, logits = _inception_features(ctx, ctx.fake[0], "inception_fake")
     mean, std = inception_score(logits)
     return {"is": {"value": mean, "protocol": _inception_protocol(ctx, splits=10, std=std)}}
 
 
-@metric("likelihood")
+@metric("likelihood", kinds=None)
 def likelihood(ctx: Context) -> dict:
     """The model's own held-out scores on the whole test split (VAE: -ELBO in nats and bits/dim)."""
     source = ctx.data.test if ctx.data.test is not None else ctx.data.train
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
         scores = ctx.run.model.evaluate(source.ordered(batch_size=500))
     floats = {k.removeprefix("test_"): v for k, v in scores.items() if isinstance(v, float)}
     if not floats:
@@ -507,18 +601,94 @@ def likelihood(ctx: Context) -> dict:
     return {name: {"value": value, "protocol": protocol} for name, value in floats.items()}
 
 
-DEFAULT_METRICS = ("fd_domain", "precision_recall", "ms_ssim", "fid", "kid", "is", "likelihood")
+def psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of [-1, 1] images, measured on [0, 1] pixels (peak 1)."""
+    mse = ((output.clamp(-1, 1) - target) / 2).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse)
 
 
-def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: torch.device, log=print) -> dict:
+@metric("translation", kinds=("paired", "superres"),
+        when=lambda ctx: None if getattr(ctx.run.model, "translates", None) else "the model does not translate")
+def translation(ctx: Context) -> dict:
+    """L1 and PSNR of a translation model's outputs against the held-out targets, beside a plain baseline."""
+    l1, quality, base_l1, base_quality, shapes, resized = [], [], [], [], set(), False
+    for x, out, target in ctx.pairs():
+        resized = resized or x.shape[-2:] != target.shape[-2:]
+        # the baseline: the input itself, resized (bicubic) where the target is larger: what any model must beat
+        base = x if x.shape[-2:] == target.shape[-2:] else \
+            F.interpolate(x, size=target.shape[-2:], mode="bicubic", align_corners=False).clamp(-1, 1)
+        if base.shape[1] != target.shape[1]:
+            base = base.mean(1, keepdim=True).expand_as(target)
+        l1.append((out.clamp(-1, 1) - target).abs().flatten(1).mean(1) / 2)
+        base_l1.append((base - target).abs().flatten(1).mean(1) / 2)
+        quality.append(psnr(out, target))
+        base_quality.append(psnr(base, target))
+        shapes.add(tuple(target.shape[-2:]))
+    if not l1:
+        raise MetricUnavailable(f"{ctx.data.spec.name} has no held-out pairs")
+    inputs, targets = ctx.run.model.translates
+    whole = hasattr(ctx.data.evaluation, "whole")
+    protocol = {"split": "test" if ctx.data.test is not None else "train", "n_images": sum(len(v) for v in l1),
+                "input": inputs, "target": targets, "pixels": "[0, 1], all channels, averaged per image",
+                "images": "whole, one at a time" if whole else "the held-out crops",
+                "sizes": sorted(shapes)[:5] if len(shapes) <= 5 else f"{len(shapes)} different sizes",
+                "baseline": "the input, bicubic-resized to the target's size" if resized else "the input itself"}
+    mean = lambda parts: float(torch.cat(parts).mean())  # noqa: E731
+    return {"l1": {"value": mean(l1), "protocol": protocol},
+            "psnr": {"value": mean(quality), "protocol": {**protocol, "unit": "dB"}},
+            "baseline_l1": {"value": mean(base_l1), "protocol": protocol},
+            "baseline_psnr": {"value": mean(base_quality), "protocol": {**protocol, "unit": "dB"}}}
+
+
+def _scores(model, batches) -> torch.Tensor:
+    with torch.no_grad(), model.evaluating(), torch.random.fork_rng(devices=[]):
+        return torch.cat([model.score(batch).float().cpu() for batch in batches])
+
+
+@metric("ood", kinds=None, when=lambda ctx: (
+        "no --ood-data given" if ctx.ood_name is None else None if callable(getattr(ctx.run.model, "score", None))
+        else f"{ctx.run.cfg.model.name} gives no per-example score to rank by"))
+def out_of_distribution(ctx: Context) -> dict:
+    """AUROC and AUPRC of the model's per-example score, held-out split vs a second dataset (--ood-data)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    model, ood = ctx.run.model, ctx.ood
+    inside = _scores(model, ctx.data.evaluation.ordered(batch_size=500))
+    outside = _scores(model, ood.evaluation.ordered(batch_size=500))
+    scores = torch.cat([inside, outside]).double().numpy()
+    truth = [0] * len(inside) + [1] * len(outside)  # the out-of-distribution images are the positives
+    if not np.isfinite(scores).all():
+        raise MetricUnavailable("the model gave non-finite scores (a diverged run?)")
+    doc = (type(model).score.__doc__ or "").strip().splitlines()
+    protocol = {"in_distribution": f"{ctx.data.spec.name} {'test' if ctx.data.test is not None else 'train'}",
+                "out_of_distribution": f"{ood.spec.name} {'test' if ood.test is not None else 'train'}",
+                "n_in": len(inside), "n_out": len(outside), "positives": "out-of-distribution",
+                "score": doc[0] if doc else "model.score", "image_size": ctx.run.spec.size}
+    return {"ood_auroc": {"value": float(roc_auc_score(truth, scores)), "protocol": protocol},
+            "ood_auprc": {"value": float(average_precision_score(truth, scores)),
+                          "protocol": {**protocol, "chance": round(len(outside) / len(scores), 4)}},
+            "ood_mean_score_in": {"value": float(inside.mean()), "protocol": protocol},
+            "ood_mean_score_out": {"value": float(outside.mean()), "protocol": protocol}}
+
+
+def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: torch.device, log=print,
+                 ood_data: str | None = None) -> dict:
     """Run each metric; a metric asked for by name that cannot run is an error, a default one is skipped
-    with its reason. Returns {"metrics": {name: {value, protocol}}, "skipped": {metric: reason}}."""
+    with its reason, and one that does not apply to this run (another data kind, no --ood-data) is left out.
+    Returns {"metrics": {name: {value, protocol}}, "skipped": {metric: reason}}."""
     explicit = names is not None
     for name in names or []:
         METRICS[name]  # unknown names: one line listing the valid ones
-    ctx = Context(run, n, seed, device, log)
+    ctx = Context(run, n, seed, device, log, ood_name=ood_data)
+    if ood_data is not None and "ood" not in (names or ["ood"]):
+        raise GenlabError("--ood-data is read only by the ood metric: add it to --metrics")
     results, skipped = {}, {}
-    for name in names or DEFAULT_METRICS:
+    for name in names or METRICS.in_order():
+        why = not_applicable(name, ctx)
+        if why is not None:
+            if explicit:
+                raise GenlabError(f"{name} does not apply to this run: {why}")
+            continue
         try:
             results.update(METRICS[name](ctx))
         except MetricUnavailable as why:

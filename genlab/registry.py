@@ -32,6 +32,10 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._items)
 
+    def in_order(self) -> list[str]:
+        """The names in the order they were registered."""
+        return list(self._items)
+
 
 MODELS = Registry("model")
 DATASETS = Registry("dataset")

@@ -222,7 +222,11 @@ def _model_classes():
 
     class Translator(TinyModel, GenerativeModel):
         accepts = ("paired",)
+        translates = ("a", "b")
         curve_groups = {"losses": ["l1"]}
+
+        def translate(self, x):
+            return self.g(x)
 
         def __init__(self, cfg, spec, loss=None):
             super().__init__()
@@ -263,6 +267,10 @@ def _model_classes():
 
     class Upscaler(TinyModel, GenerativeModel):
         accepts = ("superres",)
+        translates = ("lr", "hr")
+
+        def translate(self, x):
+            return self.g(x)
 
         def __init__(self, cfg, spec, loss=None):
             super().__init__()
@@ -386,3 +394,55 @@ def test_a_model_refuses_data_of_another_kind_in_one_line(kinds):
     with pytest.raises(GenlabError, match="model=test_translator trains on paired data, and data=test_moons gives "
                                           "vectors"):
         check_command_line(["model.name=test_translator", "data.name=test_moons", "train.epochs=1"])
+
+
+# ---- evaluation sources: input -> output pairs, whole images, family metrics ---------------------------------
+
+def test_eval_scores_translations_against_targets_and_a_family_registers_its_metric(tmp_path, train, kinds,
+                                                                                    monkeypatch):
+    from genlab.evaluation import evaluate_run, metric
+    from genlab.registry import METRICS
+    from genlab.runs import load_run
+
+    tiny = ["train.batch_size=32", "train.steps=3", "train.sample_every=100"]
+    train(tmp_path / "paired", "model.name=test_translator", "data.name=test_paired", *tiny)
+    train(tmp_path / "sr", "model.name=test_upscaler", "data.name=test_superres", *tiny)
+
+    @metric("test_mean_output", kinds=("paired",))
+    def mean_output(ctx):
+        """The mean output pixel (a family's own metric, registered in its own file)."""
+        values = [out.mean() for _, out, _ in ctx.pairs(limit=20)]
+        return {"mean_output": {"value": float(sum(values) / len(values)), "protocol": {"n_images": 20}}}
+
+    try:
+        paired = evaluate_run(load_run(tmp_path / "paired"), None, n=20, seed=0, device=CPU)
+    finally:
+        METRICS._items.pop("test_mean_output")
+    scores = paired["metrics"]
+    assert {"l1", "psnr", "baseline_l1", "baseline_psnr", "mean_output"} <= set(scores)
+    assert "fd_domain" not in scores and "fd_domain" not in paired["skipped"]  # an images metric: left out
+    protocol = scores["l1"]["protocol"]
+    assert protocol["n_images"] == 359 and protocol["images"] == "the held-out crops"
+    assert protocol["baseline"] == "the input itself" and protocol["sizes"] == [(16, 16)]
+    # B is A's negative, so the input as output is off by |2a - 1| on average: the baseline must say so
+    assert 0.3 < scores["baseline_l1"]["value"] < 1 and scores["psnr"]["value"] > 0
+
+    # a translator that returns its input scores exactly the baseline
+    run = load_run(tmp_path / "paired")
+    monkeypatch.setattr(type(run.model), "translate", lambda self, x: x)
+    same = evaluate_run(run, ["translation"], n=20, seed=0, device=CPU)["metrics"]
+    assert same["l1"]["value"] == pytest.approx(same["baseline_l1"]["value"], abs=1e-7)
+    assert same["psnr"]["value"] == pytest.approx(same["baseline_psnr"]["value"], abs=1e-5)
+
+    sr = evaluate_run(load_run(tmp_path / "sr"), None, n=20, seed=0, device=CPU)["metrics"]
+    protocol = sr["psnr"]["protocol"]
+    assert protocol["images"] == "whole, one at a time" and protocol["sizes"] == [(32, 32)]
+    assert protocol["baseline"] == "the input, bicubic-resized to the target's size" and protocol["n_images"] == 359
+    assert sr["baseline_psnr"]["value"] > 15  # bicubic 2x on 32 px digits is close, not noise
+    assert "mse" in sr  # the model's own held-out score, through the likelihood metric
+    from genlab.errors import GenlabError
+
+    with pytest.raises(GenlabError, match="fd_domain does not apply to this run: it scores images data"):
+        evaluate_run(load_run(tmp_path / "sr"), ["fd_domain"], n=20, seed=0, device=CPU)
+    with pytest.raises(GenlabError, match="does not draw images from noise; it translates inputs"):
+        load_run(tmp_path / "sr").model.sample(4)

@@ -1,7 +1,15 @@
-"""Datasets, found by name in DATASETS: each has locate(cfg) (cheap: is it there?) and build(...) -> Data."""
+"""Datasets, found by name in DATASETS: each has `kind`, locate(cfg) (cheap: is it there?) and build(...) -> Data.
 
-from genlab.data import folders, tensors  # noqa: F401  (registers the datasets)
+Every module in this folder is imported, so a new dataset's @DATASETS.register line is all it adds.
+"""
+
+import importlib
+import pkgutil
+
 from genlab.data.base import Batch, Data, DataSpec
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["Batch", "Data", "DataSpec", "build_data"]
 

@@ -23,6 +23,10 @@ class GenerativeModel(nn.Module):
     accepts: tuple[str, ...] = ("images",)  # the data kinds it trains on (a dataset's `kind`, DataSpec.kind)
     objective: tuple[str | None, str | None] = (None, None)  # (scalar, "min"|"max") a sweeper optimises
     ema_networks: tuple[str, ...] = ()  # the networks (names in networks()) that train.ema averages, e.g. ("g",)
+    translates: tuple[str, str] | None = None  # (input, target) names in a batch for a translation model, e.g.
+    #                                            ("a", "b") or ("lr", "hr"): `genlab eval`'s translation metric
+    score = None  # optional score(batch) -> [N] per-example anomaly score, higher = less likely (-log p(x), -ELBO):
+    #               `genlab eval --ood-data NAME` ranks by it
     curve_groups: dict[str, list[str]] = {}
 
     def __init__(self):
@@ -75,6 +79,15 @@ class GenerativeModel(nn.Module):
     def sample(self, n: int, *, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
         """n images in [-1, 1]. Noise is drawn on the CPU from `generator`, so a seed means the same images
         on every device."""
+        from genlab.errors import GenlabError
+
+        raise GenlabError(f"{type(self).__name__} does not draw images from noise; it "
+                          + ("translates inputs: see `genlab eval`'s translation metric" if self.translates
+                             else "has no sampler"))
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor) -> torch.Tensor:
+        """A translation model's output for a batch of inputs (batch[translates[0]]), in [-1, 1]."""
         raise NotImplementedError
 
     @torch.no_grad()

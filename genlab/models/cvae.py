@@ -14,6 +14,8 @@ from genlab.figures import CLASS_ROWS, family_figures, visual_figures
 
 @MODELS.register("cvae")
 class CVAE(VAE):
+    score = None  # its ELBO needs the image's class, which an out-of-distribution image does not have
+
     def condition_width(self, spec) -> int:
         self.n_classes = require_labels("cvae", spec)
         self.class_names = list(spec.class_names) or [str(i) for i in range(self.n_classes)]

@@ -226,6 +226,14 @@ class VAE(GenerativeModel):
         return images.view(n, n, *images.shape[1:])
 
     @torch.no_grad()
+    def score(self, batch) -> torch.Tensor:
+        """The negative ELBO per image in nats (one z per image, beta = 1): higher = less likely."""
+        with self.evaluating():
+            logits, target, kl = self.per_example(batch["image"], batch.get("label"),
+                                                  generator=torch.Generator().manual_seed(0))
+            return reconstruction_nll(logits, target, self.recon) + kl
+
+    @torch.no_grad()
     def evaluate(self, batches) -> dict:
         """On the test split: the negative ELBO (beta = 1, one z per image) in nats per image and in bits per
         dimension, and the latent scatter of up to `scatter_points` images coloured by class."""
