@@ -226,3 +226,19 @@ def test_the_sweep_objective_is_a_named_scalar_with_a_direction(compose, caplog)
         assert "dcgan states none" in caplog.text
         assert objective(compose("train.objective=fd_domain"), final) is None
         assert "logged no fd_domain" in caplog.text
+
+
+def test_only_the_run_writer_writes_and_it_is_silent_on_other_ranks(tmp_path, train, monkeypatch):
+    """Everything a run leaves in its folder goes through RunWriter: with the writer of a rank > 0 (torchrun's
+    RANK) silent, a whole run, resume and init_from included, writes nothing at all."""
+    train(tmp_path / "first", *GAN, "train.epochs=1", "train.ema=0.9")
+    monkeypatch.setenv("RANK", "1")
+    last = train(tmp_path / "other_rank", *GAN, "train.epochs=2", "train.ema=0.9", "train.keep_every=1",
+                 f"train.resume={tmp_path / 'first'}")
+    assert "g_loss" in last and not (tmp_path / "other_rank").exists()
+    train(tmp_path / "init", *GAN, "train.steps=2", f"train.init_from={tmp_path / 'first'}")
+    assert not (tmp_path / "init").exists()
+    monkeypatch.setenv("RANK", "0")
+    train(tmp_path / "rank0", *GAN, "train.steps=2", f"train.init_from={tmp_path / 'first'}")
+    assert {p.name for p in (tmp_path / "rank0").iterdir()} == {"checkpoints", "samples", "tb", "metrics.jsonl",
+                                                                "curves.png", "init_from.txt"}
