@@ -136,6 +136,19 @@ def _defaults() -> dict[str, str]:
     return out
 
 
+def _finite(value):
+    """A JSON-ready copy: NaN and infinities become None."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _device(name: str) -> str:
     """--device cpu|cuda|auto -> the device to use, or one line saying why not."""
     import torch
@@ -208,7 +221,9 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of the generated images."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto."),
     ood_data: Optional[str] = typer.Option(
-        None, "--ood-data", help="A second dataset (a data option) for out-of-distribution AUROC/AUPRC."),
+        None, "--ood-data",
+        help="A second dataset for out-of-distribution AUROC/AUPRC: a data option, with data.KEY=VALUE settings "
+             "if it needs them, e.g. 'image_folder data.root=PATH'."),
 ) -> None:
     """Score a run and write RUN/metrics.json: every number with its protocol (n, split, features, size).
 
@@ -252,7 +267,9 @@ def evaluate(
               "weights": "ema" if target.ema else "trained", **result}
     path = target.path / "metrics.json"
     try:
-        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
+        # JSON has no NaN or Infinity: a non-finite number is written as null, so the file stays valid JSON
+        text = json.dumps(_finite(record), indent=2, allow_nan=False) + "\n"
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     except OSError as err:
         raise GenlabError(f"cannot write {path} ({err.strerror or err})") from None
     table = Table(title=f"{target.name}", caption=f"full protocols in {path}")

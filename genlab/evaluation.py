@@ -29,6 +29,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,7 +39,9 @@ from torch import nn
 from genlab.checkpoint import atomic_write
 from genlab.errors import GenlabError
 from genlab.registry import METRICS
-from genlab.runs import Run, generate
+
+if TYPE_CHECKING:  # a model file may import this module (to register a metric): no models import here
+    from genlab.runs import Run
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -300,40 +303,59 @@ class Context:
         model = self.run.model
         if not getattr(model, "translates", None):
             raise MetricUnavailable(f"{self.run.cfg.model.name} does not translate an input into an output")
+        if self.data.spec.kind == "unpaired":
+            raise MetricUnavailable(f"{self.data.spec.name} is unpaired: its inputs have no targets to compare with")
         inputs, targets = model.translates
         source = self.data.evaluation
         batches = (b for _, b in source.whole(limit)) if hasattr(source, "whole") else \
             source.ordered(limit=limit, batch_size=50)
-        with torch.no_grad(), model.evaluating(), torch.random.fork_rng(devices=[]):
-            for batch in batches:
-                x, y = batch[inputs], batch[targets]
-                yield x.float().cpu(), model.translate(x).float().cpu(), y.float().cpu()
+        for batch in batches:
+            x, y = batch[inputs], batch[targets]
+            # the contexts close before the yield: a consumer that stops early leaves nothing switched
+            with torch.no_grad(), model.evaluating(), torch.random.fork_rng(devices=[]):
+                out = model.translate(x).float().cpu()
+            yield x.float().cpu(), out, y.float().cpu()
 
     @property
     def ood(self):
-        """The second dataset (`--ood-data NAME`), built at the run's image size; one line when it is missing or
-        its images have another shape than the run's."""
+        """The second dataset (`--ood-data "NAME [data.KEY=VALUE ...]"`), built at the run's image size and channels;
+        one line when it is missing or its examples have another shape than the run's."""
         if self.ood_name is None:
             raise MetricUnavailable("no second dataset: pass --ood-data NAME (a data option, `genlab list data`)")
         if self._ood is None:
+            from omegaconf.errors import OmegaConfBaseException
+
             from genlab.compose import compose
             from genlab.data import build_data
             from genlab.registry import DATASETS
 
+            name, *settings = self.ood_name.split()
+            bad = [s for s in settings if not s.startswith("data.") or "=" not in s]
+            if bad:
+                raise GenlabError(f"--ood-data takes a data option and data.KEY=VALUE settings, got {bad[0]!r}: "
+                                  "e.g. --ood-data 'image_folder data.root=PATH'")
             spec = self.run.spec
-            data_cfg = compose([f"data={self.ood_name}"]).data
-            if "size" in data_cfg:
-                data_cfg.size = spec.size
-            if "channels" in data_cfg:
-                data_cfg.channels = spec.channels
-            if "limit" in data_cfg:
-                data_cfg.limit = None
-            DATASETS[data_cfg.name].locate(data_cfg)
-            data = build_data(data_cfg, self.run.cfg.train.batch_size, self.seed, self.device)
-            if data.spec.kind != spec.kind or (spec.kind == "images" and data.spec.channels != spec.channels):
-                theirs = f"{data.spec.channels}-channel {data.spec.kind}" if data.spec.kind == "images" else data.spec.kind
-                raise GenlabError(f"--ood-data {self.ood_name} gives {theirs}, the run trained on "
-                                  f"{spec.channels}-channel {spec.kind}: pick a dataset of the same kind and channels")
+            try:
+                data_cfg = compose([f"data={name}", *settings]).data
+                fit = (("size", spec.size), ("channels", spec.channels)) if spec.kind == "images" else ()
+                for key, value in (*fit, ("limit", None)):
+                    if key in data_cfg and not any(s.startswith(f"data.{key}=") for s in settings):
+                        data_cfg[key] = value
+                DATASETS[data_cfg.name].locate(data_cfg)
+                data = build_data(data_cfg, self.run.cfg.train.batch_size, self.seed, self.device)
+            except OmegaConfBaseException as err:
+                key = getattr(err, "full_key", None) or str(err).splitlines()[0]
+                raise GenlabError(f"--ood-data {name} needs {key}: pass it, e.g. --ood-data '{name} {key}=VALUE'") \
+                    from None
+            except GenlabError as err:
+                raise GenlabError(f"--ood-data {name}: {err}") from None
+
+            def shapes(s):
+                return {"image": [s.channels, s.size, s.size]} if s.kind == "images" else s.shapes
+
+            if data.spec.kind != spec.kind or shapes(data.spec) != shapes(spec):
+                raise GenlabError(f"--ood-data {name} gives {data.spec.kind} shaped {shapes(data.spec)}, the run "
+                                  f"trained on {spec.kind} shaped {shapes(spec)}: pick data of the same kind and shape")
             self._ood = data
         return self._ood
 
@@ -342,6 +364,8 @@ class Context:
         """n samples with the model's own label choice (a conditional model cycles through its classes)."""
         if self._fake is None:
             try:
+                from genlab.runs import generate
+
                 parts = list(generate(self.run.model, self.n, self.seed, None))
             except GenlabError as err:
                 raise MetricUnavailable(str(err)) from None
@@ -604,7 +628,7 @@ def likelihood(ctx: Context) -> dict:
 def psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of [-1, 1] images, measured on [0, 1] pixels (peak 1)."""
     mse = ((output.clamp(-1, 1) - target) / 2).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))  # at most 100 dB: an exact output stays finite
 
 
 @metric("translation", kinds=("paired", "superres"),
@@ -634,8 +658,8 @@ def translation(ctx: Context) -> dict:
                 "sizes": sorted(shapes)[:5] if len(shapes) <= 5 else f"{len(shapes)} different sizes",
                 "baseline": "the input, bicubic-resized to the target's size" if resized else "the input itself"}
     mean = lambda parts: float(torch.cat(parts).mean())  # noqa: E731
-    return {"l1": {"value": mean(l1), "protocol": protocol},
-            "psnr": {"value": mean(quality), "protocol": {**protocol, "unit": "dB"}},
+    return {"translation_l1": {"value": mean(l1), "protocol": protocol},
+            "translation_psnr": {"value": mean(quality), "protocol": {**protocol, "unit": "dB"}},
             "baseline_l1": {"value": mean(base_l1), "protocol": protocol},
             "baseline_psnr": {"value": mean(base_quality), "protocol": {**protocol, "unit": "dB"}}}
 
@@ -682,6 +706,8 @@ def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: t
     ctx = Context(run, n, seed, device, log, ood_name=ood_data)
     if ood_data is not None and "ood" not in (names or ["ood"]):
         raise GenlabError("--ood-data is read only by the ood metric: add it to --metrics")
+    if ood_data is not None and not explicit and not_applicable("ood", ctx):
+        raise GenlabError(f"--ood-data: the ood metric does not apply to this run: {not_applicable('ood', ctx)}")
     results, skipped = {}, {}
     for name in names or METRICS.in_order():
         why = not_applicable(name, ctx)
@@ -690,7 +716,12 @@ def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: t
                 raise GenlabError(f"{name} does not apply to this run: {why}")
             continue
         try:
-            results.update(METRICS[name](ctx))
+            scores = METRICS[name](ctx)
+            clash = sorted(set(scores) & set(results))
+            if clash:
+                raise GenlabError(f"metric {name} reports {clash[0]}, which another metric reported already: "
+                                  "give the family's metric outputs names of their own")
+            results.update(scores)
         except MetricUnavailable as why:
             if explicit:
                 raise GenlabError(f"{name}: {why}") from None

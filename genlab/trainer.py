@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 from genlab.data import Batch, Data
+from genlab.data.base import check_batches
 from genlab.errors import GenlabError, Interrupted, TrainingStopped
 from genlab.models import GenerativeModel
 from genlab.ema import build_ema
@@ -260,6 +261,7 @@ class Trainer:
         t = self.train_cfg
         self.started = time.perf_counter()
         self.spec, self.batches_per_epoch = data.spec, len(data.train)
+        check_batches(data.train, t.batch_size, data.spec.name)  # an epoch of no batches would never end
         self.total = t.steps if t.steps is not None else t.epochs * self.batches_per_epoch
         engine, guard = self._attach(model)
         writer = self.writer = RunWriter(self.run_dir)
@@ -287,7 +289,7 @@ class Trainer:
                 writer.curves()
                 log.info(f"interrupted at step {position.step}; saved {self.last_pt}")
                 raise Interrupted(stop.requested)
-            if not self.last_pt.is_file():  # a resume with nothing left to train still leaves a checkpoint
+            if self.resumed and not self.last_pt.is_file():  # a resume with nothing to train still leaves one
                 self._save(model, engine, position, keep=False)
                 writer.curves()
         except TrainingStopped:
@@ -298,8 +300,9 @@ class Trainer:
             stop.restore()
             progress.close()
             writer.close()
-        log.info(f"done: {position.step} steps in {time.perf_counter() - self.started:.0f} s; samples, curves.png "
-                 f"and checkpoints/last.pt are in {self.run_dir}")
+        where = (f"samples, curves.png and checkpoints/last.pt are in {self.run_dir}" if writer.active
+                 else "this process writes nothing (RANK > 0); rank 0 saved the run")
+        log.info(f"done: {position.step} steps in {time.perf_counter() - self.started:.0f} s; {where}")
         return self.last
 
     # ---- before the loop ---------------------------------------------------------------------------------
@@ -328,6 +331,7 @@ class Trainer:
         from."""
         t = self.train_cfg
         path = resolve_resume(t.resume, self.run_dir)
+        self.resumed = path is not None
         state, position = {}, Position()
         if path is not None:
             state = restore(path, self.cfg, model, engine, self.batches_per_epoch)

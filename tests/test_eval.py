@@ -189,6 +189,15 @@ def test_a_vae_ranks_another_dataset_as_out_of_distribution(tmp_path, train):
     outside = torch.cat([run.model.score(b) for b in ood.test.ordered()])
     truth = [0] * len(inside) + [1] * len(outside)
     assert roc_auc_score(truth, torch.cat([inside, outside]).numpy()) == pytest.approx(auroc["value"], abs=1e-6)
+    # a second dataset that needs a setting says which, and how to pass it
+    from genlab.errors import GenlabError
+
+    with pytest.raises(GenlabError, match=r"--ood-data image_folder needs data.root: pass it, e.g. --ood-data "
+                                          r"'image_folder data.root=VALUE'"):
+        evaluate_run(run, ["ood"], n=10, seed=0, device=torch.device("cpu"), ood_data="image_folder")
+    with pytest.raises(GenlabError, match="--ood-data image_folder: data.root=.*nothing is not a folder"):
+        evaluate_run(run, ["ood"], n=10, seed=0, device=torch.device("cpu"),
+                     ood_data=f"image_folder data.root={tmp_path / 'nothing'}")
 
 
 def test_ood_data_is_refused_in_one_line_where_it_cannot_apply(digit_runs, tmp_path):

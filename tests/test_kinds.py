@@ -79,7 +79,8 @@ def test_unpaired_batches_draw_independent_orders_and_an_epoch_is_the_larger_dom
     assert order_b[:20] != order_b[20:40]  # with a fresh permutation each cycle
     assert order_a[:20] != order_b[:20]  # independent of A's order
     resumed = list(source.epoch(0, start_batch=7))
-    assert all(torch.equal(x["b"], y["b"]) for x, y in zip(batches[7:], resumed))
+    assert len(resumed) == 3
+    assert all(torch.equal(x["a"], y["a"]) and torch.equal(x["b"], y["b"]) for x, y in zip(batches[7:], resumed))
     parts = list(source.ordered(batch_size=16))
     assert [list(p) for p in parts] == [["a"]] * 4 + [["b"]] * 2 and sum(p.size for p in parts) == 70
     with pytest.raises(GenlabError, match="images in both domains"):
@@ -325,6 +326,10 @@ def _model_classes():
         def evaluate(self, batches):
             return {"test_nll": float(torch.cat([self.g(b["x"]) for b in batches]).mean())}
 
+        def score(self, batch):
+            """-log p(x) in nats."""
+            return self.g(batch["x"])
+
     return {"test_translator": Translator, "test_cycle": Cycle, "test_upscaler": Upscaler, "test_density": Density}
 
 
@@ -419,23 +424,23 @@ def test_eval_scores_translations_against_targets_and_a_family_registers_its_met
     finally:
         METRICS._items.pop("test_mean_output")
     scores = paired["metrics"]
-    assert {"l1", "psnr", "baseline_l1", "baseline_psnr", "mean_output"} <= set(scores)
+    assert {"translation_l1", "translation_psnr", "baseline_l1", "baseline_psnr", "mean_output"} <= set(scores)
     assert "fd_domain" not in scores and "fd_domain" not in paired["skipped"]  # an images metric: left out
-    protocol = scores["l1"]["protocol"]
+    protocol = scores["translation_l1"]["protocol"]
     assert protocol["n_images"] == 359 and protocol["images"] == "the held-out crops"
     assert protocol["baseline"] == "the input itself" and protocol["sizes"] == [(16, 16)]
     # B is A's negative, so the input as output is off by |2a - 1| on average: the baseline must say so
-    assert 0.3 < scores["baseline_l1"]["value"] < 1 and scores["psnr"]["value"] > 0
+    assert 0.3 < scores["baseline_l1"]["value"] < 1 and scores["translation_psnr"]["value"] > 0
 
     # a translator that returns its input scores exactly the baseline
     run = load_run(tmp_path / "paired")
     monkeypatch.setattr(type(run.model), "translate", lambda self, x: x)
     same = evaluate_run(run, ["translation"], n=20, seed=0, device=CPU)["metrics"]
-    assert same["l1"]["value"] == pytest.approx(same["baseline_l1"]["value"], abs=1e-7)
-    assert same["psnr"]["value"] == pytest.approx(same["baseline_psnr"]["value"], abs=1e-5)
+    assert same["translation_l1"]["value"] == pytest.approx(same["baseline_l1"]["value"], abs=1e-7)
+    assert same["translation_psnr"]["value"] == pytest.approx(same["baseline_psnr"]["value"], abs=1e-5)
 
     sr = evaluate_run(load_run(tmp_path / "sr"), None, n=20, seed=0, device=CPU)["metrics"]
-    protocol = sr["psnr"]["protocol"]
+    protocol = sr["translation_psnr"]["protocol"]
     assert protocol["images"] == "whole, one at a time" and protocol["sizes"] == [(32, 32)]
     assert protocol["baseline"] == "the input, bicubic-resized to the target's size" and protocol["n_images"] == 359
     assert sr["baseline_psnr"]["value"] > 15  # bicubic 2x on 32 px digits is close, not noise
@@ -446,3 +451,38 @@ def test_eval_scores_translations_against_targets_and_a_family_registers_its_met
         evaluate_run(load_run(tmp_path / "sr"), ["fd_domain"], n=20, seed=0, device=CPU)
     with pytest.raises(GenlabError, match="does not draw images from noise; it translates inputs"):
         load_run(tmp_path / "sr").model.sample(4)
+
+
+def test_psnr_of_a_known_error():
+    from genlab.evaluation import psnr
+
+    target = torch.zeros(2, 3, 8, 8)
+    # an error of 0.1 on [0, 1] pixels is 0.2 on [-1, 1] ones: 10 log10(1 / 0.01) = 20 dB
+    assert psnr(target + 0.2, target).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)
+    assert psnr(target, target).tolist() == [100.0, 100.0]  # exact: capped, never infinite
+
+
+def test_an_ood_set_of_another_kind_and_an_epoch_of_no_batches_are_one_line(tmp_path, train, kinds):
+    from genlab.evaluation import evaluate_run
+    from genlab.runs import load_run
+
+    train(tmp_path / "flow", "model.name=test_density", "data.name=test_moons", "train.batch_size=64", "train.steps=2")
+    run = load_run(tmp_path / "flow")
+    with pytest.raises(GenlabError, match=r"--ood-data digits gives images shaped \{'image': \[1, 32, 32\]\}, the run "
+                                          r"trained on vectors shaped \{'x': \[2\]\}"):
+        evaluate_run(run, ["ood"], n=10, seed=0, device=CPU, ood_data="digits")
+    with pytest.raises(GenlabError, match="--ood-data takes a data option and data.KEY=VALUE settings"):
+        evaluate_run(run, ["ood"], n=10, seed=0, device=CPU, ood_data="digits train.epochs=3")
+    with pytest.raises(GenlabError, match="test_moons has 512 training images, fewer than train.batch_size=1000"):
+        train(tmp_path / "empty", "model.name=test_density", "data.name=test_moons", "train.batch_size=1000")
+    assert not (tmp_path / "empty").exists()
+
+
+def test_evaluation_can_be_imported_by_a_model_file():
+    """A family registers its metrics in its model file, which genlab.models imports: genlab.evaluation must not
+    import genlab.models (or runs) when it loads, or that import is circular."""
+    import subprocess
+    import sys
+
+    code = "import sys, genlab.evaluation; assert 'genlab.models' not in sys.modules and 'genlab.runs' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -206,6 +206,14 @@ class Data:
     train: TensorBatches | LoaderBatches
     test: TensorBatches | LoaderBatches | None = None
 
+    def __post_init__(self):
+        # a batch source of data/kinds.py knows its example shapes: the spec takes them from it
+        shapes = getattr(self.train, "shapes", None)
+        if shapes:
+            if self.spec.shapes and {k: list(v) for k, v in self.spec.shapes.items()} != shapes:
+                raise ValueError(f"DataSpec.shapes {self.spec.shapes} do not match the batches' {shapes}")
+            self.spec.shapes = shapes
+
     def fixed_batch(self, n: int) -> Batch:
         """A fixed evaluation batch: n test images spread over the split (train where there is no test split)."""
         return self.evaluation.first(n)

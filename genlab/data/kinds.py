@@ -44,6 +44,8 @@ def batch_generator(seed: int, epoch: int, index: int, stream: int = 0) -> torch
 def stream_order(n: int, length: int, seed: int, epoch: int, stream: int) -> torch.Tensor:
     """`length` indices into n items: fresh permutations of (seed, epoch, stream, cycle) one after another, so
     a domain shorter than the epoch cycles with every item once per cycle."""
+    if length <= 0:
+        return torch.zeros(0, dtype=torch.long)
     cycles = -(-length // n)
     parts = [epoch_permutation(n, seed * 7919 + stream * 104_729 + cycle, epoch) for cycle in range(cycles)]
     return torch.cat(parts)[:length]
@@ -86,6 +88,10 @@ class _Source:
         return self.n
 
 
+def _one(stack: torch.Tensor, crop: int | None) -> list[int]:
+    return [stack.shape[1], crop or stack.shape[2], crop or stack.shape[3]]
+
+
 class PairedBatches(_Source):
     """Aligned pairs: a[i] and b[i] show the same scene. `crop` (pix2pix: load 286, crop 256) and `flip` are
     drawn once per example and applied to both images."""
@@ -104,6 +110,7 @@ class PairedBatches(_Source):
         super().__init__(len(a), batch_size, seed, device)
         self.a, self.b = a.to(device), b.to(device)
         self.crop, self.flip = crop, flip
+        self.shapes = {"a": _one(self.a, crop), "b": _one(self.b, crop)}
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         order = epoch_permutation(self.n, self.seed, epoch).to(self.device)
@@ -151,6 +158,7 @@ class UnpairedBatches(_Source):
         super().__init__(max(len(a), len(b)), batch_size, seed, device)
         self.a, self.b = a.to(device), b.to(device)
         self.crop, self.flip = crop, flip
+        self.shapes = {"a": _one(self.a, crop), "b": _one(self.b, crop)}
 
     @property
     def n_a(self) -> int:
@@ -223,10 +231,15 @@ class SuperResolutionBatches(_Source):
         for im in hr:
             if im.dtype != torch.uint8 or im.ndim != 3:
                 raise ValueError("SuperResolutionBatches wants uint8 CHW images")
+        if len({im.shape[0] for im in hr}) > 1:
+            raise GenlabError(f"the HR images mix {sorted({im.shape[0] for im in hr})} channels: convert them to one "
+                              "(RGB) first")
         super().__init__(len(hr), batch_size, seed, device)
         self.hr = [im.to(device) for im in hr]
         self.scale, self.crop, self.flip = scale, crop, flip
         self.names = list(names)
+        channels = self.hr[0].shape[0] if self.hr else 0
+        self.shapes = {"lr": [channels, crop // scale, crop // scale], "hr": [channels, crop, crop]}
 
     def _batch(self, hr: torch.Tensor) -> Batch:
         return Batch(lr=to_unit_range(downscale(hr, self.scale)), hr=to_unit_range(hr))
@@ -282,6 +295,7 @@ class VectorBatches(_Source):
             raise GenlabError(f"{bad} of the {len(x)} points hold NaN or infinite values: clean the data first")
         super().__init__(len(x), batch_size, seed, device)
         self.x = x.float().to(device)
+        self.shapes = {"x": [x.shape[1]]}
         self.labels = (labels if labels is not None else torch.zeros(len(x))).to(device=device, dtype=torch.long)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:

@@ -92,7 +92,8 @@ class GenerativeModel(nn.Module):
 
     @torch.no_grad()
     def visuals(self, batch) -> dict[str, torch.Tensor]:
-        """Named image batches for the sample grids; `batch` is a fixed evaluation batch."""
+        """Named image batches for the sample grids; `batch` is a fixed evaluation batch. The trainer calls it
+        (and evaluate) under torch.no_grad(): a sampler that needs gradients wraps itself in torch.enable_grad()."""
         raise NotImplementedError
 
     @torch.no_grad()
