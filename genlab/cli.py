@@ -212,6 +212,87 @@ def sample(
     print(f"{n} samples from {target.name}: wrote {n} PNG files to {out}")
 
 
+@app.command()
+def translate(
+    run: Path = typer.Argument(..., help="A pix2pix or cyclegan run folder, or one of its checkpoints."),
+    source: Path = typer.Argument(..., help="An image file, or a folder of images (any sizes)."),
+    out: Path = typer.Argument(..., help="The output .png for one image; a new or empty folder for a folder."),
+    direction: str = typer.Option("AtoB", "--direction", help="AtoB or BtoA (CycleGAN: G or F)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto."),
+) -> None:
+    """Translate images with a trained run, from its checkpoint alone: one output per input, the same size.
+
+    A network that needs sides divisible by some number (the U-Net: its trained size; the ResNet: 4) gets each
+    image padded by reflection and its output cropped back; the command says so. A folder is written all or
+    nothing.
+
+    Examples:
+
+    * `genlab translate outputs/pix2pix_maps/RUN photo.jpg map.png`
+
+    * `genlab translate outputs/cyclegan_horse2zebra/RUN horses/ zebras/ --direction AtoB`
+    """
+    import torch
+
+    from genlab.checkpoint import atomic_write
+    from genlab.data.folders import IMAGE_SUFFIXES, list_images, open_image
+    from genlab.runs import load_run, to_pil, translate_image, write_named_pngs
+
+    if direction not in ("AtoB", "BtoA"):
+        raise GenlabError(f"--direction must be AtoB or BtoA, got {direction!r}")
+    device = _device(device)
+    target = load_run(run, device)
+    model = target.model
+    if not callable(getattr(type(model), "translate", None)) or target.spec.kind not in ("paired", "unpaired"):
+        raise GenlabError(f"{run} is a {target.cfg.model.name} run, which does not translate images: pass a pix2pix "
+                          "or cyclegan run")
+    side = "a" if direction == "AtoB" else "b"
+    channels = target.spec.shape(side)[0]
+    source = source.expanduser()
+    if source.is_dir():
+        files = list_images(source)
+        if not files:
+            raise GenlabError(f"no images in {source} ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    elif source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
+        files = [source]
+    else:
+        raise GenlabError(f"{source} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or a folder of images")
+    if source.is_file() and out.suffix.lower() != ".png":
+        raise GenlabError(f"one image translates into one .png: pass OUTPUT as a file name ending in .png, not {out}")
+    if source.is_dir() and out.suffix.lower() == ".png":
+        raise GenlabError(f"a folder translates into a folder: pass OUTPUT as a new folder, not {out}")
+    if len({f.stem for f in files}) != len(files):
+        raise GenlabError(f"{source} holds files with the same name and different suffixes: rename them first")
+    import numpy as np
+
+    notes = set()
+
+    def outputs():
+        for path in files:
+            image = open_image(path, "RGB" if channels == 3 else "L")
+            array = np.asarray(image, dtype=np.uint8)
+            pixels = torch.from_numpy((array[None] if array.ndim == 2 else array.transpose(2, 0, 1)).copy())
+            result, how = translate_image(model, pixels.float().div(127.5).sub(1), direction)
+            if how:
+                notes.add(how)
+            yield f"{path.stem}.png", result
+
+    if source.is_file():
+        (name, image), = list(outputs())
+        try:
+            atomic_write(out, lambda tmp: to_pil(image).save(tmp, format="PNG"))
+        except OSError as err:
+            raise GenlabError(f"cannot write {out} ({err.strerror or err})") from None
+        count = 1
+    else:
+        count = write_named_pngs(outputs(), out)
+    for note in sorted(notes)[:3]:
+        print(note)
+    if len(notes) > 3:
+        print(f"... and {len(notes) - 3} more images padded the same way")
+    print(f"wrote {count} image{'s' if count != 1 else ''} to {out} ({target.name}, {direction})")
+
+
 @app.command("eval")
 def evaluate(
     run: Path = typer.Argument(..., help="A run folder or one of its checkpoints."),

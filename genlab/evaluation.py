@@ -193,6 +193,23 @@ def gaussian_window(size: int, sigma: float) -> torch.Tensor:
     return (g[:, None] * g[None, :]).float()
 
 
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """SSIM per pair of [0, 1] images [N, C, H, W] (Wang et al. 2004: an 11x11 Gaussian window, sigma 1.5,
+    K1 0.01, K2 0.03, population variances, the map over valid positions averaged with the channels): what
+    scikit-image's structural_similarity gives with gaussian_weights=True, use_sample_covariance=False,
+    data_range=1. Images smaller than the window use the largest odd window that fits."""
+    window = min(window, min(a.shape[-2:]) - (1 - min(a.shape[-2:]) % 2))
+    kernel = gaussian_window(window, sigma).to(a.double())[None, None].repeat(a.shape[1], 1, 1, 1)
+    a, b = a.double(), b.double()
+    blur = lambda t: F.conv2d(t, kernel, groups=a.shape[1])  # noqa: E731
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return index.flatten(1).mean(1).float()
+
+
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli & Bovik 2003
 
 
@@ -634,8 +651,9 @@ def psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @metric("translation", kinds=("paired", "superres"),
         when=lambda ctx: None if getattr(ctx.run.model, "translates", None) else "the model does not translate")
 def translation(ctx: Context) -> dict:
-    """L1 and PSNR of a translation model's outputs against the held-out targets, beside a plain baseline."""
+    """L1, PSNR and SSIM of a translation model's outputs against the held-out targets, beside a baseline."""
     l1, quality, base_l1, base_quality, shapes, resized = [], [], [], [], set(), False
+    similarity, base_similarity = [], []
     for x, out, target in ctx.pairs():
         resized = resized or x.shape[-2:] != target.shape[-2:]
         # the baseline: the input itself, resized (bicubic) where the target is larger: what any model must beat
@@ -647,6 +665,9 @@ def translation(ctx: Context) -> dict:
         base_l1.append((base - target).abs().flatten(1).mean(1) / 2)
         quality.append(psnr(out, target))
         base_quality.append(psnr(base, target))
+        unit = lambda t: (t.clamp(-1, 1) + 1) / 2  # noqa: E731
+        similarity.append(ssim(unit(out), unit(target)))
+        base_similarity.append(ssim(unit(base), unit(target)))
         shapes.add(tuple(target.shape[-2:]))
     if not l1:
         raise MetricUnavailable(f"{ctx.data.spec.name} has no held-out pairs")
@@ -661,7 +682,12 @@ def translation(ctx: Context) -> dict:
     return {"translation_l1": {"value": mean(l1), "protocol": protocol},
             "translation_psnr": {"value": mean(quality), "protocol": {**protocol, "unit": "dB"}},
             "baseline_l1": {"value": mean(base_l1), "protocol": protocol},
-            "baseline_psnr": {"value": mean(base_quality), "protocol": {**protocol, "unit": "dB"}}}
+            "baseline_psnr": {"value": mean(base_quality), "protocol": {**protocol, "unit": "dB"}},
+            "translation_ssim": {"value": mean(similarity), "protocol": {**protocol, "ssim": SSIM_PROTOCOL}},
+            "baseline_ssim": {"value": mean(base_similarity), "protocol": {**protocol, "ssim": SSIM_PROTOCOL}}}
+
+
+SSIM_PROTOCOL = "Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, valid positions, channels averaged"
 
 
 def _scores(model, batches) -> torch.Tensor:

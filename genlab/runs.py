@@ -159,10 +159,30 @@ def generate(model: GenerativeModel, n: int, seed: int, labels: list[int] | None
 
 def write_png_folder(batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]], out: Path) -> int:
     """One PNG per image ([-1, 1] batches, optional labels -> 000000_class3.png) into a new or empty folder
-    `out`, all or nothing: files go to a hidden sibling folder that is renamed to `out` at the end.
-    Returns the count. Disk-bound; zlib level 1 (still lossless) saves a little time over PIL's default."""
+    `out`, all or nothing (see write_named_pngs). Returns the count."""
+
+    def named():
+        index = 0
+        for images, labels in batches:
+            for i, image in enumerate(images):
+                yield f"{index:06d}" + (f"_class{int(labels[i])}" if labels is not None else "") + ".png", image
+                index += 1
+
+    return write_named_pngs(named(), out)
+
+
+def to_pil(image: torch.Tensor):
+    """One [-1, 1] CHW image -> a PIL image (L or RGB)."""
     from PIL import Image
 
+    array = image.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+
+
+def write_named_pngs(items: Iterable[tuple[str, torch.Tensor]], out: Path) -> int:
+    """(file name, [-1, 1] CHW image) pairs as PNGs into a new or empty folder `out`, all or nothing: files go
+    to a hidden sibling folder that is renamed to `out` at the end. Returns the count. zlib level 1 (still
+    lossless) saves a little time over PIL's default."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise GenlabError(f"{out} already exists and is not an empty folder: pass a new folder")
     try:
@@ -172,13 +192,9 @@ def write_png_folder(batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]]
         raise GenlabError(f"cannot write beside {out} ({err.strerror or err}); pass -o SOMEWHERE/WRITABLE") from None
     index = 0
     try:
-        for images, labels in batches:
-            pixels = images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-            for i, array in enumerate(pixels):
-                name = f"{index:06d}" + (f"_class{int(labels[i])}" if labels is not None else "") + ".png"
-                Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(staging / name,
-                                                                                       compress_level=1)
-                index += 1
+        for name, image in items:
+            to_pil(image).save(staging / name, compress_level=1)
+            index += 1
         if out.exists():
             out.rmdir()
         os.replace(staging, out)
@@ -187,3 +203,23 @@ def write_png_folder(batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return index
+
+
+def translate_image(model: GenerativeModel, image: torch.Tensor, direction: str) -> tuple[torch.Tensor, str]:
+    """One [-1, 1] CHW image of any size through a translation model. A network that needs sides divisible by
+    `model.size_multiple` gets the image padded by reflection to the next multiple, and its output cropped back
+    to the input's size. Returns (the output image, what was done to fit it, or "")."""
+    import torch.nn.functional as F
+
+    multiple = int(getattr(model, "size_multiple", 1))
+    height, width = image.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    x = image[None].float()
+    how = ""
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        how = f"padded {width}x{height} to {width + pad_w}x{height + pad_h} ({mode}; the network takes multiples " \
+              f"of {multiple}) and cropped back"
+    out = model.translate(x, direction=direction)
+    return out[0, :, :height, :width].cpu(), how

@@ -10,6 +10,8 @@ Settings (`optim.schedule.*`; null values take the model's own `default_schedule
                   own factor (a cosine still starts at step 0)
     decay_epochs  linear: the rate falls linearly towards 0 over the last N epochs, pix2pix-style (the last
                   step has 1/N_steps of it; pix2pix, CycleGAN: 100)
+    decay_fraction  linear, where decay_epochs is null: over the last fraction of the run (pix2pix and
+                  CycleGAN's 100 + 100 epochs: 0.5); both null: the whole run
     milestones    step: epochs after which the rate is multiplied by gamma (SRGAN: one, 1e-4 -> 1e-5)
     gamma         step: the factor at each milestone
     min_ratio     cosine: the floor, as a fraction of lr
@@ -30,6 +32,7 @@ class Schedule:
     name: str = "constant"
     warmup: int = 0
     decay_epochs: float | None = None
+    decay_fraction: float | None = None
     milestones: tuple[float, ...] = field(default_factory=tuple)
     gamma: float = 0.1
     min_ratio: float = 0.0
@@ -38,7 +41,12 @@ class Schedule:
         """The multiplier of the base rate for the update made at `step` (0-based) of a `total`-step run."""
         f = 1.0
         if self.name == "linear":
-            span = total if self.decay_epochs is None else min(total, round(self.decay_epochs * steps_per_epoch))
+            if self.decay_epochs is not None:
+                span = min(total, round(self.decay_epochs * steps_per_epoch))
+            elif self.decay_fraction is not None:
+                span = round(self.decay_fraction * total)
+            else:
+                span = total
             start = total - span
             if span > 0 and step >= start:
                 f = 1.0 - (step - start) / span
@@ -52,7 +60,9 @@ class Schedule:
         return f
 
     def describe(self) -> str:
-        parts = {"linear": f"linear to 0 over the last {self.decay_epochs or 'all'} epochs",
+        over = (f"{self.decay_epochs:g} epochs" if self.decay_epochs is not None else
+                f"{self.decay_fraction:g} of the run" if self.decay_fraction is not None else "the whole run")
+        parts = {"linear": f"linear to 0 over the last {over}",
                  "step": f"x{self.gamma} after epochs {list(self.milestones)}",
                  "cosine": f"cosine to {self.min_ratio} x lr", "constant": "constant"}[self.name]
         return parts + (f", {self.warmup} warm-up steps" if self.warmup else "")
@@ -80,6 +90,10 @@ def build_schedule(settings: dict | None, model_default: dict | None = None) -> 
     decay = merged.get("decay_epochs")
     if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float)) or decay <= 0):
         raise GenlabError(f"optim.schedule.decay_epochs must be a positive number of epochs; got {decay!r}")
+    fraction = merged.get("decay_fraction")
+    if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+                                 or not 0 < fraction <= 1):
+        raise GenlabError(f"optim.schedule.decay_fraction must be in (0, 1]; got {fraction!r}")
     milestones = merged.get("milestones") or ()
     if not isinstance(milestones, (list, tuple)) or not all(
             isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in milestones):
@@ -92,5 +106,6 @@ def build_schedule(settings: dict | None, model_default: dict | None = None) -> 
     floor = merged.get("min_ratio", 0.0)
     if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor <= 1:
         raise GenlabError(f"optim.schedule.min_ratio must be in [0, 1]; got {floor!r}")
-    return Schedule(name, int(warmup), None if decay is None else float(decay), tuple(float(m) for m in milestones),
+    return Schedule(name, int(warmup), None if decay is None else float(decay),
+                    None if fraction is None else float(fraction), tuple(float(m) for m in milestones),
                     float(gamma), float(floor))

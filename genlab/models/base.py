@@ -85,10 +85,14 @@ class GenerativeModel(nn.Module):
                           + ("translates inputs: see `genlab eval`'s translation metric" if self.translates
                              else "has no sampler"))
 
+    size_multiple = 1  # a translation network's inputs need sides divisible by this (genlab translate pads to it)
+
     @torch.no_grad()
-    def translate(self, x: torch.Tensor) -> torch.Tensor:
-        """A translation model's output for a batch of inputs (batch[translates[0]]), in [-1, 1]."""
-        raise NotImplementedError
+    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+        """A translation model's output for a batch of inputs (batch[translates[0]] for AtoB), in [-1, 1]."""
+        from genlab.errors import GenlabError
+
+        raise GenlabError(f"{type(self).__name__} does not translate images: pass a pix2pix or cyclegan run")
 
     @torch.no_grad()
     def visuals(self, batch) -> dict[str, torch.Tensor]:

@@ -1,0 +1,257 @@
+"""CycleGAN (Zhu et al. 2017): two ResNet generators G: A -> B and F: B -> A, two PatchGAN discriminators,
+cycle-consistency and identity losses, and a pool of past fakes for each discriminator.
+
+Seed 001 (horse2zebra at 128 px, apple2orange): 6 residual blocks at 128 px (9 at 256), batch 1, Adam 2e-4
+beta1 0.5, lambda_cycle 10, identity weight 0.5 x lambda_cycle, a pool of 50 fakes, LSGAN loss, the rate constant
+then linearly decayed to zero. The curve names are the reference code's: D_A judges G_A's outputs (domain B),
+G_A is the A -> B generator's adversarial loss, cycle_A = |F(G(A)) - A|, idt_A = |G(B) - B|; the same with B.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import torch.nn.functional as F
+
+from genlab.config import check_float, check_int
+from genlab.errors import GenlabError
+from genlab.evaluation import MetricUnavailable, metric
+from genlab.figures import family_figures, visual_figures
+from genlab.models.base import GenerativeModel
+from genlab.models.pix2pix import PatchDiscriminator, check_patch, init_normal, norm2d
+from genlab.registry import MODELS
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width: int, norm: str, bias: bool):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3, bias=bias), norm2d(norm, width), nn.ReLU(),
+            nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3, bias=bias), norm2d(norm, width))
+
+    def forward(self, x):
+        return x + self.block(x)
+
+
+class ResNetGenerator(nn.Module):
+    """c7s1-64, d128, d256, n_blocks x R256, u128, u64, c7s1-c_out, tanh (Johnson et al.'s network as CycleGAN
+    uses it): 11.378M parameters with 9 blocks and instance norm."""
+
+    def __init__(self, c_in: int, c_out: int, ngf: int = 64, n_blocks: int = 9, norm: str = "instance"):
+        super().__init__()
+        bias = norm != "batch"
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(c_in, ngf, 7, bias=bias), norm2d(norm, ngf), nn.ReLU()]
+        for i in range(2):
+            layers += [nn.Conv2d(ngf * 2**i, ngf * 2 ** (i + 1), 3, 2, 1, bias=bias), norm2d(norm, ngf * 2 ** (i + 1)),
+                       nn.ReLU()]
+        layers += [ResidualBlock(ngf * 4, norm, bias) for _ in range(n_blocks)]
+        for i in range(2):
+            width = ngf * 4 // 2**i
+            layers += [nn.ConvTranspose2d(width, width // 2, 3, 2, 1, output_padding=1, bias=bias),
+                       norm2d(norm, width // 2), nn.ReLU()]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, c_out, 7), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class ImagePool:
+    """Shrivastava et al.'s history of generated images: until `size` fakes are stored each one passes through
+    and is kept; then each fake is, with probability 0.5, swapped for a random stored one (which it replaces),
+    else passed through. D sees older fakes too, which damps oscillation. Drawn from torch's CPU RNG, which
+    checkpoints carry, so a resume stays exact; the stored fakes are saved in checkpoints."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.images: list[torch.Tensor] = []
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach():
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif float(torch.rand(())) < 0.5:
+                i = int(torch.randint(0, self.size, ()))
+                out.append(self.images[i])
+                self.images[i] = image.clone()
+            else:
+                out.append(image)
+        return torch.stack(out)
+
+    def state_dict(self) -> torch.Tensor:
+        return torch.stack(self.images).cpu() if self.images else torch.zeros(0)
+
+    def load_state_dict(self, stored: torch.Tensor, device) -> None:
+        self.images = [image.to(device) for image in stored][: self.size]
+
+
+@MODELS.register("cyclegan")
+class CycleGAN(GenerativeModel):
+    accepts = ("unpaired",)
+    size_multiple = 4  # two stride-2 down-samplings
+    default_optim = {"lr": 2e-4, "betas": (0.5, 0.999)}
+    default_schedule = {"name": "linear", "decay_fraction": 0.5}  # the paper's 100 epochs constant, 100 decaying
+    ema_networks = ("g",)
+    curve_groups = {
+        "generators (adversarial)": ["G_A", "G_B"],
+        "discriminators": ["D_A", "D_B"],
+        "cycle": ["cycle_A", "cycle_B"],
+        "identity": ["idt_A", "idt_B"],
+    }
+
+    @staticmethod
+    def check_config(cfg) -> None:
+        check_patch(cfg)
+        check_int(cfg, "model.n_blocks", minimum=0)
+        check_int(cfg, "model.pool_size", minimum=0)
+        check_float(cfg, "model.lambda_cycle", minimum=0.0)
+        check_float(cfg, "model.lambda_identity", minimum=0.0)
+        if int(cfg.data.size) % 4:
+            raise GenlabError(f"cyclegan's ResNet generator needs data.size divisible by 4, got {cfg.data.size}")
+
+    def __init__(self, cfg, spec, loss):
+        super().__init__()
+        c_a, c_b = spec.shape("a")[0], spec.shape("b")[0]
+        self.loss = loss
+        self.lambda_cycle, self.lambda_identity = float(cfg.lambda_cycle), float(cfg.lambda_identity)
+        if self.lambda_identity > 0 and c_a != c_b:
+            raise GenlabError(f"the identity loss needs A and B with the same channels (here {c_a} and {c_b}): pass "
+                              "model.lambda_identity=0")
+        ngf, blocks, norm = int(cfg.ngf), int(cfg.n_blocks), cfg.norm
+        self.generators = nn.ModuleDict({"ab": ResNetGenerator(c_a, c_b, ngf, blocks, norm),
+                                         "ba": ResNetGenerator(c_b, c_a, ngf, blocks, norm)})
+        # D_A judges G_A's outputs (domain B), D_B judges F's (domain A): the reference code's naming
+        self.discriminators = nn.ModuleDict({"b": PatchDiscriminator(c_b, int(cfg.ndf), int(cfg.d_layers), norm),
+                                             "a": PatchDiscriminator(c_a, int(cfg.ndf), int(cfg.d_layers), norm)})
+        self.apply(init_normal)
+        self.pools = {"a": ImagePool(int(cfg.pool_size)), "b": ImagePool(int(cfg.pool_size))}
+
+    def networks(self):
+        return {"g": self.generators, "d": self.discriminators}
+
+    def training_step(self, batch, step):
+        real_a, real_b = batch["a"], batch["b"]
+        g_ab, g_ba = self.generators["ab"], self.generators["ba"]
+        d_b, d_a = self.discriminators["b"], self.discriminators["a"]
+        out = {}
+        with self.frozen(self.discriminators), self.autocast():
+            fake_b, fake_a = g_ab(real_a), g_ba(real_b)
+            cycle_a = (g_ba(fake_b) - real_a).abs().mean()
+            cycle_b = (g_ab(fake_a) - real_b).abs().mean()
+            g_a, g_b = self.loss.g_loss(d_b(fake_b)), self.loss.g_loss(d_a(fake_a))
+            g_loss = g_a + g_b + self.lambda_cycle * (cycle_a + cycle_b)
+            if self.lambda_identity > 0:
+                idt_a = (g_ab(real_b) - real_b).abs().mean()
+                idt_b = (g_ba(real_a) - real_a).abs().mean()
+                g_loss = g_loss + self.lambda_identity * self.lambda_cycle * (idt_a + idt_b)
+                out.update(idt_A=idt_a.detach(), idt_B=idt_b.detach())
+        out.update(G_A=g_a.detach(), G_B=g_b.detach(), cycle_A=cycle_a.detach(), cycle_B=cycle_b.detach(),
+                   g_grad_norm=self.update(g_loss, "g"))
+        with self.autocast():
+            pooled_b, pooled_a = self.pools["b"].query(fake_b), self.pools["a"].query(fake_a)
+            loss_a = 0.5 * self.loss.d_loss(d_b(real_b), d_b(pooled_b))
+            loss_b = 0.5 * self.loss.d_loss(d_a(real_a), d_a(pooled_a))
+        out.update(D_A=loss_a.detach(), D_B=loss_b.detach(), d_grad_norm=self.update(loss_a + loss_b, "d"))
+        return out
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+        """G(x) for AtoB, F(x) for BtoA."""
+        if direction not in ("AtoB", "BtoA"):
+            raise GenlabError(f"direction must be AtoB or BtoA, got {direction!r}")
+        net = self.generators["ab" if direction == "AtoB" else "ba"]
+        with self.evaluating():
+            return net(x.to(self.device)).float()
+
+    @torch.no_grad()
+    def visuals(self, batch):
+        """Rows of (A, G(A), F(G(A)), B, F(B), G(F(B))) for up to 4 fixed validation images of each domain."""
+        n = min(4, batch.size)
+        a, b = batch["a"][:n], batch["b"][:n]
+        fake_b, fake_a = self.translate(a), self.translate(b, "BtoA")
+        columns = [a, fake_b, self.translate(fake_b, "BtoA"), b, fake_a, self.translate(fake_a)]
+        channels = max(c.shape[1] for c in columns)
+        columns = [c.expand(-1, channels, -1, -1) if c.shape[1] == 1 else c for c in columns]
+        return {"translations": torch.stack(columns, dim=1)}
+
+    def extra_state(self) -> dict:
+        return {f"pool_{name}": pool.state_dict() for name, pool in self.pools.items()}
+
+    def load_extra_state(self, state: dict) -> None:
+        for name, pool in self.pools.items():
+            if f"pool_{name}" in state:
+                pool.load_state_dict(state[f"pool_{name}"], self.device)
+
+
+# ---- genlab eval: did the translation reach the other domain? ---------------------------------------------------
+
+def _domain_stacks(source, limit: int | None = None) -> dict[str, torch.Tensor]:
+    stacks = {"a": [], "b": []}
+    for batch in source.ordered(limit=limit, batch_size=256):
+        for name, images in batch.items():
+            stacks[name].append(images.float().cpu())
+    return {name: torch.cat(parts) for name, parts in stacks.items() if parts}
+
+
+def _train_domain_classifier(train: dict[str, torch.Tensor], device, epochs: int = 4):
+    """A small A-vs-B classifier (evaluation.DomainClassifier) trained now on the training domains (seeded)."""
+    from genlab.evaluation import DomainClassifier
+
+    images = torch.cat([train["a"], train["b"]])
+    labels = torch.cat([torch.zeros(len(train["a"])), torch.ones(len(train["b"]))]).long()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = DomainClassifier(images.shape[1], 2).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+        model.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(images))
+            for start in range(0, len(images), 64):
+                part = order[start : start + 64]
+                loss = F.cross_entropy(model(images[part].to(device)), labels[part].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def _called(classifier, images: torch.Tensor, device) -> torch.Tensor:
+    return torch.cat([classifier(images[i : i + 256].to(device)).argmax(1).cpu() for i in range(0, len(images), 256)])
+
+
+@metric("domain_transfer", kinds=("unpaired",),
+        when=lambda ctx: None if ctx.run.cfg.model.name == "cyclegan" else "only for cyclegan runs")
+def domain_transfer(ctx) -> dict:
+    """Share of translated held-out images that an A-vs-B classifier assigns to the target domain (no download)."""
+    data, model = ctx.data, ctx.run.model
+    if data.test is None:
+        raise MetricUnavailable(f"{data.spec.name} has no held-out testA/testB to translate")
+    train = _domain_stacks(data.train, limit=2000)
+    test = _domain_stacks(data.test)
+    classifier = _train_domain_classifier(train, ctx.device)
+    as_b = lambda images: float((_called(classifier, images, ctx.device) == 1).float().mean())  # noqa: E731
+    with torch.no_grad():
+        fake_b = torch.cat([model.translate(test["a"][i : i + 64]).cpu() for i in range(0, len(test["a"]), 64)])
+        fake_a = torch.cat([model.translate(test["b"][i : i + 64], "BtoA").cpu() for i in range(0, len(test["b"]), 64)])
+    protocol = {"classifier": "DomainClassifier (A vs B) trained for this evaluation on up to 2000 training images "
+                              "of each domain, seed 0", "n_test_a": len(test["a"]), "n_test_b": len(test["b"]),
+                "image_size": data.spec.size}
+    return {
+        "a_to_b_called_b": {"value": as_b(fake_b), "protocol": {**protocol, "baseline": "real A called B: "
+                                                                 f"{as_b(test['a']):.3f}"}},
+        "b_to_a_called_a": {"value": 1 - as_b(fake_a), "protocol": {**protocol, "baseline": "real B called A: "
+                                                                     f"{1 - as_b(test['b']):.3f}"}},
+        "domain_accuracy_real": {"value": (1 - as_b(test["a"]) + as_b(test["b"])) / 2,
+                                 "protocol": {**protocol, "definition": "the classifier's accuracy on the real "
+                                              "held-out images (how well the domains can be told apart)"}},
+    }
+
+
+family_figures("cyclegan")(visual_figures(
+    ("translations", "A, G(A), F(G(A)) | B, F(B), G(F(B)) on fixed validation images")))

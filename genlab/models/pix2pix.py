@@ -1,0 +1,223 @@
+"""pix2pix (Isola et al. 2017): a U-Net generator and a 70x70 PatchGAN on (input, output) pairs, cGAN + 100 L1.
+
+Seed 003 (maps, 256 px): U-Net encoder C64-C128-C256-C512-C512-C512-C512-C512 (4x4 stride 2, LeakyReLU 0.2,
+BatchNorm except the first), decoder of 4x4 stride-2 transposed convolutions with skip concatenations, ReLU,
+dropout 0.5 in its first three blocks, tanh; 54,413,955 parameters for 3 -> 3 channels. PatchGAN: C64-C128-C256
+(stride 2) C512 (stride 1) -> 1 channel, a 30x30 map of real/fake scores at 256 px, each seeing a 70x70 patch.
+Adam 2e-4, beta1 0.5; D's loss halved (the paper slows D down this way). The PatchGAN is shared with CycleGAN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from genlab.config import check_choice, check_float, check_int
+from genlab.errors import GenlabError
+from genlab.figures import family_figures, visual_figures
+from genlab.models.base import GenerativeModel
+from genlab.registry import MODELS
+
+
+def norm2d(kind: str, channels: int) -> nn.Module:
+    """batch: BatchNorm (pix2pix); instance: InstanceNorm without learnt scale, as CycleGAN uses it."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    return nn.Identity()
+
+
+def init_normal(module: nn.Module) -> None:
+    """N(0, 0.02) weights and zero biases for convolutions, N(1, 0.02) BatchNorm scales (both papers)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def unet_depth(size: int) -> int:
+    """Down-samplings from size x size to 1 x 1 (256 -> 8, 128 -> 7, 32 -> 5)."""
+    depth = int(round(math.log2(size))) if size > 0 else 0
+    if size < 8 or 2**depth != size:
+        raise GenlabError(f"pix2pix's U-Net needs data.size (the crop) to be a power of two >= 8, got {size}: "
+                          "pass e.g. data.size=256")
+    return depth
+
+
+class UNetGenerator(nn.Module):
+    """The pix2pix U-Net: `depth` 4x4 stride-2 down-samplings to 1 x 1 and as many up-samplings, each decoder
+    block taking the matching encoder output concatenated to its input. Widths ngf, 2ngf, 4ngf, then 8ngf."""
+
+    def __init__(self, c_in: int, c_out: int, depth: int, ngf: int = 64, norm: str = "batch",
+                 dropout_blocks: int = 3, dropout: float = 0.5):
+        super().__init__()
+        widths = [ngf * min(2**i, 8) for i in range(depth)]
+        bias = norm != "batch"  # BatchNorm's shift makes a conv bias redundant
+        self.down = nn.ModuleList()
+        for i, width in enumerate(widths):
+            if i == 0:
+                layers = [nn.Conv2d(c_in, width, 4, 2, 1, bias=bias)]
+            else:
+                layers = [nn.LeakyReLU(0.2), nn.Conv2d(widths[i - 1], width, 4, 2, 1, bias=bias)]
+                if i < depth - 1:  # the innermost (1 x 1) is not normalised
+                    layers.append(norm2d(norm, width))
+            self.down.append(nn.Sequential(*layers))
+        self.up = nn.ModuleList()
+        for j, i in enumerate(reversed(range(depth))):  # j: decoder block, from the innermost out
+            c_up = widths[i] if i == depth - 1 else 2 * widths[i]
+            if i == 0:
+                layers = [nn.ReLU(), nn.ConvTranspose2d(c_up, c_out, 4, 2, 1), nn.Tanh()]
+            else:
+                layers = [nn.ReLU(), nn.ConvTranspose2d(c_up, widths[i - 1], 4, 2, 1, bias=bias),
+                          norm2d(norm, widths[i - 1])]
+                if j < dropout_blocks:
+                    layers.append(nn.Dropout(dropout))
+            self.up.append(nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        x = self.up[0](skips.pop())
+        for block in self.up[1:]:
+            x = block(torch.cat([x, skips.pop()], dim=1))
+        return x
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN: C64 (no norm) then n_layers - 1 stride-2 convolutions doubling to at most 8 ndf, one stride-1
+    block, and a 1-channel 4x4 convolution. n_layers=3 is the 70x70 PatchGAN (30x30 scores at 256 px)."""
+
+    def __init__(self, c_in: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch"):
+        super().__init__()
+        bias = norm != "batch"
+        layers = [nn.Conv2d(c_in, ndf, 4, 2, 1), nn.LeakyReLU(0.2)]
+        width = ndf
+        for n in range(1, n_layers + 1):
+            previous, width = width, ndf * min(2**n, 8)
+            stride = 2 if n < n_layers else 1
+            layers += [nn.Conv2d(previous, width, 4, stride, 1, bias=bias), norm2d(norm, width), nn.LeakyReLU(0.2)]
+        layers.append(nn.Conv2d(width, 1, 4, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    @staticmethod
+    def receptive_field(n_layers: int) -> int:
+        """70 for n_layers=3 (the 70x70 PatchGAN), 34 for 2, 142 for 4."""
+        field = 4  # the last 4x4 stride-1 conv, walking back to the input
+        field = field + 3  # the stride-1 block
+        for _ in range(n_layers):
+            field = field * 2 + 2
+        return field
+
+
+TRANSLATION_CURVES = {
+    "generator": ["G_GAN", "G_L1"],
+    "discriminator": ["D_real", "D_fake"],
+}
+
+
+def check_patch(cfg, size_key: str = "data.size") -> None:
+    check_int(cfg, "model.ngf", minimum=1)
+    check_int(cfg, "model.ndf", minimum=1)
+    check_int(cfg, "model.d_layers", minimum=1)
+    check_choice(cfg, "model.norm", ("batch", "instance", "none"))
+    size, layers = int(cfg.data.size), int(cfg.model.d_layers)
+    if size // 2**layers < 2:
+        raise GenlabError(f"model.d_layers={layers} down-samples a {size}-pixel image below 2 x 2: lower "
+                          f"model.d_layers (2 for 32 px, 3 for 256 px) or raise data.size")
+
+
+@MODELS.register("pix2pix")
+class Pix2Pix(GenerativeModel):
+    accepts = ("paired",)
+    translates = ("a", "b")  # input A -> output like B (data.direction=BtoA swaps them in the data)
+    default_optim = {"lr": 2e-4, "betas": (0.5, 0.999)}
+    default_schedule = {"name": "linear", "decay_fraction": 0.5}  # the reference's 100 epochs constant, 100 decaying
+    ema_networks = ("g",)
+    curve_groups = TRANSLATION_CURVES
+
+    @staticmethod
+    def check_config(cfg) -> None:
+        check_patch(cfg)
+        unet_depth(int(cfg.data.size))
+        check_float(cfg, "model.lambda_l1", minimum=0.0)
+        check_int(cfg, "model.dropout_blocks", minimum=0)
+
+    def __init__(self, cfg, spec, loss):
+        super().__init__()
+        c_a, c_b = spec.shape("a")[0], spec.shape("b")[0]
+        size = spec.shape("a")[-1]
+        self.loss, self.lambda_l1 = loss, float(cfg.lambda_l1)
+        self.dropout_at_test = bool(cfg.dropout_at_test)
+        self.generator = UNetGenerator(c_a, c_b, unet_depth(size), int(cfg.ngf), cfg.norm, int(cfg.dropout_blocks))
+        self.size_multiple = 2 ** unet_depth(size)  # the U-Net halves an image down to 1 x 1 at the trained size
+        self.discriminator = PatchDiscriminator(c_a + c_b, int(cfg.ndf), int(cfg.d_layers), cfg.norm)
+        self.apply(init_normal)
+
+    def networks(self):
+        return {"g": self.generator, "d": self.discriminator}
+
+    def training_step(self, batch, step):
+        a, b = batch["a"], batch["b"]
+        with self.autocast():
+            fake = self.generator(a)
+            d_real = self.discriminator(torch.cat([a, b], 1))
+            d_fake = self.discriminator(torch.cat([a, fake.detach()], 1))
+            d_loss = 0.5 * self.loss.d_loss(d_real, d_fake)
+        out = {"D_loss": d_loss.detach(), "d_grad_norm": self.update(d_loss, "d")}
+        real_p, fake_p = self.loss.probability(d_real.detach().float()), self.loss.probability(d_fake.detach().float())
+        if real_p is not None:
+            out.update(D_real=real_p.mean(), D_fake=fake_p.mean())
+        with self.frozen(self.discriminator), self.autocast():
+            g_gan = self.loss.g_loss(self.discriminator(torch.cat([a, fake], 1)))
+            g_l1 = (fake - b).abs().mean()
+            g_loss = g_gan + self.lambda_l1 * g_l1
+        out.update(G_GAN=g_gan.detach(), G_L1=g_l1.detach(), g_grad_norm=self.update(g_loss, "g"))
+        return out
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+        """G(x). With model.dropout_at_test (the report's choice, the paper's noise source) dropout stays on;
+        BatchNorm uses its running statistics (the paper used the test batch's)."""
+        if direction != "AtoB":
+            raise GenlabError("a pix2pix run translates one way, its data's A to B: for the other way train a run "
+                              "with data.direction swapped")
+        was_training = self.generator.training
+        self.generator.train(False)
+        if self.dropout_at_test:
+            for module in self.generator.modules():
+                if isinstance(module, nn.Dropout):
+                    module.train(True)
+        try:
+            return self.generator(x.to(self.device)).float()
+        finally:
+            self.generator.train(was_training)
+
+    @torch.no_grad()
+    def visuals(self, batch):
+        """Rows of (input, output, target) for up to 5 fixed validation pairs, as the report shows them."""
+        n = min(5, batch.size)
+        a, b = batch["a"][:n], batch["b"][:n]
+        out = self.translate(a)
+        a3, out3, b3 = (self._rgb(t, max(a.shape[1], b.shape[1])) for t in (a, out, b))
+        return {"translations": torch.stack([a3, out3, b3], dim=1)}
+
+    @staticmethod
+    def _rgb(images: torch.Tensor, channels: int) -> torch.Tensor:
+        return images.expand(-1, channels, -1, -1) if images.shape[1] == 1 and channels > 1 else images
+
+    def visual_row_titles(self):
+        return {}
+
+
+family_figures("pix2pix")(visual_figures(("translations", "fixed validation pairs: input, output, target")))
