@@ -361,7 +361,7 @@ def evaluate(
         protocol = entry["protocol"]
         split = protocol.get("real_split") or protocol.get("split") or ""
         table.add_row(name, f"{entry['value']:.4g}", str(protocol.get("n_generated", "")),
-                      str(protocol.get("n_real", "")), split)
+                      str(protocol.get("n_real", protocol.get("n_images", ""))), split)
     Console().print(table)
     reasons: dict[str, list[str]] = {}
     for name, why in result["skipped"].items():

@@ -627,6 +627,45 @@ def inception_score_metric(ctx: Context) -> dict:
     return {"is": {"value": mean, "protocol": _inception_protocol(ctx, splits=10, std=std)}}
 
 
+def _translates(ctx: Context) -> str | None:
+    from genlab.models import GenerativeModel
+
+    return None if type(ctx.run.model).translate is not GenerativeModel.translate else "the model does not translate"
+
+
+def held_out_domains(ctx: Context) -> dict[str, torch.Tensor]:
+    """The held-out split's A and B images, on the CPU (paired: the pairs' two sides; unpaired: each domain)."""
+    stacks: dict[str, list] = {"a": [], "b": []}
+    for batch in ctx.data.evaluation.ordered(batch_size=256):
+        for name in ("a", "b"):
+            if name in batch:
+                stacks[name].append(batch[name].float().cpu())
+    return {name: torch.cat(parts) for name, parts in stacks.items() if parts}
+
+
+@metric("translation_fid", kinds=("paired", "unpaired"), when=_translates)
+def translation_fid(ctx: Context) -> dict:
+    """FID and KID of translated held-out inputs against the held-out target domain (Inception weights)."""
+    inception_weights()  # first: without the weights, one line and no translating
+    domains = held_out_domains(ctx)
+    model, out = ctx.run.model, {}
+    directions = [("AtoB", "a", "b")] + ([("BtoA", "b", "a")] if ctx.run.spec.kind == "unpaired" else [])
+    for direction, source, target in directions:
+        with torch.no_grad():
+            fake = torch.cat([model.translate(domains[source][i : i + 64].to(ctx.device), direction=direction).cpu()
+                              for i in range(0, len(domains[source]), 64)])
+        fake_f, _ = _inception_features(ctx, fake, f"inception_translated_{direction}")
+        real_f, _ = _inception_features(ctx, domains[target], f"inception_heldout_{target}")
+        kid_mean, kid_std = kernel_inception_distance(fake_f, real_f, seed=ctx.seed)
+        protocol = {"translated": f"held-out {source.upper()} ({len(fake)})", "against": f"held-out "
+                    f"{target.upper()} ({len(real_f)})", "image_size": ctx.run.spec.size,
+                    "features": "Inception-v3 pool3 (torch-fidelity weights)", "kid_std": kid_std}
+        suffix = "" if direction == "AtoB" else "_b_to_a"
+        out[f"translation_fid{suffix}"] = {"value": frechet_distance(fake_f, real_f), "protocol": protocol}
+        out[f"translation_kid{suffix}"] = {"value": kid_mean, "protocol": protocol}
+    return out
+
+
 @metric("likelihood", kinds=None)
 def likelihood(ctx: Context) -> dict:
     """The model's own held-out scores on the whole test split (VAE: -ELBO in nats and bits/dim)."""

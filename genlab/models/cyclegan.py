@@ -102,6 +102,7 @@ class CycleGAN(GenerativeModel):
         "discriminators": ["D_A", "D_B"],
         "cycle": ["cycle_A", "cycle_B"],
         "identity": ["idt_A", "idt_B"],
+        "gradient norms": ["d_grad_norm", "g_grad_norm"],
     }
 
     @staticmethod

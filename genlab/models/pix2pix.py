@@ -122,7 +122,9 @@ class PatchDiscriminator(nn.Module):
 
 TRANSLATION_CURVES = {
     "generator": ["G_GAN", "G_L1"],
-    "discriminator": ["D_real", "D_fake"],
+    "D outputs": ["D_real", "D_fake"],
+    "discriminator loss": ["D_loss"],
+    "gradient norms": ["d_grad_norm", "g_grad_norm"],
 }
 
 
