@@ -282,4 +282,26 @@ def test_the_demos_learn_to_translate(tmp_path, train):
     scores = {k: v["value"] for k, v in evaluate_run(load_run(tmp_path / "cycle"), ["domain_transfer"], 10, 0, cpu)
               ["metrics"].items()}
     print(scores)
-    assert scores["a_to_b_called_b"] > 0.5 and scores["b_to_a_called_a"] > 0.5
+    # measured 0.875 and 0.59 (4 epochs of 400 each); the untranslated images: 0.02 and 0.055
+    assert scores["a_to_b_called_b"] > 0.4 and scores["b_to_a_called_a"] > 0.4
+
+
+@pytest.mark.parametrize("preset,expected", [
+    ("pix2pix_maps", "Get maps.tar.gz from http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/"),
+    ("cyclegan_horse2zebra", "Get horse2zebra.zip from"),
+    ("cyclegan_apple2orange", "Get apple2orange.zip from"),
+])
+def test_the_report_presets_compose_and_say_where_their_data_is(tmp_path, compose, preset, expected):
+    from genlab.compose import check_command_line
+
+    cfg = compose(f"experiment={preset}")
+    if preset == "pix2pix_maps":
+        assert (cfg.model.name, cfg.data.size, cfg.train.batch_size, cfg.train.epochs) == ("pix2pix", 256, 2, 10)
+        assert cfg.loss.name == "nonsaturating"
+    else:
+        assert (cfg.model.name, cfg.model.n_blocks, cfg.data.size, cfg.train.batch_size) == ("cyclegan", 6, 128, 1)
+        assert cfg.loss.name == "lsgan"  # the model's paper loss, through its YAML
+        assert compose(f"experiment={preset}", "loss=hinge").loss.name == "hinge"  # the command line still wins
+    with pytest.raises(GenlabError, match=expected):
+        check_command_line([f"experiment={preset}", f"data.root={tmp_path}"])
+    assert not any(tmp_path.iterdir())
