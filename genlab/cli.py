@@ -218,6 +218,7 @@ def translate(
     source: Path = typer.Argument(..., help="An image file, or a folder of images (any sizes)."),
     out: Path = typer.Argument(..., help="The output .png for one image; a new or empty folder for a folder."),
     direction: str = typer.Option("AtoB", "--direction", help="AtoB or BtoA (CycleGAN: G or F)."),
+    seed: int = typer.Option(0, "--seed", help="Seeds pix2pix's test-time dropout: the same seed, the same output."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto."),
 ) -> None:
     """Translate images with a trained run, from its checkpoint alone: one output per input, the same size.
@@ -261,11 +262,14 @@ def translate(
         raise GenlabError(f"one image translates into one .png: pass OUTPUT as a file name ending in .png, not {out}")
     if source.is_dir() and out.suffix.lower() == ".png":
         raise GenlabError(f"a folder translates into a folder: pass OUTPUT as a new folder, not {out}")
+    if out.expanduser().resolve() in {f.resolve() for f in files} or out.expanduser().resolve() == source.resolve():
+        raise GenlabError(f"{out} is an input: write the translations somewhere else")
     if len({f.stem for f in files}) != len(files):
         raise GenlabError(f"{source} holds files with the same name and different suffixes: rename them first")
     import numpy as np
 
     notes = set()
+    torch.manual_seed(seed)  # pix2pix keeps dropout on at test time (model.dropout_at_test)
 
     def outputs():
         for path in files:

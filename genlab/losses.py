@@ -28,6 +28,11 @@ class AdversarialLoss:
             self.n_critic = int(cfg.n_critic)
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        real_term, fake_term = self.d_terms(real, fake)
+        return real_term + fake_term
+
+    def d_terms(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's loss on the real scores and on the fake ones (d_loss is their sum): pix2pix's D_real, D_fake."""
         raise NotImplementedError
 
     def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
@@ -58,8 +63,8 @@ class Minimax(AdversarialLoss):
 
     name = "minimax"
 
-    def d_loss(self, real, fake):
-        return _bce(real, 1.0) + _bce(fake, 0.0)
+    def d_terms(self, real, fake):
+        return _bce(real, 1.0), _bce(fake, 0.0)
 
     def g_loss(self, fake):
         # log(1 - sigmoid(s)) = -softplus(s); minimising it = minimising -BCE(fake, 0)
@@ -76,8 +81,8 @@ class NonSaturating(AdversarialLoss):
 
     name = "nonsaturating"
 
-    def d_loss(self, real, fake):
-        return _bce(real, 1.0) + _bce(fake, 0.0)
+    def d_terms(self, real, fake):
+        return _bce(real, 1.0), _bce(fake, 0.0)
 
     def g_loss(self, fake):
         return _bce(fake, 1.0)
@@ -89,8 +94,8 @@ class LeastSquares(AdversarialLoss):
 
     name = "lsgan"
 
-    def d_loss(self, real, fake):
-        return (real - 1).pow(2).mean() + fake.pow(2).mean()
+    def d_terms(self, real, fake):
+        return (real - 1).pow(2).mean(), fake.pow(2).mean()
 
     def g_loss(self, fake):
         return (fake - 1).pow(2).mean()
@@ -110,8 +115,8 @@ class Wasserstein(AdversarialLoss):
         super().__init__(cfg)
         self.clip = float(cfg.clip) if cfg is not None and "clip" in cfg else 0.01
 
-    def d_loss(self, real, fake):
-        return fake.mean() - real.mean()
+    def d_terms(self, real, fake):
+        return -real.mean(), fake.mean()  # their sum fake - real is the same float: a - b == -b + a
 
     def g_loss(self, fake):
         return -fake.mean()
@@ -149,8 +154,8 @@ class Hinge(AdversarialLoss):
 
     name = "hinge"
 
-    def d_loss(self, real, fake):
-        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    def d_terms(self, real, fake):
+        return F.relu(1 - real).mean(), F.relu(1 + fake).mean()
 
     def g_loss(self, fake):
         return -fake.mean()

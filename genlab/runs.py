@@ -212,14 +212,16 @@ def translate_image(model: GenerativeModel, image: torch.Tensor, direction: str)
     import torch.nn.functional as F
 
     multiple = int(getattr(model, "size_multiple", 1))
+    smallest = -(-int(getattr(model, "min_size", 1)) // multiple) * multiple
     height, width = image.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    pad_h = max(smallest, height + (-height) % multiple) - height
+    pad_w = max(smallest, width + (-width) % multiple) - width
     x = image[None].float()
     how = ""
     if pad_h or pad_w:
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         how = f"padded {width}x{height} to {width + pad_w}x{height + pad_h} ({mode}; the network takes multiples " \
-              f"of {multiple}) and cropped back"
+              f"of {multiple}" + (f", at least {smallest}" if smallest > multiple else "") + ") and cropped back"
     out = model.translate(x, direction=direction)
     return out[0, :, :height, :width].cpu(), how

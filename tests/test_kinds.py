@@ -449,7 +449,7 @@ def test_eval_scores_translations_against_targets_and_a_family_registers_its_met
 
     with pytest.raises(GenlabError, match="fd_domain does not apply to this run: it scores images data"):
         evaluate_run(load_run(tmp_path / "sr"), ["fd_domain"], n=20, seed=0, device=CPU)
-    with pytest.raises(GenlabError, match="does not draw images from noise; it translates inputs"):
+    with pytest.raises(GenlabError, match="does not draw images from noise; it translates images: use `genlab translate"):
         load_run(tmp_path / "sr").model.sample(4)
 
 

@@ -160,6 +160,10 @@ def test_paired_folders_in_both_layouts_and_their_mistakes(tmp_path, compose):
     data = build_data(compose("data=paired", f"data.root={folders}", "data.dataset=set", "data.size=16",
                               "data.load_size=16", "data.channels=1").data, 2, 0, torch.device("cpu"))
     assert data.spec.n_train == 4 and data.test is None and data.spec.shapes["b"] == [1, 16, 16]
+    _save(_photo(5), folders / "set" / "A" / "val" / "5.png")
+    with pytest.raises(GenlabError, match="A/val has no partner .*B/val: add it, or remove"):
+        build_data(compose("data=paired", f"data.root={folders}", "data.dataset=set", "data.size=16",
+                           "data.load_size=16").data, 2, 0, torch.device("cpu"))
     with pytest.raises(GenlabError, match="data.load_size=8 is smaller than the crop data.size=16"):
         build_data(compose("data=paired", f"data.root={folders}", "data.dataset=set", "data.size=16",
                            "data.load_size=8").data, 2, 0, torch.device("cpu"))
@@ -220,6 +224,10 @@ def test_translate_writes_one_output_per_input_at_its_size(tmp_path, train):
         assert img.size == (50, 37) and img.mode == "L"
     one = run_cli(["translate", "run", "in/photo.jpg", "one.png"], tmp_path)
     assert one.returncode == 0 and (tmp_path / "one.png").is_file()
+    again_one = run_cli(["translate", "run", "in/photo.jpg", "two.png"], tmp_path)  # seeded: dropout stays on
+    assert (tmp_path / "one.png").read_bytes() == (tmp_path / "two.png").read_bytes()
+    onto = run_cli(["translate", "run", "in/wide.png", "in/wide.png"], tmp_path)
+    assert onto.returncode == 2 and "is an input: write the translations somewhere else" in onto.stderr
     again = run_cli(["translate", "run", "in", "out"], tmp_path)
     assert again.returncode == 2 and "out already exists and is not an empty folder" in again.stderr
     other = run_cli(["translate", "run", "in", "new", "--direction", "BtoA"], tmp_path)
@@ -273,12 +281,12 @@ def test_the_demos_learn_to_translate(tmp_path, train):
     from genlab.runs import load_run
 
     cpu = torch.device("cpu")
-    train(tmp_path / "p2p", "experiment=pix2pix_demo", "train.epochs=3")
+    train(tmp_path / "p2p", "experiment=pix2pix_edges2fashion", "train.epochs=3")
     scores = {k: v["value"] for k, v in evaluate_run(load_run(tmp_path / "p2p"), ["translation"], 10, 0, cpu)
               ["metrics"].items()}
     print(scores)
     assert scores["translation_l1"] < 0.15 < scores["baseline_l1"] and scores["translation_ssim"] > 0.5
-    train(tmp_path / "cycle", "experiment=cyclegan_demo", "data.limit=400", "train.epochs=4")
+    train(tmp_path / "cycle", "experiment=cyclegan_sandal2sneaker", "data.limit=400", "train.epochs=4")
     scores = {k: v["value"] for k, v in evaluate_run(load_run(tmp_path / "cycle"), ["domain_transfer"], 10, 0, cpu)
               ["metrics"].items()}
     print(scores)
@@ -305,3 +313,33 @@ def test_the_report_presets_compose_and_say_where_their_data_is(tmp_path, compos
     with pytest.raises(GenlabError, match=expected):
         check_command_line([f"experiment={preset}", f"data.root={tmp_path}"])
     assert not any(tmp_path.iterdir())
+
+
+@needs_fashion
+def test_cyclegan_translates_both_ways_and_tiny_images(tmp_path, train):
+    from PIL import Image
+
+    train(tmp_path / "run", *TINY_CYCLE, "train.steps=1")
+    _save(np.full((3, 70), 128, np.uint8), tmp_path / "thin.png")
+    for direction in ("AtoB", "BtoA"):
+        out = run_cli(["translate", "run", "thin.png", f"{direction}.png", "--direction", direction], tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert "padded 70x3 to 72x8 (replicate; the network takes multiples of 4, at least 8)" in out.stdout
+        with Image.open(tmp_path / f"{direction}.png") as img:
+            assert img.size == (70, 3)
+    assert (tmp_path / "AtoB.png").read_bytes() != (tmp_path / "BtoA.png").read_bytes()  # G and F differ
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["model=cyclegan", "data=sandal2sneaker", "data.size=16", "data.load_size=18"],
+     "model.d_layers=3 down-samples a 16-pixel image below 3 x 3"),
+    (["model=pix2pix", "data=paired"], "data=paired needs data.dataset=NAME"),
+    (["model=pix2pix", "data=edges2fashion", "data.test_limit=0"], "data.test_limit must be a number of held-out"),
+])
+def test_translation_settings_that_cannot_work_are_one_line(overrides, expected):
+    from genlab.compose import check_command_line
+
+    if "edges2fashion" in overrides[1] and not FASHION_SYSTEM.is_dir():
+        pytest.skip("needs Fashion-MNIST")
+    with pytest.raises(GenlabError, match=expected):
+        check_command_line(overrides)

@@ -47,6 +47,11 @@ def _limit(files: list, limit) -> list:
 
 
 def _dataset_dir(cfg: DictConfig) -> Path:
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_missing(cfg, "dataset"):
+        raise GenlabError(f"data={cfg.name} needs data.dataset=NAME, the folder under data.root={cfg.root} that "
+                          "holds the images (e.g. maps)")
     folder = Path(str(cfg.root)).expanduser() / str(cfg.dataset)
     if not folder.is_dir():
         raise GenlabError(f"data={cfg.name}: no folder {folder}. {HOW_TO_GET.get(str(cfg.dataset), HOW_TO_GET[''])}")
@@ -70,6 +75,13 @@ HOW_TO_GET = {
 
 def _paired_layout(folder: Path) -> str:
     if (folder / "A").is_dir() and (folder / "B").is_dir():
+        for side in ("A", "B"):
+            if not (folder / side / "train").is_dir():
+                raise GenlabError(f"no folder {folder / side / 'train'}: a paired set in A/ and B/ folders holds "
+                                  "A/train and B/train (and A/val, B/val) with the same file names")
+        held = _held_out(folder / "A")
+        if held is not None and not (folder / "B" / held.name).is_dir():
+            raise GenlabError(f"{held} has no partner {folder / 'B' / held.name}: add it, or remove {held}")
         return "folders"
     if (folder / "train").is_dir():
         return "side_by_side"
@@ -116,6 +128,9 @@ def _read_folders(folder_a: Path, folder_b: Path, cfg, size: int, limit=None) ->
 
 
 def _check_sizes(cfg) -> None:
+    limit = cfg.get("test_limit", 1)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise GenlabError(f"data.test_limit must be a number of held-out images, 1 or more (null = all), got {limit!r}")
     if int(cfg.load_size) < int(cfg.size):
         raise GenlabError(f"data.load_size={cfg.load_size} is smaller than the crop data.size={cfg.size}: make "
                           "load_size at least size (pix2pix: 286 and 256)")
@@ -261,10 +276,13 @@ class EdgesToFashion:
         _check_sizes(cfg)
         fashion = _fashion(cfg, int(cfg.load_size))
         train = fashion["train"] if cfg.limit is None else fashion["train"][spread(60000, int(cfg.limit))]
-        test = fashion["test"][spread(10000, int(cfg.test_limit))]
-        test = F.interpolate(test.float(), size=int(cfg.size), mode="bilinear", antialias=True).round().clamp(0, 255)
-        test = test.to(torch.uint8)
-        return paired_data(cfg, (edge_map(train), train), (edge_map(test), test), batch_size, seed, device)
+        test = fashion["test"][spread(10000, cfg.test_limit)]
+        # held-out pairs at data.size: the centre crop of the load-size images, edges drawn at the same scale as
+        # the training ones (at load size, then cropped)
+        edges = edge_map(test)
+        top = (int(cfg.load_size) - int(cfg.size)) // 2
+        crop = (..., slice(top, top + int(cfg.size)), slice(top, top + int(cfg.size)))
+        return paired_data(cfg, (edge_map(train), train), (edges[crop], test[crop]), batch_size, seed, device)
 
 
 class SandalsToSneakers:
@@ -283,10 +301,11 @@ class SandalsToSneakers:
             a, b = a[spread(len(a), int(cfg.limit))], b[spread(len(b), int(cfg.limit))]
         size = int(cfg.size)
 
-        def held(label):
-            images = fashion["test"][fashion["test_labels"] == label][: int(cfg.test_limit)]
-            return F.interpolate(images.float(), size=size, mode="bilinear", antialias=True).round().clamp(0, 255) \
-                .to(torch.uint8)
+        top = (int(cfg.load_size) - size) // 2
+
+        def held(label):  # the centre crop of the load-size images: the training images' scale
+            images = fashion["test"][fashion["test_labels"] == label][: cfg.test_limit]
+            return images[..., top : top + size, top : top + size]
 
         return unpaired_data(cfg, (a, b), (held(sandal), held(sneaker)), batch_size, seed, device)
 

@@ -81,8 +81,9 @@ class GenerativeModel(nn.Module):
         on every device."""
         from genlab.errors import GenlabError
 
+        translates = type(self).translate is not GenerativeModel.translate
         raise GenlabError(f"{type(self).__name__} does not draw images from noise; it "
-                          + ("translates inputs: see `genlab eval`'s translation metric" if self.translates
+                          + ("translates images: use `genlab translate RUN INPUT OUTPUT`" if translates
                              else "has no sampler"))
 
     size_multiple = 1  # a translation network's inputs need sides divisible by this (genlab translate pads to it)

@@ -70,6 +70,8 @@ class ImagePool:
     def query(self, images: torch.Tensor) -> torch.Tensor:
         if self.size == 0:
             return images
+        if not bool(torch.isfinite(images).all()):  # a diverged step (train.on_nan=skip) must not poison the pool
+            return images
         out = []
         for image in images.detach():
             if len(self.images) < self.size:
@@ -94,6 +96,7 @@ class ImagePool:
 class CycleGAN(GenerativeModel):
     accepts = ("unpaired",)
     size_multiple = 4  # two stride-2 down-samplings
+    min_size = 8  # the reflection pads need 2 pixels left after them
     default_optim = {"lr": 2e-4, "betas": (0.5, 0.999)}
     default_schedule = {"name": "linear", "decay_fraction": 0.5}  # the paper's 100 epochs constant, 100 decaying
     ema_networks = ("g",)
@@ -102,6 +105,7 @@ class CycleGAN(GenerativeModel):
         "discriminators": ["D_A", "D_B"],
         "cycle": ["cycle_A", "cycle_B"],
         "identity": ["idt_A", "idt_B"],
+        "totals": ["d_loss", "g_loss"],
         "gradient norms": ["d_grad_norm", "g_grad_norm"],
     }
 
@@ -112,8 +116,9 @@ class CycleGAN(GenerativeModel):
         check_int(cfg, "model.pool_size", minimum=0)
         check_float(cfg, "model.lambda_cycle", minimum=0.0)
         check_float(cfg, "model.lambda_identity", minimum=0.0)
-        if int(cfg.data.size) % 4:
-            raise GenlabError(f"cyclegan's ResNet generator needs data.size divisible by 4, got {cfg.data.size}")
+        if int(cfg.data.size) % 4 or int(cfg.data.size) < 8:
+            raise GenlabError(f"cyclegan's ResNet generator needs data.size divisible by 4 and at least 8, got "
+                              f"{cfg.data.size}: pass e.g. data.size=128")
 
     def __init__(self, cfg, spec, loss):
         super().__init__()
@@ -136,28 +141,42 @@ class CycleGAN(GenerativeModel):
         return {"g": self.generators, "d": self.discriminators}
 
     def training_step(self, batch, step):
+        """Both generators against the discriminators (every loss.n_critic steps), with the cycle and identity
+        terms; then both discriminators on real images and pooled fakes, each loss halved as the paper does.
+        A loss's penalty (WGAN-GP) and clipping (WGAN) apply as in the GAN family's step."""
         real_a, real_b = batch["a"], batch["b"]
         g_ab, g_ba = self.generators["ab"], self.generators["ba"]
         d_b, d_a = self.discriminators["b"], self.discriminators["a"]
         out = {}
-        with self.frozen(self.discriminators), self.autocast():
-            fake_b, fake_a = g_ab(real_a), g_ba(real_b)
-            cycle_a = (g_ba(fake_b) - real_a).abs().mean()
-            cycle_b = (g_ab(fake_a) - real_b).abs().mean()
-            g_a, g_b = self.loss.g_loss(d_b(fake_b)), self.loss.g_loss(d_a(fake_a))
-            g_loss = g_a + g_b + self.lambda_cycle * (cycle_a + cycle_b)
-            if self.lambda_identity > 0:
-                idt_a = (g_ab(real_b) - real_b).abs().mean()
-                idt_b = (g_ba(real_a) - real_a).abs().mean()
-                g_loss = g_loss + self.lambda_identity * self.lambda_cycle * (idt_a + idt_b)
-                out.update(idt_A=idt_a.detach(), idt_B=idt_b.detach())
-        out.update(G_A=g_a.detach(), G_B=g_b.detach(), cycle_A=cycle_a.detach(), cycle_B=cycle_b.detach(),
-                   g_grad_norm=self.update(g_loss, "g"))
+        if (step + 1) % self.loss.n_critic == 0:
+            with self.frozen(self.discriminators), self.autocast():
+                fake_b, fake_a = g_ab(real_a), g_ba(real_b)
+                cycle_a = (g_ba(fake_b) - real_a).abs().mean()
+                cycle_b = (g_ab(fake_a) - real_b).abs().mean()
+                g_a, g_b = self.loss.g_loss(d_b(fake_b)), self.loss.g_loss(d_a(fake_a))
+                g_loss = g_a + g_b + self.lambda_cycle * (cycle_a + cycle_b)
+                if self.lambda_identity > 0:
+                    idt_a = (g_ab(real_b) - real_b).abs().mean()
+                    idt_b = (g_ba(real_a) - real_a).abs().mean()
+                    g_loss = g_loss + self.lambda_identity * self.lambda_cycle * (idt_a + idt_b)
+                    out.update(idt_A=idt_a.detach(), idt_B=idt_b.detach())
+            out.update(G_A=g_a.detach(), G_B=g_b.detach(), cycle_A=cycle_a.detach(), cycle_B=cycle_b.detach(),
+                       g_loss=g_loss.detach(), g_grad_norm=self.update(g_loss, "g"))
+        else:  # a critic-only step (n_critic > 1): fakes for D, no generator graph
+            with torch.no_grad(), self.autocast():
+                fake_b, fake_a = g_ab(real_a), g_ba(real_b)
         with self.autocast():
             pooled_b, pooled_a = self.pools["b"].query(fake_b), self.pools["a"].query(fake_a)
             loss_a = 0.5 * self.loss.d_loss(d_b(real_b), d_b(pooled_b))
             loss_b = 0.5 * self.loss.d_loss(d_a(real_a), d_a(pooled_a))
-        out.update(D_A=loss_a.detach(), D_B=loss_b.detach(), d_grad_norm=self.update(loss_a + loss_b, "d"))
+            penalties = [self.loss.penalty(d_b, real_b, pooled_b), self.loss.penalty(d_a, real_a, pooled_a)]
+        d_total = loss_a + loss_b
+        if penalties[0] is not None:
+            d_total = d_total + penalties[0] + penalties[1]
+            out["gradient_penalty"] = (penalties[0] + penalties[1]).detach()
+        out.update(D_A=loss_a.detach(), D_B=loss_b.detach(), d_loss=(loss_a + loss_b).detach(),
+                   d_grad_norm=self.update(d_total, "d"))
+        self.loss.after_d_step(self.discriminators)
         return out
 
     @torch.no_grad()
@@ -237,6 +256,12 @@ def domain_transfer(ctx) -> dict:
     test = _domain_stacks(data.test)
     classifier = _train_domain_classifier(train, ctx.device)
     as_b = lambda images: float((_called(classifier, images, ctx.device) == 1).float().mean())  # noqa: E731
+
+    def distance(x, y):  # a classifier that only saw real A and B calls noise anything: FD in its features
+        from genlab.evaluation import features_of, frechet_distance
+
+        return frechet_distance(features_of(classifier, x)[0].float(), features_of(classifier, y)[0].float())
+
     with torch.no_grad():
         fake_b = torch.cat([model.translate(test["a"][i : i + 64]).cpu() for i in range(0, len(test["a"]), 64)])
         fake_a = torch.cat([model.translate(test["b"][i : i + 64], "BtoA").cpu() for i in range(0, len(test["b"]), 64)])
@@ -248,6 +273,13 @@ def domain_transfer(ctx) -> dict:
                                                                  f"{as_b(test['a']):.3f}"}},
         "b_to_a_called_a": {"value": 1 - as_b(fake_a), "protocol": {**protocol, "baseline": "real B called A: "
                                                                      f"{1 - as_b(test['b']):.3f}"}},
+        "a_to_b_fd": {"value": distance(fake_b, test["b"]),
+                      "protocol": {**protocol, "definition": "Frechet distance of G(test A) to test B in the "
+                                   "classifier's 128-d features (lower = closer to real B)",
+                                   "baseline": f"test A to test B: {distance(test['a'], test['b']):.4g}"}},
+        "b_to_a_fd": {"value": distance(fake_a, test["a"]),
+                      "protocol": {**protocol, "definition": "Frechet distance of F(test B) to test A in the same "
+                                   "features", "baseline": f"test B to test A: {distance(test['b'], test['a']):.4g}"}},
         "domain_accuracy_real": {"value": (1 - as_b(test["a"]) + as_b(test["b"])) / 2,
                                  "protocol": {**protocol, "definition": "the classifier's accuracy on the real "
                                               "held-out images (how well the domains can be told apart)"}},

@@ -121,9 +121,9 @@ class PatchDiscriminator(nn.Module):
 
 
 TRANSLATION_CURVES = {
-    "generator": ["G_GAN", "G_L1"],
-    "D outputs": ["D_real", "D_fake"],
-    "discriminator loss": ["D_loss"],
+    "generator: cGAN and L1 terms": ["G_GAN", "G_L1"],
+    "discriminator: real and fake terms": ["D_real", "D_fake"],
+    "totals": ["d_loss", "g_loss"],
     "gradient norms": ["d_grad_norm", "g_grad_norm"],
 }
 
@@ -134,8 +134,8 @@ def check_patch(cfg, size_key: str = "data.size") -> None:
     check_int(cfg, "model.d_layers", minimum=1)
     check_choice(cfg, "model.norm", ("batch", "instance", "none"))
     size, layers = int(cfg.data.size), int(cfg.model.d_layers)
-    if size // 2**layers < 2:
-        raise GenlabError(f"model.d_layers={layers} down-samples a {size}-pixel image below 2 x 2: lower "
+    if size // 2**layers < 3:  # the two 4x4 stride-1 convolutions that follow need 3 x 3 to give any score
+        raise GenlabError(f"model.d_layers={layers} down-samples a {size}-pixel image below 3 x 3: lower "
                           f"model.d_layers (2 for 32 px, 3 for 256 px) or raise data.size")
 
 
@@ -170,21 +170,32 @@ class Pix2Pix(GenerativeModel):
         return {"g": self.generator, "d": self.discriminator}
 
     def training_step(self, batch, step):
+        """D on (input, target) and (input, G(input)), its loss halved as the paper does; then, every
+        loss.n_critic steps, G against the updated D plus lambda_l1 x L1. Any adversarial loss works: its
+        penalty (WGAN-GP) and clipping (WGAN) apply as in the GAN family's step."""
         a, b = batch["a"], batch["b"]
+
+        def critic(images):  # the conditional D sees the input beside the image it judges
+            return self.discriminator(torch.cat([a, images], 1))
+
         with self.autocast():
             fake = self.generator(a)
-            d_real = self.discriminator(torch.cat([a, b], 1))
-            d_fake = self.discriminator(torch.cat([a, fake.detach()], 1))
-            d_loss = 0.5 * self.loss.d_loss(d_real, d_fake)
-        out = {"D_loss": d_loss.detach(), "d_grad_norm": self.update(d_loss, "d")}
-        real_p, fake_p = self.loss.probability(d_real.detach().float()), self.loss.probability(d_fake.detach().float())
-        if real_p is not None:
-            out.update(D_real=real_p.mean(), D_fake=fake_p.mean())
-        with self.frozen(self.discriminator), self.autocast():
-            g_gan = self.loss.g_loss(self.discriminator(torch.cat([a, fake], 1)))
-            g_l1 = (fake - b).abs().mean()
-            g_loss = g_gan + self.lambda_l1 * g_l1
-        out.update(G_GAN=g_gan.detach(), G_L1=g_l1.detach(), g_grad_norm=self.update(g_loss, "g"))
+            d_real, d_fake = self.loss.d_terms(critic(b), critic(fake.detach()))
+            d_loss = 0.5 * (d_real + d_fake)
+            penalty = self.loss.penalty(critic, b, fake)
+        d_total = d_loss + penalty if penalty is not None else d_loss
+        out = {"d_loss": d_loss.detach(), "D_real": d_real.detach(), "D_fake": d_fake.detach(),
+               "d_grad_norm": self.update(d_total, "d")}
+        self.loss.after_d_step(self.discriminator)
+        if penalty is not None:
+            out["gradient_penalty"] = penalty.detach()
+        if (step + 1) % self.loss.n_critic == 0:
+            with self.frozen(self.discriminator), self.autocast():
+                g_gan = self.loss.g_loss(critic(fake))
+                g_l1 = (fake - b).abs().mean()
+                g_loss = g_gan + self.lambda_l1 * g_l1
+            out.update(g_loss=g_loss.detach(), G_GAN=g_gan.detach(), G_L1=g_l1.detach(),
+                       g_grad_norm=self.update(g_loss, "g"))
         return out
 
     @torch.no_grad()
