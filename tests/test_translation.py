@@ -287,11 +287,15 @@ def test_the_demos_learn_to_translate(tmp_path, train):
     print(scores)
     assert scores["translation_l1"] < 0.15 < scores["baseline_l1"] and scores["translation_ssim"] > 0.5
     train(tmp_path / "cycle", "experiment=cyclegan_sandal2sneaker", "data.limit=400", "train.epochs=4")
-    scores = {k: v["value"] for k, v in evaluate_run(load_run(tmp_path / "cycle"), ["domain_transfer"], 10, 0, cpu)
-              ["metrics"].items()}
+    metrics = evaluate_run(load_run(tmp_path / "cycle"), ["domain_transfer"], 10, 0, cpu)["metrics"]
+    scores = {k: v["value"] for k, v in metrics.items()}
     print(scores)
-    # measured 0.875 and 0.59 (4 epochs of 400 each); the untranslated images: 0.02 and 0.055
-    assert scores["a_to_b_called_b"] > 0.4 and scores["b_to_a_called_a"] > 0.4
+    # measured 0.75 and 0.285 called the other domain (untranslated: about 0.06 and 0.005), and Frechet distances
+    # to the target domain of 86 and 155 against 366 for the untranslated images (the full preset: 0.89, 0.76;
+    # 27 and 45)
+    untranslated = float(metrics["a_to_b_fd"]["protocol"]["baseline"].split(": ")[1])
+    assert scores["a_to_b_called_b"] > 0.5 and scores["b_to_a_called_a"] > 0.15
+    assert scores["a_to_b_fd"] < untranslated / 2 and scores["b_to_a_fd"] < untranslated / 2
 
 
 @pytest.mark.parametrize("preset,expected", [
