@@ -18,8 +18,8 @@ from genlab.config import check_float, check_int
 from genlab.errors import GenlabError
 from genlab.evaluation import MetricUnavailable, metric
 from genlab.figures import family_figures, visual_figures
-from genlab.models.base import GenerativeModel
-from genlab.models.pix2pix import PatchDiscriminator, check_patch, init_normal, norm2d
+from genlab.models.base import GenerativeModel, init_dcgan_weights
+from genlab.models.pix2pix import PatchDiscriminator, check_patch, norm2d
 from genlab.registry import MODELS
 
 
@@ -134,7 +134,7 @@ class CycleGAN(GenerativeModel):
         # D_A judges G_A's outputs (domain B), D_B judges F's (domain A): the reference code's naming
         self.discriminators = nn.ModuleDict({"b": PatchDiscriminator(c_b, int(cfg.ndf), int(cfg.d_layers), norm),
                                              "a": PatchDiscriminator(c_a, int(cfg.ndf), int(cfg.d_layers), norm)})
-        self.apply(init_normal)
+        self.apply(init_dcgan_weights)
         self.pools = {"a": ImagePool(int(cfg.pool_size)), "b": ImagePool(int(cfg.pool_size))}
 
     def networks(self):

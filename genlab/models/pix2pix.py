@@ -17,7 +17,7 @@ from torch import nn
 from genlab.config import check_choice, check_float, check_int
 from genlab.errors import GenlabError
 from genlab.figures import family_figures, visual_figures
-from genlab.models.base import GenerativeModel
+from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.registry import MODELS
 
 
@@ -28,17 +28,6 @@ def norm2d(kind: str, channels: int) -> nn.Module:
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
     return nn.Identity()
-
-
-def init_normal(module: nn.Module) -> None:
-    """N(0, 0.02) weights and zero biases for convolutions, N(1, 0.02) BatchNorm scales (both papers)."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
 
 
 def unet_depth(size: int) -> int:
@@ -164,7 +153,7 @@ class Pix2Pix(GenerativeModel):
         self.generator = UNetGenerator(c_a, c_b, unet_depth(size), int(cfg.ngf), cfg.norm, int(cfg.dropout_blocks))
         self.size_multiple = 2 ** unet_depth(size)  # the U-Net halves an image down to 1 x 1 at the trained size
         self.discriminator = PatchDiscriminator(c_a + c_b, int(cfg.ndf), int(cfg.d_layers), cfg.norm)
-        self.apply(init_normal)
+        self.apply(init_dcgan_weights)  # N(0, 0.02) convolutions, N(1, 0.02) BatchNorm scales: both papers
 
     def networks(self):
         return {"g": self.generator, "d": self.discriminator}
