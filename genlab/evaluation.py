@@ -633,10 +633,10 @@ def _translates(ctx: Context) -> str | None:
     return None if type(ctx.run.model).translate is not GenerativeModel.translate else "the model does not translate"
 
 
-def held_out_domains(ctx: Context) -> dict[str, torch.Tensor]:
-    """The held-out split's A and B images, on the CPU (paired: the pairs' two sides; unpaired: each domain)."""
+def domain_stacks(source, limit: int | None = None) -> dict[str, torch.Tensor]:
+    """A paired or unpaired split's A and B images (or `limit` of each, spread), on the CPU, in file order."""
     stacks: dict[str, list] = {"a": [], "b": []}
-    for batch in ctx.data.evaluation.ordered(batch_size=256):
+    for batch in source.ordered(limit=limit, batch_size=256):
         for name in ("a", "b"):
             if name in batch:
                 stacks[name].append(batch[name].float().cpu())
@@ -651,7 +651,7 @@ def translation_fid(ctx: Context) -> dict:
     except MetricUnavailable as why:
         raise MetricUnavailable(str(why).replace("without them use fd_domain", "without them the translation and "
                                                  "domain_transfer metrics still run")) from None
-    domains = held_out_domains(ctx)
+    domains = domain_stacks(ctx.data.evaluation)
     model, out = ctx.run.model, {}
     directions = [("AtoB", "a", "b")] + ([("BtoA", "b", "a")] if ctx.run.spec.kind == "unpaired" else [])
     for direction, source, target in directions:

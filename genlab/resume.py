@@ -84,11 +84,7 @@ def restore(path: Path, cfg: DictConfig, model, engine, batches_per_epoch: int) 
     if state.get("batches_per_epoch", batches_per_epoch) != batches_per_epoch:
         raise GenlabError(f"cannot resume {path}: it had {state['batches_per_epoch']} batches per epoch, this run "
                           f"has {batches_per_epoch}; resume with the same train.batch_size and data.limit")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise GenlabError(f"cannot resume {path}: its weights do not fit this model ({str(err).splitlines()[0]}); "
-                          "resume with the same model.* settings") from None
+    _load_weights(model, state, f"cannot resume {path}", "resume with the same model.* settings")
     for name, opt in model.optimizers.items():
         opt.load_state_dict(state["optimizers"][name])
         for group in opt.param_groups:
@@ -101,6 +97,13 @@ def restore(path: Path, cfg: DictConfig, model, engine, batches_per_epoch: int) 
     model.load_extra_state(state.get("extra", {}))
     set_rng_state(state["rng"])
     return state
+
+
+def _load_weights(model, state: dict, what: str, fix: str) -> None:
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise GenlabError(f"{what}: its weights do not fit this model ({str(err).splitlines()[0]}); {fix}") from None
 
 
 def position_of(state: dict) -> Position:
@@ -119,11 +122,7 @@ def init_from(source: str, cfg: DictConfig, model) -> str:
         if source_model != own:
             raise GenlabError(f"train.init_from={source}: a {own} run cannot start from a {source_model} run "
                               f"(the {own} model maps no weights from it); pass a {own} run")
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as err:
-            raise GenlabError(f"train.init_from={source}: its weights do not fit this model "
-                              f"({str(err).splitlines()[0]}); use the same model.* settings") from None
+        _load_weights(model, state, f"train.init_from={source}", "use the same model.* settings")
         taken = "all weights"
     log.info(f"started from {path} ({source_model}, step {state.get('step', 0)}): {taken}")
     return f"{path.resolve()}\nmodel {source_model}, step {state.get('step', 0)}\n{taken}\n"

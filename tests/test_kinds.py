@@ -130,13 +130,17 @@ def _split(n):
     return ~test, test
 
 
-class PairedDigits:
-    """A digit (A) and its negative (B), loaded at 20 px and cropped to 16 with flips, as pix2pix jitters."""
-    kind = "paired"
+class OfflineData:
+    """A test-only dataset: real data that ships with scikit-learn, always there."""
 
     @staticmethod
     def locate(cfg):
         return None
+
+
+class PairedDigits(OfflineData):
+    """A digit (A) and its negative (B), loaded at 20 px and cropped to 16 with flips, as pix2pix jitters."""
+    kind = "paired"
 
     @staticmethod
     def build(cfg, batch_size, seed, device):
@@ -148,13 +152,9 @@ class PairedDigits:
         return Data(spec, make(train), make(test))
 
 
-class UnpairedDigits:
+class UnpairedDigits(OfflineData):
     """Domain A: digits 0-4; domain B: digits 5-9, fewer of them."""
     kind = "unpaired"
-
-    @staticmethod
-    def locate(cfg):
-        return None
 
     @staticmethod
     def build(cfg, batch_size, seed, device):
@@ -166,13 +166,9 @@ class UnpairedDigits:
         return Data(spec, UnpairedBatches(a, b, batch_size, seed, device, flip=True), test)
 
 
-class SuperResDigits:
+class SuperResDigits(OfflineData):
     """32 px digits as HR; 16 px HR crops, LR down-scaled 2x."""
     kind = "superres"
-
-    @staticmethod
-    def locate(cfg):
-        return None
 
     @staticmethod
     def build(cfg, batch_size, seed, device):
@@ -184,13 +180,9 @@ class SuperResDigits:
         return Data(spec, make(train), make(test))
 
 
-class Moons:
+class Moons(OfflineData):
     """scikit-learn's two moons, standardised."""
     kind = "vectors"
-
-    @staticmethod
-    def locate(cfg):
-        return None
 
     @staticmethod
     def build(cfg, batch_size, seed, device):

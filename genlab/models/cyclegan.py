@@ -67,10 +67,12 @@ class ImagePool:
         self.size = size
         self.images: list[torch.Tensor] = []
 
-    def query(self, images: torch.Tensor) -> torch.Tensor:
+    def query(self, images: torch.Tensor, skip_nonfinite: bool = False) -> torch.Tensor:
+        """With skip_nonfinite (train.on_nan=skip, where the trainer waits on the device every step anyway) a
+        batch holding NaN or infinity passes through unstored, so a skipped step cannot poison the pool."""
         if self.size == 0:
             return images
-        if not bool(torch.isfinite(images).all()):  # a diverged step (train.on_nan=skip) must not poison the pool
+        if skip_nonfinite and not bool(torch.isfinite(images).all()):
             return images
         out = []
         for image in images.detach():
@@ -166,7 +168,8 @@ class CycleGAN(GenerativeModel):
             with torch.no_grad(), self.autocast():
                 fake_b, fake_a = g_ab(real_a), g_ba(real_b)
         with self.autocast():
-            pooled_b, pooled_a = self.pools["b"].query(fake_b), self.pools["a"].query(fake_a)
+            guard = self.engine is not None and self.engine.skip_nonfinite
+            pooled_b, pooled_a = self.pools["b"].query(fake_b, guard), self.pools["a"].query(fake_a, guard)
             loss_a = 0.5 * self.loss.d_loss(d_b(real_b), d_b(pooled_b))
             loss_b = 0.5 * self.loss.d_loss(d_a(real_a), d_a(pooled_a))
             penalties = [self.loss.penalty(d_b, real_b, pooled_b), self.loss.penalty(d_a, real_a, pooled_a)]
@@ -210,14 +213,6 @@ class CycleGAN(GenerativeModel):
 
 # ---- genlab eval: did the translation reach the other domain? ---------------------------------------------------
 
-def _domain_stacks(source, limit: int | None = None) -> dict[str, torch.Tensor]:
-    stacks = {"a": [], "b": []}
-    for batch in source.ordered(limit=limit, batch_size=256):
-        for name, images in batch.items():
-            stacks[name].append(images.float().cpu())
-    return {name: torch.cat(parts) for name, parts in stacks.items() if parts}
-
-
 def _train_domain_classifier(train: dict[str, torch.Tensor], device, epochs: int = 4):
     """A small A-vs-B classifier (evaluation.DomainClassifier) trained now on the training domains (seeded)."""
     from genlab.evaluation import DomainClassifier
@@ -252,8 +247,10 @@ def domain_transfer(ctx) -> dict:
     data, model = ctx.data, ctx.run.model
     if data.test is None:
         raise MetricUnavailable(f"{data.spec.name} has no held-out testA/testB to translate")
-    train = _domain_stacks(data.train, limit=2000)
-    test = _domain_stacks(data.test)
+    from genlab.evaluation import domain_stacks
+
+    train = domain_stacks(data.train, limit=2000)
+    test = domain_stacks(data.test)
     classifier = _train_domain_classifier(train, ctx.device)
     as_b = lambda images: float((_called(classifier, images, ctx.device) == 1).float().mean())  # noqa: E731
 
