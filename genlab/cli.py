@@ -236,7 +236,7 @@ def translate(
     import torch
 
     from genlab.checkpoint import atomic_write
-    from genlab.data.folders import IMAGE_SUFFIXES, list_images, open_image
+    from genlab.data.folders import open_image
     from genlab.runs import load_run, to_pil, translate_image, write_named_pngs
 
     if direction not in ("AtoB", "BtoA"):
@@ -244,28 +244,16 @@ def translate(
     device = _device(device)
     target = load_run(run, device)
     model = target.model
+    if target.spec.kind == "superres":
+        raise GenlabError(f"{run} is a {target.cfg.model.name} run, which up-scales images: use `genlab upscale "
+                          f"{run} {source} {out}`")
     if not callable(getattr(type(model), "translate", None)) or target.spec.kind not in ("paired", "unpaired"):
         raise GenlabError(f"{run} is a {target.cfg.model.name} run, which does not translate images: pass a pix2pix "
                           "or cyclegan run")
     side = "a" if direction == "AtoB" else "b"
     channels = target.spec.shape(side)[0]
+    files = _image_inputs(source, out)
     source = source.expanduser()
-    if source.is_dir():
-        files = list_images(source)
-        if not files:
-            raise GenlabError(f"no images in {source} ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    elif source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
-        files = [source]
-    else:
-        raise GenlabError(f"{source} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or a folder of images")
-    if source.is_file() and out.suffix.lower() != ".png":
-        raise GenlabError(f"one image translates into one .png: pass OUTPUT as a file name ending in .png, not {out}")
-    if source.is_dir() and out.suffix.lower() == ".png":
-        raise GenlabError(f"a folder translates into a folder: pass OUTPUT as a new folder, not {out}")
-    if out.expanduser().resolve() in {f.resolve() for f in files} or out.expanduser().resolve() == source.resolve():
-        raise GenlabError(f"{out} is an input: write the translations somewhere else")
-    if len({f.stem for f in files}) != len(files):
-        raise GenlabError(f"{source} holds files with the same name and different suffixes: rename them first")
     import numpy as np
 
     notes = set()
@@ -297,6 +285,97 @@ def translate(
     print(f"wrote {count} image{'s' if count != 1 else ''} to {out} ({target.name}, {direction})")
 
 
+def _image_inputs(source: Path, out: Path) -> list[Path]:
+    """The image files a translate/upscale command reads, and the checks on OUTPUT that go with them."""
+    from genlab.data.folders import IMAGE_SUFFIXES, list_images
+
+    source = source.expanduser()
+    if source.is_dir():
+        files = list_images(source)
+        if not files:
+            raise GenlabError(f"no images in {source} ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    elif source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
+        files = [source]
+    else:
+        raise GenlabError(f"{source} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or a folder of images")
+    if source.is_file() and out.suffix.lower() != ".png":
+        raise GenlabError(f"one image makes one .png: pass OUTPUT as a file name ending in .png, not {out}")
+    if source.is_dir() and out.suffix.lower() == ".png":
+        raise GenlabError(f"a folder makes a folder: pass OUTPUT as a new folder, not {out}")
+    if out.expanduser().resolve() in {f.resolve() for f in files} or out.expanduser().resolve() == source.resolve():
+        raise GenlabError(f"{out} is an input: write the outputs somewhere else")
+    if len({f.stem for f in files}) != len(files):
+        raise GenlabError(f"{source} holds files with the same name and different suffixes: rename them first")
+    return files
+
+
+@app.command()
+def upscale(
+    run: Path = typer.Argument(..., help="A super-resolution run folder (srresnet, srgan), or one of its checkpoints."),
+    source: Path = typer.Argument(..., help="An image file, or a folder of images (any sizes)."),
+    out: Path = typer.Argument(..., help="The output .png for one image; a new or empty folder for a folder."),
+    tile: Optional[int] = typer.Option(None, "--tile", min=1,
+                                       help="Input pixels per tile side (default: the run's eval.tile, 128)."),
+    tile_overlap: Optional[int] = typer.Option(
+        None, "--tile-overlap", min=0,
+        help="Context pixels around each tile (default: the generator's receptive radius: the same result as "
+             "whole)."),
+    whole: bool = typer.Option(False, "--whole", help="No tiles: each image through the generator at once."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto."),
+) -> None:
+    """Up-scale images of any size with a trained super-resolution run, from its checkpoint alone.
+
+    Each image goes through the generator in overlapping tiles, so a 2K photo needs bounded memory, and with
+    the default overlap the result equals the untiled one. Output images are scale times the input's sides.
+    A folder is written all or nothing.
+
+    Examples:
+
+    * `genlab upscale outputs/srresnet_div2k/RUN photo.png photo_x4.png`
+
+    * `genlab upscale outputs/srgan_div2k/RUN low_res/ high_res/ --device cuda`
+    """
+    import torch
+
+    from genlab import tiles
+    from genlab.checkpoint import atomic_write
+    from genlab.data.superres import read_hr
+    from genlab.runs import load_run, to_pil, write_named_pngs
+
+    device = _device(device)
+    target = load_run(run, device)
+    model = target.model
+    if target.spec.kind != "superres" or not getattr(model, "output_scale", 1) > 1:
+        raise GenlabError(f"{run} is a {target.cfg.model.name} run, which does not up-scale images: pass an srresnet "
+                          "or srgan run" + (" (translate images with `genlab translate`)" if target.spec.kind in
+                                            ("paired", "unpaired") else ""))
+    files = _image_inputs(source, out)
+    size, overlap = tiles.settings(target.cfg, tile, tile_overlap)
+    size = None if whole else size
+    channels = target.spec.shape("lr")[0]
+
+    def outputs():
+        for path in files:
+            pixels = read_hr(path, channels)
+            x = pixels.float().div(127.5).sub(1)[None]
+            with torch.no_grad():
+                result = tiles.translate(model, x, tile=size, overlap=overlap)
+            yield f"{path.stem}.png", result[0].cpu()
+
+    if source.expanduser().is_file():
+        (_, image), = list(outputs())
+        try:
+            atomic_write(out, lambda tmp: to_pil(image).save(tmp, format="PNG"))
+        except OSError as err:
+            raise GenlabError(f"cannot write {out} ({err.strerror or err})") from None
+        count = 1
+    else:
+        count = write_named_pngs(outputs(), out)
+    how = "whole" if size is None else f"tiles of {size} px, {model.receptive_radius if overlap is None else overlap} " \
+                                       "px of context"
+    print(f"wrote {count} image{'s' if count != 1 else ''} x{model.output_scale} to {out} ({target.name}, {how})")
+
+
 @app.command("eval")
 def evaluate(
     run: Path = typer.Argument(..., help="A run folder or one of its checkpoints."),
@@ -315,8 +394,9 @@ def evaluate(
     Metrics (all that apply to the run; `genlab list metrics` lists them with what they need): fd_domain
     (Frechet distance in a domain classifier's features; no download), precision_recall, ms_ssim (within-class
     diversity), fid / kid / is (need the Inception weights on disk), likelihood (VAE -ELBO and bits/dim,
-    VQ-VAE reconstruction error), translation (L1 / PSNR of a translation model against the targets), ood
-    (with --ood-data: AUROC / AUPRC of the model's score, e.g. a VAE's -ELBO).
+    VQ-VAE reconstruction error), translation (L1 / PSNR of a translation model against the targets),
+    superres (SRResNet/SRGAN: Y-channel PSNR/SSIM beside bicubic, per set), ood (with --ood-data: AUROC / AUPRC
+    of the model's score, e.g. a VAE's -ELBO).
 
     Examples:
 
@@ -361,12 +441,28 @@ def evaluate(
     for column in ("metric", "value", "generated", "real", "split"):
         table.add_column(column, style="bold" if column == "metric" else None,
                          justify="left" if column in ("metric", "split") else "right")
+    grouped: dict[str, dict[str, dict[str, float]]] = {}  # a metric's own tables: protocol table / row / column
     for name, entry in result["metrics"].items():
         protocol = entry["protocol"]
+        if {"table", "row", "column"} <= set(protocol):
+            grouped.setdefault(protocol["table"], {}).setdefault(protocol["row"], {})[protocol["column"]] = \
+                entry["value"]
+            continue
         split = protocol.get("real_split") or protocol.get("split") or ""
         table.add_row(name, f"{entry['value']:.4g}", str(protocol.get("n_generated", "")),
                       str(protocol.get("n_real", protocol.get("n_images", ""))), split)
-    Console().print(table)
+    if table.row_count:
+        Console().print(table)
+    for title, rows in grouped.items():
+        columns = list(dict.fromkeys(column for cells in rows.values() for column in cells))
+        pivot = Table(title=title, caption=f"protocol in {path}")
+        pivot.add_column("", style="bold")
+        for column in columns:
+            pivot.add_column(column, justify="right")
+        for row, cells in rows.items():
+            pivot.add_row(row, *[f"{cells[c]:.4f}" if c in cells and abs(cells[c]) < 1.5 else
+                                 f"{cells[c]:.2f}" if c in cells else "" for c in columns])
+        Console().print(pivot)
     reasons: dict[str, list[str]] = {}
     for name, why in result["skipped"].items():
         reasons.setdefault(why, []).append(name)

@@ -157,6 +157,9 @@ def validate(cfg: DictConfig) -> None:
         if ids is not None and max(ids) >= torch.cuda.device_count():
             raise GenlabError(f"device.ids={list(ids)} but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
 
+    from genlab.tiles import settings as tile_settings
+
+    tile_settings(cfg)  # eval.tile, eval.tile_overlap
     check_int(cfg, "data.size", minimum=8)
     check_int(cfg, "data.limit", minimum=1, optional=True)
     check_int(cfg, "data.num_workers", minimum=0)

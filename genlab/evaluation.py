@@ -313,24 +313,29 @@ class Context:
             raise MetricUnavailable(f"{self.data.spec.name} ({self.data.spec.kind}) keeps no whole images")
         return source.whole(limit)
 
-    def pairs(self, limit: int | None = None):
-        """A translation model's (input, output, target) on the held-out split, on the CPU: whole images one at
-        a time where the data keeps them (any size), else its batches in file order. `model.translates` names
-        the input and the target tensors of a batch, e.g. ("a", "b") or ("lr", "hr")."""
+    def pairs(self, limit: int | None = None, source=None):
+        """A translation model's (input, output, target) on the held-out split (or on `source`, a batch source of
+        the run's kind), on the CPU: whole images one at a time where the data keeps them (any size; through the
+        generator in tiles, eval.tile and eval.tile_overlap, where the model states its receptive radius), else
+        its batches in file order. `model.translates` names the input and the target tensors of a batch, e.g.
+        ("a", "b") or ("lr", "hr")."""
+        from genlab import tiles
+
         model = self.run.model
         if not getattr(model, "translates", None):
             raise MetricUnavailable(f"{self.run.cfg.model.name} does not translate an input into an output")
-        if self.data.spec.kind == "unpaired":
-            raise MetricUnavailable(f"{self.data.spec.name} is unpaired: its inputs have no targets to compare with")
+        if self.run.spec.kind == "unpaired":
+            raise MetricUnavailable(f"{self.run.spec.name} is unpaired: its inputs have no targets to compare with")
         inputs, targets = model.translates
-        source = self.data.evaluation
+        source = source if source is not None else self.data.evaluation
+        tile, overlap = tiles.settings(self.run.cfg)
         batches = (b for _, b in source.whole(limit)) if hasattr(source, "whole") else \
             source.ordered(limit=limit, batch_size=50)
         for batch in batches:
             x, y = batch[inputs], batch[targets]
             # the contexts close before the yield: a consumer that stops early leaves nothing switched
             with torch.no_grad(), model.evaluating(), torch.random.fork_rng(devices=[]):
-                out = model.translate(x).float().cpu()
+                out = tiles.translate(model, x, tile=tile, overlap=overlap).float().cpu()
             yield x.float().cpu(), out, y.float().cpu()
 
     @property
@@ -424,6 +429,8 @@ def not_applicable(name: str, ctx: Context) -> str | None:
     """Why metric `name` does not apply to this run, or None."""
     fn = METRICS[name]
     kind = ctx.run.spec.kind
+    if name in getattr(ctx.run.model, "replaces_metrics", ()):
+        return f"{ctx.run.cfg.model.name} is scored by its own metric instead"
     if fn.kinds is not None and kind not in fn.kinds:
         return f"it scores {' or '.join(fn.kinds)} data and {ctx.run.cfg.data.name} is {kind}"
     return fn.when(ctx) if fn.when is not None else None

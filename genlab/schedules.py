@@ -12,7 +12,8 @@ Settings (`optim.schedule.*`; null values take the model's own `default_schedule
                   step has 1/N_steps of it; pix2pix, CycleGAN: 100)
     decay_fraction  linear, where decay_epochs is null: over the last fraction of the run (pix2pix and
                   CycleGAN's 100 + 100 epochs: 0.5); both null: the whole run
-    milestones    step: epochs after which the rate is multiplied by gamma (SRGAN: one, 1e-4 -> 1e-5)
+    milestones    step: epochs after which the rate is multiplied by gamma
+    milestone_steps  step: optimiser steps after which it is (SRGAN: [100000], 1e-4 -> 1e-5), beside milestones
     gamma         step: the factor at each milestone
     min_ratio     cosine: the floor, as a fraction of lr
 """
@@ -34,6 +35,7 @@ class Schedule:
     decay_epochs: float | None = None
     decay_fraction: float | None = None
     milestones: tuple[float, ...] = field(default_factory=tuple)
+    milestone_steps: tuple[int, ...] = field(default_factory=tuple)
     gamma: float = 0.1
     min_ratio: float = 0.0
 
@@ -51,7 +53,8 @@ class Schedule:
             if span > 0 and step >= start:
                 f = 1.0 - (step - start) / span
         elif self.name == "step":
-            f = self.gamma ** sum(step >= round(m * steps_per_epoch) for m in self.milestones)
+            f = self.gamma ** (sum(step >= round(m * steps_per_epoch) for m in self.milestones)
+                               + sum(step >= m for m in self.milestone_steps))
         elif self.name == "cosine":
             progress = min(step / max(total, 1), 1.0)
             f = self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -63,7 +66,9 @@ class Schedule:
         over = (f"{self.decay_epochs:g} epochs" if self.decay_epochs is not None else
                 f"{self.decay_fraction:g} of the run" if self.decay_fraction is not None else "the whole run")
         parts = {"linear": f"linear to 0 over the last {over}",
-                 "step": f"x{self.gamma} after epochs {list(self.milestones)}",
+                 "step": f"x{self.gamma} after " + " and ".join(
+                     part for part in (f"epochs {list(self.milestones)}" if self.milestones else "",
+                                       f"steps {list(self.milestone_steps)}" if self.milestone_steps else "") if part),
                  "cosine": f"cosine to {self.min_ratio} x lr", "constant": "constant"}[self.name]
         return parts + (f", {self.warmup} warm-up steps" if self.warmup else "")
 
@@ -98,8 +103,14 @@ def build_schedule(settings: dict | None, model_default: dict | None = None) -> 
     if not isinstance(milestones, (list, tuple)) or not all(
             isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in milestones):
         raise GenlabError(f"optim.schedule.milestones must be a list of epochs, e.g. [100,150]; got {milestones!r}")
-    if name == "step" and not milestones:
-        raise GenlabError("optim.schedule.name=step needs optim.schedule.milestones, e.g. [100]")
+    milestone_steps = merged.get("milestone_steps") or ()
+    if not isinstance(milestone_steps, (list, tuple)) or not all(
+            isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in milestone_steps):
+        raise GenlabError("optim.schedule.milestone_steps must be a list of step numbers, e.g. [100000]; got "
+                          f"{milestone_steps!r}")
+    if name == "step" and not milestones and not milestone_steps:
+        raise GenlabError("optim.schedule.name=step needs optim.schedule.milestones (epochs, e.g. [100]) or "
+                          "optim.schedule.milestone_steps (steps, e.g. [100000])")
     gamma = merged.get("gamma", 0.1)
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1:
         raise GenlabError(f"optim.schedule.gamma must be in (0, 1]; got {gamma!r}")
@@ -108,4 +119,4 @@ def build_schedule(settings: dict | None, model_default: dict | None = None) -> 
         raise GenlabError(f"optim.schedule.min_ratio must be in [0, 1]; got {floor!r}")
     return Schedule(name, int(warmup), None if decay is None else float(decay),
                     None if fraction is None else float(fraction), tuple(float(m) for m in milestones),
-                    float(gamma), float(floor))
+                    tuple(int(m) for m in milestone_steps), float(gamma), float(floor))

@@ -15,8 +15,8 @@ from torch import nn
 
 from genlab.data import Batch, Data, DataSpec
 from genlab.data.base import resize_uint8, to_unit_range
-from genlab.data.kinds import (PairedBatches, SuperResolutionBatches, UnpairedBatches, VectorBatches,
-                               downscale)
+from genlab.data.bicubic import downscale
+from genlab.data.kinds import PairedBatches, SuperResolutionBatches, UnpairedBatches, VectorBatches
 from genlab.errors import GenlabError
 
 CPU = torch.device("cpu")

@@ -227,7 +227,7 @@ def test_translate_writes_one_output_per_input_at_its_size(tmp_path, train):
     again_one = run_cli(["translate", "run", "in/photo.jpg", "two.png"], tmp_path)  # seeded: dropout stays on
     assert (tmp_path / "one.png").read_bytes() == (tmp_path / "two.png").read_bytes()
     onto = run_cli(["translate", "run", "in/wide.png", "in/wide.png"], tmp_path)
-    assert onto.returncode == 2 and "is an input: write the translations somewhere else" in onto.stderr
+    assert onto.returncode == 2 and "is an input: write the outputs somewhere else" in onto.stderr
     again = run_cli(["translate", "run", "in", "out"], tmp_path)
     assert again.returncode == 2 and "out already exists and is not an empty folder" in again.stderr
     other = run_cli(["translate", "run", "in", "new", "--direction", "BtoA"], tmp_path)

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from genlab.data.base import Batch, epoch_permutation, spread, to_unit_range
 from genlab.errors import GenlabError
@@ -203,22 +202,21 @@ class UnpairedBatches(_Source):
                 yield Batch({name: to_unit_range(_center(stack[index[start : start + step]], self.crop))})
 
 
-def downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """uint8 HR -> uint8 LR, bicubic with antialiasing (torch's; see issue 12 for how it compares with
-    MATLAB's imresize), rounded to 8 bits as a stored LR image would be."""
-    size = (hr.shape[-2] // scale, hr.shape[-1] // scale)
-    low = F.interpolate(hr.float(), size=size, mode="bicubic", antialias=True, align_corners=False)
-    return low.round_().clamp_(0, 255).to(torch.uint8)
-
-
 class SuperResolutionBatches(_Source):
-    """HR images (any sizes) -> batches of random `crop` x `crop` HR patches and their LR made by
-    down-scaling `scale` times. Crops are drawn from (seed, epoch, batch index), so a resume is exact."""
+    """HR images (any sizes) -> batches of random `crop` x `crop` HR patches and their LR made by down-scaling
+    `scale` times (`resize`: matlab, the bicubic published numbers use, or torch; data/bicubic.py). Crops are
+    drawn from (seed, epoch, batch index), so a resume is exact. An epoch draws `repeat` crops from each image
+    (a few photos still make full batches). The HR images stay on the CPU (DIV2K's 800 take 6.9 GB); each
+    batch's crops cross to the device, where the LR is made."""
 
     kind = "superres"
 
     def __init__(self, hr: Sequence[torch.Tensor], batch_size: int, seed: int, device: torch.device, scale: int,
-                 crop: int, flip: bool = False, names: Sequence[str] = ()):
+                 crop: int, flip: bool = False, names: Sequence[str] = (), resize: str = "matlab", repeat: int = 1):
+        from genlab.data.bicubic import RESIZERS
+
+        if resize not in RESIZERS:
+            raise GenlabError(f"data.resize must be one of {', '.join(RESIZERS)}, got {resize!r}")
         if crop % scale:
             raise GenlabError(f"the HR crop {crop} is not a multiple of the scale {scale}: pick a crop such as "
                               f"{crop - crop % scale or scale}")
@@ -234,15 +232,23 @@ class SuperResolutionBatches(_Source):
         if len({im.shape[0] for im in hr}) > 1:
             raise GenlabError(f"the HR images mix {sorted({im.shape[0] for im in hr})} channels: convert them to one "
                               "(RGB) first")
-        super().__init__(len(hr), batch_size, seed, device)
-        self.hr = [im.to(device) for im in hr]
-        self.scale, self.crop, self.flip = scale, crop, flip
+        super().__init__(len(hr) * repeat, batch_size, seed, device)
+        self.hr = [im.cpu() for im in hr]
+        self.scale, self.crop, self.flip, self.resize, self.repeat = scale, crop, flip, resize, repeat
         self.names = list(names)
         channels = self.hr[0].shape[0] if self.hr else 0
         self.shapes = {"lr": [channels, crop // scale, crop // scale], "hr": [channels, crop, crop]}
 
+    @property
+    def n_images(self) -> int:
+        """How many HR images the split holds (an epoch draws `repeat` crops from each)."""
+        return len(self.hr)
+
     def _batch(self, hr: torch.Tensor) -> Batch:
-        return Batch(lr=to_unit_range(downscale(hr, self.scale)), hr=to_unit_range(hr))
+        from genlab.data.bicubic import downscale
+
+        hr = hr.to(self.device)
+        return Batch(lr=to_unit_range(downscale(hr, self.scale, self.resize)), hr=to_unit_range(hr))
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         order = epoch_permutation(self.n, self.seed, epoch).tolist()
@@ -251,7 +257,7 @@ class SuperResolutionBatches(_Source):
             rng = batch_generator(self.seed, epoch, i)
             patches = []
             for j in index:
-                image = self.hr[j]
+                image = self.hr[j % len(self.hr)]
                 top = int(torch.randint(0, image.shape[-2] - self.crop + 1, (1,), generator=rng))
                 left = int(torch.randint(0, image.shape[-1] - self.crop + 1, (1,), generator=rng))
                 patches.append(image[:, top : top + self.crop, left : left + self.crop])
@@ -263,10 +269,11 @@ class SuperResolutionBatches(_Source):
 
     def first(self, n: int) -> Batch:
         """Centre crops of n images spread over the split: fixed crops for the visuals."""
-        return self._batch(torch.stack([_center(self.hr[j], self.crop) for j in spread(self.n, n).tolist()]))
+        return self._batch(torch.stack([_center(self.hr[j], self.crop) for j in spread(len(self.hr), n).tolist()]))
 
     def ordered(self, limit: int | None = None, batch_size: int | None = None) -> Iterator[Batch]:
-        index = spread(self.n, limit).tolist()
+        """The centre crop of each image (or of `limit`, spread), in file order."""
+        index = spread(len(self.hr), limit).tolist()
         step = batch_size or self.batch_size
         for start in range(0, len(index), step):
             yield self._batch(torch.stack([_center(self.hr[j], self.crop) for j in index[start : start + step]]))
@@ -274,7 +281,7 @@ class SuperResolutionBatches(_Source):
     def whole(self, limit: int | None = None) -> Iterator[tuple[str, Batch]]:
         """Whole images, one at a time, each cut to a multiple of the scale: (name, Batch of one lr/hr pair).
         What the published SR numbers are measured on (Set5, Set14, BSD100 keep their images' own sizes)."""
-        for j in spread(self.n, limit).tolist():
+        for j in spread(len(self.hr), limit).tolist():
             image = self.hr[j]
             height, width = image.shape[-2] - image.shape[-2] % self.scale, image.shape[-1] - image.shape[-1] % self.scale
             name = self.names[j] if j < len(self.names) else f"{j:05d}"

@@ -28,6 +28,12 @@ class GenerativeModel(nn.Module):
     score = None  # optional score(batch) -> [N] per-example anomaly score, higher = less likely (-log p(x), -ELBO):
     #               `genlab eval --ood-data NAME` ranks by it
     curve_groups: dict[str, list[str]] = {}
+    replaces_metrics: tuple[str, ...] = ()  # generic metrics a family scores its own way instead (SR: translation,
+    #                                         by the `superres` metric's published protocol): `genlab eval` leaves
+    #                                         them out
+    receptive_radius: int | None = None  # input pixels an output pixel sees (a translation network's): whole images
+    #                                      then go through it in tiles (genlab/tiles.py); None = always whole
+    output_scale: int = 1  # output pixels per input pixel along a side (a 4x upscaler: 4)
 
     def __init__(self):
         super().__init__()
