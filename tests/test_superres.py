@@ -272,9 +272,9 @@ def test_the_demo_srresnet_beats_bicubic_and_srgan_starts_from_it(tmp_path, trai
     from genlab.evaluation import evaluate_run
     from genlab.runs import load_run
 
-    train(tmp_path / "srresnet", "experiment=srresnet_photos")
+    train(tmp_path / "srresnet", "experiment=srresnet_sr_photos")
     scores = evaluate_run(load_run(tmp_path / "srresnet"), ["superres"], n=10, seed=0, device=CPU)["metrics"]
     assert scores["heldout_psnr_y"]["value"] > scores["heldout_bicubic_psnr_y"]["value"] + 0.3
     assert scores["heldout_ssim_y"]["value"] > scores["heldout_bicubic_ssim_y"]["value"]
-    train(tmp_path / "srgan", "experiment=srgan_photos", f"train.init_from={tmp_path / 'srresnet'}", "train.epochs=3")
+    train(tmp_path / "srgan", "experiment=srgan_sr_photos", f"train.init_from={tmp_path / 'srresnet'}", "train.epochs=3")
     assert (tmp_path / "srgan" / "init_from.txt").is_file()
