@@ -235,9 +235,8 @@ def translate(
     """
     import torch
 
-    from genlab.checkpoint import atomic_write
     from genlab.data.folders import open_image
-    from genlab.runs import load_run, to_pil, translate_image, write_named_pngs
+    from genlab.runs import load_run, translate_image
 
     if direction not in ("AtoB", "BtoA"):
         raise GenlabError(f"--direction must be AtoB or BtoA, got {direction!r}")
@@ -269,15 +268,7 @@ def translate(
                 notes.add(how)
             yield f"{path.stem}.png", result
 
-    if source.is_file():
-        (name, image), = list(outputs())
-        try:
-            atomic_write(out, lambda tmp: to_pil(image).save(tmp, format="PNG"))
-        except OSError as err:
-            raise GenlabError(f"cannot write {out} ({err.strerror or err})") from None
-        count = 1
-    else:
-        count = write_named_pngs(outputs(), out)
+    count = _write_outputs(source, out, outputs())
     for note in sorted(notes)[:3]:
         print(note)
     if len(notes) > 3:
@@ -309,6 +300,21 @@ def _image_inputs(source: Path, out: Path) -> list[Path]:
     return files
 
 
+def _write_outputs(source: Path, out: Path, outputs) -> int:
+    """One image file in: OUTPUT.png written atomically; a folder in: a new folder, all or nothing."""
+    from genlab.checkpoint import atomic_write
+    from genlab.runs import to_pil, write_named_pngs
+
+    if source.expanduser().is_file():
+        (_, image), = list(outputs)
+        try:
+            atomic_write(out, lambda tmp: to_pil(image).save(tmp, format="PNG"))
+        except OSError as err:
+            raise GenlabError(f"cannot write {out} ({err.strerror or err})") from None
+        return 1
+    return write_named_pngs(outputs, out)
+
+
 @app.command()
 def upscale(
     run: Path = typer.Argument(..., help="A super-resolution run folder (srresnet, srgan), or one of its checkpoints."),
@@ -338,9 +344,8 @@ def upscale(
     import torch
 
     from genlab import tiles
-    from genlab.checkpoint import atomic_write
     from genlab.data.superres import read_hr
-    from genlab.runs import load_run, to_pil, write_named_pngs
+    from genlab.runs import load_run
 
     device = _device(device)
     target = load_run(run, device)
@@ -362,15 +367,7 @@ def upscale(
                 result = tiles.translate(model, x, tile=size, overlap=overlap)
             yield f"{path.stem}.png", result[0].cpu()
 
-    if source.expanduser().is_file():
-        (_, image), = list(outputs())
-        try:
-            atomic_write(out, lambda tmp: to_pil(image).save(tmp, format="PNG"))
-        except OSError as err:
-            raise GenlabError(f"cannot write {out} ({err.strerror or err})") from None
-        count = 1
-    else:
-        count = write_named_pngs(outputs(), out)
+    count = _write_outputs(source, out, outputs())
     how = "whole" if size is None else f"tiles of {size} px, {model.receptive_radius if overlap is None else overlap} " \
                                        "px of context"
     print(f"wrote {count} image{'s' if count != 1 else ''} x{model.output_scale} to {out} ({target.name}, {how})")
