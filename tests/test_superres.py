@@ -267,6 +267,29 @@ def test_eval_prints_bicubic_and_model_per_set_and_upscale_writes_any_size(sr_ro
     assert wrong.returncode == 2 and "which up-scales images: use `genlab upscale" in wrong.stderr
 
 
+def test_an_srgan_interrupted_after_its_rate_step_resumes_exactly(sr_root, train, interrupt_at):
+    from genlab.errors import Interrupted
+    from genlab.models.srgan import SRGAN
+
+    settings = [*TINY, "model=srgan", "model.content=mse", "model.ndf=8", "model.from_scratch=true",
+                "train.epochs=4", "train.ema=0.9", "optim.schedule.milestone_steps=[4]"]
+    train(sr_root / "straight", *settings)
+    straight = torch.load(sr_root / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    assert straight["batches_per_epoch"] == 3 and straight["step"] == 12
+    with interrupt_at(SRGAN, 6):
+        with pytest.raises(Interrupted):
+            train(sr_root / "first", *settings)
+    train(sr_root / "resumed", *settings, f"train.resume={sr_root / 'first'}")
+    resumed = torch.load(sr_root / "resumed" / "checkpoints" / "last.pt", weights_only=True)
+    assert all(torch.equal(straight["model"][k], resumed["model"][k]) for k in straight["model"])
+    for name in straight["ema"]["shadow"]:
+        assert all(torch.equal(v, resumed["ema"]["shadow"][name][k])
+                   for k, v in straight["ema"]["shadow"][name].items())
+    for name, opt in straight["optimizers"].items():  # 1e-4, then 1e-5 after step 4
+        assert opt["param_groups"][0]["lr"] == resumed["optimizers"][name]["param_groups"][0]["lr"]
+        assert opt["param_groups"][0]["lr"] == pytest.approx(1e-5)
+
+
 @pytest.mark.slow
 def test_the_demo_srresnet_beats_bicubic_and_srgan_starts_from_it(tmp_path, train):
     from genlab.evaluation import evaluate_run

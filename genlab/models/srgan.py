@@ -173,7 +173,8 @@ class VGGFeatures(nn.Module):
 # ---- the models ------------------------------------------------------------------------------------------------
 
 SR_CURVES = {
-    "losses": ["g_loss", "content", "adversarial"],
+    "generator loss: total and content": ["g_loss", "content"],
+    "adversarial term (before its weight)": ["adversarial"],
     "discriminator: real and fake terms": ["D_real", "D_fake", "d_loss"],
     "held-out PSNR-Y (dB)": ["test_psnr_y", "test_psnr_y_bicubic"],
     "gradient norms": ["g_grad_norm", "d_grad_norm"],
@@ -224,12 +225,8 @@ class SRResNet(GenerativeModel):
         """The generator's HR image for LR input x ([-1, 1]), BatchNorm with its running statistics."""
         if direction != "AtoB":
             raise GenlabError("a super-resolution run only up-scales (AtoB)")
-        was_training = self.generator.training
-        self.generator.train(False)
-        try:
+        with self.evaluating():
             return self.generator(x.to(self.device)).float()
-        finally:
-            self.generator.train(was_training)
 
     @torch.no_grad()
     def visuals(self, batch):
