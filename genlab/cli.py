@@ -385,6 +385,10 @@ def evaluate(
         None, "--ood-data",
         help="A second dataset for out-of-distribution AUROC/AUPRC: a data option, with data.KEY=VALUE settings "
              "if it needs them, e.g. 'image_folder data.root=PATH'."),
+    anomaly: bool = typer.Option(
+        False, "--anomaly",
+        help="Anomaly detection for a run trained with data.normal_classes: score the whole test split, the other "
+             "classes being the anomalies; AUROC/AUPRC and ROC/PR/score figures in RUN/eval/."),
 ) -> None:
     """Score a run and write RUN/metrics.json: every number with its protocol (n, split, features, size).
 
@@ -393,7 +397,8 @@ def evaluate(
     diversity), fid / kid / is (need the Inception weights on disk), likelihood (VAE -ELBO and bits/dim,
     VQ-VAE reconstruction error), translation (L1 / PSNR of a translation model against the targets),
     superres (SRResNet/SRGAN: Y-channel PSNR/SSIM beside bicubic, per set), ood (with --ood-data: AUROC / AUPRC
-    of the model's score, e.g. a VAE's -ELBO).
+    of the model's score, e.g. a VAE's -ELBO or a flow's -log p(x)), anomaly (with --anomaly, alone unless
+    --metrics names others: the held-out classes of a run trained with data.normal_classes).
 
     Examples:
 
@@ -402,6 +407,8 @@ def evaluate(
     * `genlab eval outputs/cgan_cifar10/RUN --metrics fd_domain,ms_ssim -n 10000 --device cuda`
 
     * `genlab eval outputs/vae_mnist/RUN --metrics ood --ood-data fashion_mnist`
+
+    * `genlab eval outputs/maf_fashion_mnist/RUN --anomaly`
     """
     import json
     import logging
@@ -420,10 +427,22 @@ def evaluate(
     device = _device(device)
     load_all()
     names = [m for m in metrics.replace(" ", "").split(",") if m] if metrics else None
+    if anomaly and names is None:
+        names = ["anomaly"]  # the other metrics score samples or likelihoods: ask for them by name
     target = load_run(run, device)
     console = Console(stderr=True)
     result = evaluate_run(target, names, n, seed, torch.device(device), log=lambda line: console.print(line),
-                          ood_data=ood_data)
+                          ood_data=ood_data, anomaly=anomaly)
+    figures = result.pop("figures", {})
+    if figures:  # a metric's figures (ROC, PR, score histograms): RUN/eval/<name>.png, each written whole
+        result["figures"] = {}
+        for name, png in figures.items():
+            figure = target.path / "eval" / f"{name}.png"
+            try:
+                atomic_write(figure, lambda tmp, data=png: Path(tmp).write_bytes(data))
+            except OSError as err:
+                raise GenlabError(f"cannot write {figure} ({err.strerror or err})") from None
+            result["figures"][name] = str(figure.relative_to(target.path))
     record = {"genlab_version": genlab.__version__, "run": str(target.path), "checkpoint": str(target.checkpoint),
               "step": target.step, "model": target.cfg.model.name, "data": target.cfg.data.name,
               "weights": "ema" if target.ema else "trained", **result}
@@ -465,6 +484,8 @@ def evaluate(
         reasons.setdefault(why, []).append(name)
     for why, skipped in reasons.items():
         print(f"skipped {', '.join(skipped)}: {why}")
+    for name, figure in result.get("figures", {}).items():
+        print(f"wrote {target.path / figure}")
     print(f"wrote {path}")
 
 

@@ -160,13 +160,52 @@ def validate(cfg: DictConfig) -> None:
     from genlab.tiles import settings as tile_settings
 
     tile_settings(cfg)  # eval.tile, eval.tile_overlap
-    check_int(cfg, "data.size", minimum=8)
+    data = get(cfg, "data")
+    if "size" in data or dataset.kind != "vectors":  # points (toy2d) have no image size
+        check_int(cfg, "data.size", minimum=8)
     check_int(cfg, "data.limit", minimum=1, optional=True)
-    check_int(cfg, "data.num_workers", minimum=0)
-    check_bool(cfg, "data.download")
+    if "num_workers" in data or dataset.kind != "vectors":
+        check_int(cfg, "data.num_workers", minimum=0)
+    if "download" in data or dataset.kind != "vectors":
+        check_bool(cfg, "data.download")
     get(cfg, "data.root", None)  # surfaces a missing mandatory root (image_folder) as one line
+    check_normal_classes(cfg, dataset)
+    if hasattr(dataset, "check_config"):
+        dataset.check_config(cfg)  # the dataset's own keys (toy2d: data.shape)
     if hasattr(model, "check_config"):
         model.check_config(cfg)  # the model's own keys, and what it needs of the data (e.g. its size)
+
+
+def check_normal_classes(cfg: DictConfig, dataset) -> list[int] | None:
+    """data.normal_classes (anomaly detection: train on these classes only; the others are the anomalies of the
+    test split): distinct class numbers of a labelled dataset that leave at least one class out."""
+    normal = get(cfg, "data.normal_classes", None)
+    if normal is None:
+        return None
+    name = get(cfg, "data.name")
+    n_classes = int(getattr(dataset, "n_classes", 0))
+    if not n_classes:
+        raise GenlabError(f"data.normal_classes: data={name} has no class labels to pick normal classes from")
+    if isinstance(normal, int) and not isinstance(normal, bool):
+        normal = [normal]
+    if not OmegaConf.is_list(normal) and not isinstance(normal, list) or not all(
+            isinstance(k, int) and not isinstance(k, bool) for k in normal):
+        raise GenlabError(f"data.normal_classes must be a list of class numbers, e.g. data.normal_classes=[0]; "
+                          f"got {normal!r}")
+    normal = list(normal)
+    if not normal:
+        raise GenlabError("data.normal_classes=[] leaves no normal images to train on: list one class or more, "
+                          "e.g. data.normal_classes=[0]")
+    bad = [k for k in normal if not 0 <= k < n_classes]
+    if bad:
+        raise GenlabError(f"data.normal_classes: {name} has classes 0 to {n_classes - 1}, got {bad[0]}; no "
+                          "training image would have it")
+    if len(set(normal)) != len(normal):
+        raise GenlabError(f"data.normal_classes lists a class twice: {normal}")
+    if len(normal) == n_classes:
+        raise GenlabError(f"data.normal_classes lists all {n_classes} classes of {name}, which leaves no anomalous "
+                          "test images: leave some out, or drop data.normal_classes to train on everything")
+    return sorted(normal)
 
 
 def check_writable(folder: str | os.PathLike) -> None:

@@ -16,6 +16,9 @@ Metrics (METRICS registry; `genlab eval --metrics a,b`):
   held-out targets, whole images one at a time where the data keeps them, beside the input-as-output baseline.
 - ood: AUROC and AUPRC of the model's per-example score (model.score, e.g. -ELBO) on the held-out split vs a
   second dataset (`--ood-data NAME`).
+- anomaly: the same on the whole test split of a run trained with data.normal_classes, the other classes being
+  the anomalies (`--anomaly`). Both add the input-complexity corrected score where the model's score is -log p of
+  an 8-bit image (flows), and draw ROC, precision-recall and score-histogram figures (RUN/eval/*.png).
 
 A metric is registered with @metric(name, kinds=..., when=...) here or in a family's model file; `genlab eval`
 runs those that apply to the run. The Context gives each one its sources: samples (`fake`), real splits
@@ -270,6 +273,8 @@ class Context:
     device: torch.device
     log: callable = print
     ood_name: str | None = None  # --ood-data: a second dataset, for out-of-distribution scores
+    anomaly: bool = False  # --anomaly: the test split's classes outside data.normal_classes are the anomalies
+    figures: dict = field(default_factory=dict)  # name -> PNG bytes a metric drew; `genlab eval` writes RUN/eval/
     _data: object = None
     _ood: object = None
     _fake: tuple | None = None
@@ -740,46 +745,209 @@ def translation(ctx: Context) -> dict:
 SSIM_PROTOCOL = "Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, valid positions, channels averaged"
 
 
-def _scores(model, batches) -> torch.Tensor:
+def _scores(model, batches, keep_images: bool = False):
+    """The model's per-example scores (and, with keep_images, the inputs and labels) over batches, on the CPU."""
+    scores, images, labels = [], [], []
     with torch.no_grad(), model.evaluating(), torch.random.fork_rng(devices=[]):
-        return torch.cat([model.score(batch).float().cpu() for batch in batches])
+        for batch in batches:
+            scores.append(model.score(batch).float().cpu())
+            if keep_images:
+                images.append(next(iter(batch.values())).cpu())
+                labels.append(batch["label"].cpu() if "label" in batch else torch.zeros(batch.size, dtype=torch.long))
+    scores = torch.cat(scores) if scores else torch.zeros(0)
+    if not keep_images:
+        return scores
+    return scores, (torch.cat(images) if images else None), (torch.cat(labels) if labels else None)
 
 
-@metric("ood", kinds=None, when=lambda ctx: (
-        "no --ood-data given" if ctx.ood_name is None else None if callable(getattr(ctx.run.model, "score", None))
-        else f"{ctx.run.cfg.model.name} gives no per-example score to rank by"))
+def png_bits(images: torch.Tensor) -> torch.Tensor:
+    """The input complexity L(x) of Serra et al. 2020: each 8-bit image's length in bits as a PNG (zlib level 9,
+    PIL's encoder), [-1, 1] images in."""
+    import io
+
+    from PIL import Image
+
+    values = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    lengths = []
+    for image in values:
+        array = image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).numpy()
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG", optimize=True, compress_level=9)
+        lengths.append(8 * len(buffer.getvalue()))
+    return torch.tensor(lengths, dtype=torch.float64)
+
+
+def rank_scores(ctx: Context, prefix: str, normal: torch.Tensor, unusual: torch.Tensor, protocol: dict,
+                normal_images: torch.Tensor | None = None, unusual_images: torch.Tensor | None = None) -> dict:
+    """AUROC and AUPRC (the unusual examples are the positives; never accuracy: the classes are imbalanced) of the
+    model's score, with ROC, precision-recall and histogram figures; and, where the score is -log p of an 8-bit
+    image (model.score_is_8bit_nll) and the images are at hand, the same for the input-complexity corrected score
+    S(x) = -log2 p(x) - L(x), L the PNG length in bits (Serra et al. 2020)."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    truth = np.r_[np.zeros(len(normal)), np.ones(len(unusual))]
+    plain = torch.cat([normal, unusual]).double().numpy()
+    if not np.isfinite(plain).all():
+        raise MetricUnavailable("the model gave non-finite scores (a diverged run?)")
+    scores = {"-log p(x)" if getattr(ctx.run.model, "score_is_8bit_nll", False) else "score": plain}
+    if getattr(ctx.run.model, "score_is_8bit_nll", False) and normal_images is not None and unusual_images is not None:
+        complexity = torch.cat([png_bits(normal_images), png_bits(unusual_images)]).numpy()
+        scores["-log2 p(x) - L(x) (PNG bits)"] = plain / math.log(2) - complexity
+    chance = round(len(unusual) / len(truth), 4)
+    out = {}
+    for (label, values), suffix in zip(scores.items(), ("", "_complexity")):
+        detail = {**protocol, "score": label if suffix else protocol["score"], "positives": protocol["positives"]}
+        if suffix:
+            detail["correction"] = "input complexity (Serra et al. 2020): -log2 p(x) minus the PNG length in bits"
+        out[f"{prefix}_auroc{suffix}"] = {"value": float(roc_auc_score(truth, values)), "protocol": detail}
+        out[f"{prefix}_auprc{suffix}"] = {"value": float(average_precision_score(truth, values)),
+                                         "protocol": {**detail, "chance": chance}}
+    out[f"{prefix}_mean_score_normal"] = {"value": float(normal.mean()), "protocol": protocol}
+    out[f"{prefix}_mean_score_unusual"] = {"value": float(unusual.mean()), "protocol": protocol}
+    ctx.figures.update(ranking_figures(prefix, truth, scores, protocol, roc_curve, precision_recall_curve,
+                                       {k: out[f"{prefix}_auroc{s}"]["value"] for k, s in zip(scores, ("", "_complexity"))},
+                                       {k: out[f"{prefix}_auprc{s}"]["value"] for k, s in zip(scores, ("", "_complexity"))},
+                                       chance))
+    return out
+
+
+def ranking_figures(prefix, truth, scores, protocol, roc_curve, pr_curve, aurocs, auprcs, chance) -> dict[str, bytes]:
+    """<prefix>_roc.png, <prefix>_pr.png and <prefix>_scores.png (histograms of each score, normal vs unusual)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    normal_name, unusual_name = protocol["normal_name"], protocol["unusual_name"]
+
+    def png(fig) -> bytes:
+        buffer = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buffer, format="png", dpi=100)
+        plt.close(fig)
+        return buffer.getvalue()
+
+    figures = {}
+    fig, ax = plt.subplots(figsize=(5, 4.6))
+    for label, values in scores.items():
+        fpr, tpr, _ = roc_curve(truth, values)
+        ax.plot(fpr, tpr, label=f"{label}: AUROC {aurocs[label]:.3f}")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="chance")
+    ax.set(xlabel=f"false positive rate ({normal_name} called {unusual_name})", ylabel=f"true positive rate",
+           title=f"ROC: {unusual_name} vs {normal_name}")
+    ax.legend(fontsize=8, loc="lower right")
+    figures[f"{prefix}_roc"] = png(fig)
+    fig, ax = plt.subplots(figsize=(5, 4.6))
+    for label, values in scores.items():
+        precision, recall, _ = pr_curve(truth, values)
+        ax.plot(recall, precision, label=f"{label}: AUPRC {auprcs[label]:.3f}")
+    ax.axhline(chance, color="grey", lw=0.8, ls="--", label=f"chance ({chance:.3f})")
+    ax.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02), title=f"precision-recall: {unusual_name} positive")
+    ax.legend(fontsize=8, loc="lower left")
+    figures[f"{prefix}_pr"] = png(fig)
+    fig, axes = plt.subplots(1, len(scores), figsize=(5.2 * len(scores), 4))
+    for ax, (label, values) in zip(np.atleast_1d(axes), scores.items()):
+        low, high = np.percentile(values, [0.5, 99.5])
+        bins = np.linspace(low, high, 60)
+        ax.hist(values[truth == 0], bins=bins, alpha=0.6, density=True, label=f"{normal_name} ({int((truth == 0).sum())})")
+        ax.hist(values[truth == 1], bins=bins, alpha=0.6, density=True, label=f"{unusual_name} ({int(truth.sum())})")
+        ax.set(xlabel=label, ylabel="density", title=f"{label}: AUROC {aurocs[label]:.3f}")
+        ax.legend(fontsize=8)
+    figures[f"{prefix}_scores"] = png(fig)
+    return figures
+
+
+def _score_doc(model) -> str:
+    doc = (type(model).score.__doc__ or "").strip().splitlines()
+    return doc[0] if doc else "model.score"
+
+
+def _has_score(ctx: Context) -> str | None:
+    return None if callable(getattr(ctx.run.model, "score", None)) else \
+        f"{ctx.run.cfg.model.name} gives no per-example score to rank by"
+
+
+@metric("ood", kinds=None, when=lambda ctx: "no --ood-data given" if ctx.ood_name is None else _has_score(ctx))
 def out_of_distribution(ctx: Context) -> dict:
     """AUROC and AUPRC of the model's per-example score, held-out split vs a second dataset (--ood-data)."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     model, ood = ctx.run.model, ctx.ood
-    inside = _scores(model, ctx.data.evaluation.ordered(batch_size=500))
-    outside = _scores(model, ood.evaluation.ordered(batch_size=500))
-    scores = torch.cat([inside, outside]).double().numpy()
-    truth = [0] * len(inside) + [1] * len(outside)  # the out-of-distribution images are the positives
-    if not np.isfinite(scores).all():
-        raise MetricUnavailable("the model gave non-finite scores (a diverged run?)")
-    doc = (type(model).score.__doc__ or "").strip().splitlines()
+    keep = ctx.run.spec.kind == "images"
+    inside, inside_x, _ = _scores(model, ctx.data.evaluation.ordered(batch_size=500), keep_images=True)
+    outside, outside_x, _ = _scores(model, ood.evaluation.ordered(batch_size=500), keep_images=True)
     protocol = {"in_distribution": f"{ctx.data.spec.name} {'test' if ctx.data.test is not None else 'train'}",
                 "out_of_distribution": f"{ood.spec.name} {'test' if ood.test is not None else 'train'}",
                 "n_in": len(inside), "n_out": len(outside), "positives": "out-of-distribution",
-                "score": doc[0] if doc else "model.score", "image_size": ctx.run.spec.size}
-    return {"ood_auroc": {"value": float(roc_auc_score(truth, scores)), "protocol": protocol},
-            "ood_auprc": {"value": float(average_precision_score(truth, scores)),
-                          "protocol": {**protocol, "chance": round(len(outside) / len(scores), 4)}},
-            "ood_mean_score_in": {"value": float(inside.mean()), "protocol": protocol},
-            "ood_mean_score_out": {"value": float(outside.mean()), "protocol": protocol}}
+                "score": _score_doc(model), "image_size": ctx.run.spec.size,
+                "normal_name": ctx.data.spec.name, "unusual_name": ood.spec.name}
+    out = rank_scores(ctx, "ood", inside, outside, protocol, inside_x if keep else None, outside_x if keep else None)
+    out["ood_mean_score_in"] = out.pop("ood_mean_score_normal")
+    out["ood_mean_score_out"] = out.pop("ood_mean_score_unusual")
+    return out
+
+
+@metric("anomaly", kinds=None, when=lambda ctx: "no --anomaly given" if not ctx.anomaly else _has_score(ctx))
+def anomaly(ctx: Context) -> dict:
+    """AUROC and AUPRC of the model's score on the whole test split, the classes left out of data.normal_classes
+    being the anomalies (--anomaly)."""
+    model, cfg = ctx.run.model, ctx.run.cfg
+    normal = cfg.data.get("normal_classes")
+    if normal is None:
+        raise GenlabError(f"--anomaly needs a run trained on normal classes only: this one trained on every class "
+                          f"of {cfg.data.name}; train with data.normal_classes=[0] (say) and evaluate that run")
+    normal = [normal] if isinstance(normal, int) else list(normal)
+    from genlab.data import build_data
+    from genlab.registry import DATASETS
+
+    data_cfg = cfg.data.copy()
+    data_cfg.normal_classes, data_cfg.limit = None, None  # the whole test split: normal and anomalous classes
+    try:
+        DATASETS[cfg.data.name].locate(data_cfg)
+    except GenlabError as err:
+        raise MetricUnavailable(f"the run's dataset is not here ({err})") from None
+    data = build_data(data_cfg, cfg.train.batch_size, cfg.train.seed, ctx.device)
+    if data.test is None or data.test.n_images == 0:
+        raise GenlabError(f"--anomaly: {cfg.data.name} has no test split to score")
+    keep = ctx.run.spec.kind == "images"
+    scores, images, labels = _scores(model, data.test.ordered(batch_size=500), keep_images=True)
+    anomalous = ~torch.isin(labels, torch.tensor(normal))
+    names = data.spec.class_names or [str(k) for k in range(data.spec.n_classes)]
+    if not bool(anomalous.any()) or bool(anomalous.all()):
+        which = "anomalous" if not bool(anomalous.any()) else "normal"
+        raise GenlabError(f"--anomaly: the {cfg.data.name} test split holds no {which} images for "
+                          f"data.normal_classes={normal}: pick classes that leave both in the test split")
+    normal_names = ", ".join(names[k] for k in normal)
+    protocol = {"split": f"{cfg.data.name} test", "normal_classes": normal, "n_normal": int((~anomalous).sum()),
+                "n_anomalous": int(anomalous.sum()), "positives": "anomalous (classes outside normal_classes)",
+                "score": _score_doc(model), "image_size": ctx.run.spec.size,
+                "normal_name": f"normal ({normal_names})", "unusual_name": "anomalous"}
+    out = rank_scores(ctx, "anomaly", scores[~anomalous], scores[anomalous], protocol,
+                      images[~anomalous] if keep else None, images[anomalous] if keep else None)
+    # per anomalous class: which classes the score finds, which it misses
+    from sklearn.metrics import roc_auc_score
+
+    for k in sorted(set(labels[anomalous].tolist())):
+        mine = labels == k
+        truth = np.r_[np.zeros(int((~anomalous).sum())), np.ones(int(mine.sum()))]
+        value = roc_auc_score(truth, torch.cat([scores[~anomalous], scores[mine]]).double().numpy())
+        out[f"anomaly_auroc_class_{k}"] = {"value": float(value), "protocol": {**protocol, "anomalous_class": names[k],
+                                                                              "table": "anomaly AUROC per class",
+                                                                              "row": names[k], "column": "AUROC"}}
+    return out
 
 
 def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: torch.device, log=print,
-                 ood_data: str | None = None) -> dict:
+                 ood_data: str | None = None, anomaly: bool = False) -> dict:
     """Run each metric; a metric asked for by name that cannot run is an error, a default one is skipped
     with its reason, and one that does not apply to this run (another data kind, no --ood-data) is left out.
-    Returns {"metrics": {name: {value, protocol}}, "skipped": {metric: reason}}."""
+    Returns {"metrics": {name: {value, protocol}}, "skipped": {metric: reason}, "figures": {name: PNG bytes}}."""
     explicit = names is not None
     for name in names or []:
         METRICS[name]  # unknown names: one line listing the valid ones
-    ctx = Context(run, n, seed, device, log, ood_name=ood_data)
+    ctx = Context(run, n, seed, device, log, ood_name=ood_data, anomaly=anomaly)
+    if anomaly and "anomaly" not in (names or ["anomaly"]):
+        raise GenlabError("--anomaly is read only by the anomaly metric: add it to --metrics")
     if ood_data is not None and "ood" not in (names or ["ood"]):
         raise GenlabError("--ood-data is read only by the ood metric: add it to --metrics")
     if ood_data is not None and not explicit and not_applicable("ood", ctx):
@@ -802,4 +970,4 @@ def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: t
             if explicit:
                 raise GenlabError(f"{name}: {why}") from None
             skipped[name] = str(why)
-    return {"metrics": results, "skipped": skipped}
+    return {"metrics": results, "skipped": skipped, "figures": ctx.figures}

@@ -25,8 +25,8 @@ from PIL import Image
 
 from genlab.checkpoint import atomic_write, save_checkpoint
 from genlab.errors import GenlabError
-from genlab.tracking import (NOT_CURVES, Scatter, draw_curves, hparam_summaries, image_grid, read_metrics,
-                             save_png, scatter_png, titled_rows)
+from genlab.tracking import (NOT_CURVES, Plot, draw_curves, hparam_summaries, image_grid, read_metrics,
+                             save_png, titled_rows)
 
 
 def is_main_process() -> bool:
@@ -116,9 +116,10 @@ class RunWriter:
         return paths
 
     @_silent_on_other_ranks
-    def scatter(self, step: int, epoch: int, name: str, scatter: Scatter) -> Path:
-        """samples/epoch_XXX_<name>.png, and the same image in TensorBoard under visuals/<name>."""
-        data = scatter_png(scatter)
+    def plot(self, step: int, epoch: int, name: str, plot: Plot) -> Path:
+        """A tracking.Plot (a scatter, a density map) as samples/epoch_XXX_<name>.png, and the same image in
+        TensorBoard under visuals/<name>."""
+        data = plot.png()
         path = self.run_dir / "samples" / f"epoch_{epoch:03d}_{name}.png"
         atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
         with Image.open(io.BytesIO(data)) as image:

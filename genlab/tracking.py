@@ -20,8 +20,16 @@ from genlab.checkpoint import atomic_write
 NOT_CURVES = {"step", "epoch", "time", "img_per_s"}
 
 
+class Plot:
+    """A figure a model's evaluate() returns (beside its floats): drawn by the run writer as
+    samples/epoch_XXX_<name>.png and shown in TensorBoard under visuals/<name>."""
+
+    def png(self) -> bytes:
+        raise NotImplementedError
+
+
 @dataclass
-class Scatter:
+class Scatter(Plot):
     """2-D points to plot, optionally coloured by class (e.g. latent codes of the test set)."""
 
     points: torch.Tensor  # [N, 2]
@@ -30,6 +38,49 @@ class Scatter:
     title: str = ""
     xlabel: str = ""
     ylabel: str = ""
+
+    def png(self) -> bytes:
+        return scatter_png(self)
+
+
+@dataclass
+class DensityMap(Plot):
+    """A 2-D density: log p on a grid (rows along y from low to high), beside data points and samples."""
+
+    log_density: torch.Tensor  # [ny, nx]
+    extent: tuple[float, float, float, float]  # x low, x high, y low, y high
+    data: torch.Tensor  # [N, 2]
+    samples: torch.Tensor  # [M, 2]
+    title: str = ""
+
+    def png(self) -> bytes:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        density = torch.nan_to_num(self.log_density.float(), nan=-1e30, neginf=-1e30, posinf=1e30).exp().numpy()
+        ratio = (self.extent[3] - self.extent[2]) / max(self.extent[1] - self.extent[0], 1e-9)
+        fig, axes = plt.subplots(1, 3, figsize=(12, min(8.0, max(2.0, 3.8 * ratio)) + 0.8))
+        axes[0].imshow(density, origin="lower", extent=self.extent, cmap="magma", aspect="auto")
+        axes[0].set_title("model density p(x)")
+        for ax, points, title in ((axes[1], self.data, f"data ({len(self.data)} test points)"),
+                                  (axes[2], self.samples, f"samples ({len(self.samples)})")):
+            points = points.float().cpu().numpy()
+            ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color="#1f3b73" if ax is axes[1] else "#b03a2e")
+            ax.set_xlim(self.extent[0], self.extent[1])
+            ax.set_ylim(self.extent[2], self.extent[3])
+            ax.set_title(title)
+        for ax in axes:
+            ax.set_aspect("equal", adjustable="box")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(self.title)
+        fig.tight_layout(rect=(0, 0, 1, 0.94))
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=90)
+        plt.close(fig)
+        return buffer.getvalue()
 
 
 def scatter_png(scatter: Scatter) -> bytes:

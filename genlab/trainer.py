@@ -23,7 +23,7 @@ from genlab.optim import describe
 from genlab.resume import Position, checkpoint_state, init_from, position_of, resolve_resume, restore
 from genlab.runwriter import RunWriter
 from genlab.schedules import Schedule, schedule_from
-from genlab.tracking import Scatter
+from genlab.tracking import Plot
 
 log = logging.getLogger("genlab")
 
@@ -430,9 +430,9 @@ class Trainer:
             scores = model.evaluate(data.evaluation.ordered())
             model.train()
         self.writer.visuals(step, epoch, visuals, model.visual_row_titles())
-        for name, scatter in scores.items():
-            if isinstance(scatter, Scatter):
-                self.writer.scatter(step, epoch, name, scatter)
+        for name, plot in scores.items():
+            if isinstance(plot, Plot):
+                self.writer.plot(step, epoch, name, plot)
         scalars = {k: v for k, v in scores.items() if isinstance(v, float)}
         if "samples" in visuals and "image" in fixed and fixed.size > 1:
             # how spread out the fixed-noise samples are, relative to the real fixed batch: near 0 = collapse

@@ -75,6 +75,15 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(127.5).sub_(1.0)
 
 
+def dequantise(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """[-1, 1] 8-bit images -> (v + U(0, 1)) / 256 in [0, 1), v the 8-bit value (uniform dequantisation): a density
+    of these, less log 256 per pixel, bounds the log-likelihood of the 8-bit image (flows, VAEs' bits/dim). The
+    noise comes from `generator` (on the CPU) where one is given."""
+    values = ((x.float() + 1) * 127.5).round().clamp(0, 255)
+    noise = torch.rand(values.shape, generator=generator).to(values) if generator is not None else torch.rand_like(values)
+    return (values + noise) / 256.0
+
+
 def resize_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
     """Resize a uint8 NCHW stack to size x size (antialiased bilinear), in chunks to bound memory."""
     if images.shape[-1] == size and images.shape[-2] == size:

@@ -17,6 +17,12 @@ from genlab.registry import DATASETS
 
 
 def _finish(name, cfg, train_x, train_y, test_x, test_y, batch_size, seed, device, n_classes, class_names) -> Data:
+    normal = cfg.get("normal_classes")
+    if normal is not None:  # anomaly detection: both splits keep the normal classes only (genlab eval --anomaly
+        #                     builds the test split whole and calls the other classes anomalous)
+        keep = torch.tensor(list(normal) if not isinstance(normal, int) else [normal])
+        train_keep, test_keep = torch.isin(train_y, keep), torch.isin(test_y, keep)
+        train_x, train_y, test_x, test_y = train_x[train_keep], train_y[train_keep], test_x[test_keep], test_y[test_keep]
     if cfg.limit is not None:
         train_x, train_y = train_x[: cfg.limit], train_y[: cfg.limit]
     train_x, test_x = resize_uint8(train_x, cfg.size), resize_uint8(test_x, cfg.size)
@@ -39,6 +45,7 @@ def _finish(name, cfg, train_x, train_y, test_x, test_y, batch_size, seed, devic
 class Digits:
     """scikit-learn's 1,797 8x8 digits (UCI). Every fifth image is held out as the test split."""
     kind = "images"  # batches of {"image", "label"} (data.Batch)
+    n_classes = 10
 
     @staticmethod
     def locate(cfg: DictConfig) -> None:
@@ -101,6 +108,7 @@ def find_idx(folders: list[Path]) -> dict[str, Path] | None:
 
 class _IdxDataset:
     kind = "images"  # batches of {"image", "label"} (data.Batch)
+    n_classes = 10
     name = ""
     torchvision_class = ""
     raw_folder = ""  # torchvision's layout: <root>/<raw_folder>/raw
@@ -181,6 +189,7 @@ CIFAR_TEST = ["test_batch"]
 @DATASETS.register("cifar10")
 class CIFAR10:
     kind = "images"  # batches of {"image", "label"} (data.Batch)
+    n_classes = 10
     class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
     @staticmethod

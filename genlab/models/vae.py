@@ -9,6 +9,7 @@ from torch import nn
 import math
 
 from genlab.config import check_choice, check_float, check_int
+from genlab.data.base import dequantise
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel
 from genlab.registry import MODELS
@@ -239,13 +240,16 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def evaluate(self, batches) -> dict:
         """On the test split: the negative ELBO (beta = 1, one z per image) in nats per image and in bits per
-        dimension, and the latent scatter of up to `scatter_points` images coloured by class."""
+        dimension (with model.recon=mse also test_bits_per_dim_8bit, of the dequantised 8-bit pixels, as the flows
+        report it), and the latent scatter of up to `scatter_points` images coloured by class."""
         generator = torch.Generator().manual_seed(0)
-        total, count, means, classes = 0.0, 0, [], []
+        total, total_8bit, count, means, classes = 0.0, 0.0, 0, [], []
         with self.evaluating():
             for x, labels in ((b["image"], b["label"]) for b in batches):
                 logits, target, kl = self.per_example(x, labels, generator=generator)
                 total += float((reconstruction_nll(logits, target, self.recon) + kl).sum())
+                if self.recon == "mse":  # a density of continuous pixels: score the dequantised 8-bit image
+                    total_8bit += float((reconstruction_nll(logits, dequantise(x, generator), "mse") + kl).sum())
                 count += len(x)
                 means.append(self.encode(x, labels)[0].float().cpu())
                 classes.append(labels.cpu())
@@ -253,6 +257,9 @@ class VAE(GenerativeModel):
             return {}
         nelbo = total / count
         scores = {"test_nelbo": nelbo, "test_bits_per_dim": nelbo / (self.pixels * math.log(2))}
+        if self.recon == "mse":  # as the flows count it: -ELBO of (v + U(0, 1)) / 256, plus log 256 per pixel
+            scores["test_bits_per_dim_8bit"] = (total_8bit / count + self.pixels * math.log(256)) / (
+                self.pixels * math.log(2))
         # the scatter: up to scatter_points spread over the split (a folder listed class by class keeps every class)
         keep = torch.linspace(0, count - 1, min(count, self.scatter_points)).round().long().unique()
         mu, labels = torch.cat(means)[keep], torch.cat(classes)[keep]

@@ -1,0 +1,295 @@
+"""Normalizing flows: MADE, MAF, IAF, RealNVP; exact likelihoods, dequantisation, toy densities, anomaly scores."""
+
+import json
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from genlab.data import Batch, DataSpec
+from genlab.errors import GenlabError
+from genlab.models.flows import MADE, Dequantize, input_degrees
+from genlab.registry import MODELS, load_all
+from tests.conftest import run_cli
+
+load_all()
+
+VECTORS = DataSpec("toy", 0, 0, kind="vectors", shapes={"x": [5]})
+IMAGES = DataSpec("digits", 1, 4, 10)  # 1 x 4 x 4: a Jacobian of 16 x 16
+BASE = {"log_scale_clamp": 5.0, "logit_lambda": 1e-6}
+CONFIGS = {
+    "made": {"hidden": 16, "hidden_layers": 2, "order": "natural", "order_seed": 0},
+    "maf": {"layers": 3, "hidden": 16, "hidden_layers": 2, "order": "natural", "order_seed": 0},
+    "maf_random": {"layers": 3, "hidden": 16, "hidden_layers": 1, "order": "random", "order_seed": 3},
+    "iaf": {"layers": 3, "hidden": 16, "hidden_layers": 2, "order": "natural", "order_seed": 0},
+    "realnvp": {"coupling": "affine", "layers": 2, "width": 8, "blocks": 1},
+    "realnvp_additive": {"coupling": "additive", "layers": 2, "width": 8, "blocks": 1},
+}
+TINY_FLOW = ["model=maf", "model.layers=2", "model.hidden=32", "model.hidden_layers=1", "data=digits", "data.size=8",
+             "train.batch_size=64", "train.log_every=5", "device=cpu"]
+
+
+def flow(key: str, spec, seed: int = 0):
+    """A flow with random (not identity) weights: the zero-initialised output layers are perturbed too."""
+    name = key.split("_")[0]
+    model = MODELS[name](OmegaConf.create({"name": name, **BASE, **CONFIGS[key]}), spec)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * (0.05 if name == "realnvp" else 0.2))
+    return model.double().eval()
+
+
+# ---- acceptance 1: invertibility, log-dets, the autoregressive property ----------------------------------
+@pytest.mark.parametrize("key", list(CONFIGS))
+@pytest.mark.parametrize("spec", [VECTORS, IMAGES], ids=["vectors", "images"])
+def test_inverse_of_forward_recovers_x_and_the_log_det_is_the_jacobians(key, spec):
+    model = flow(key, spec)
+    shape = spec.shape("x") if spec.kind == "vectors" else spec.shape("image")
+    x = torch.randn(4, *shape, dtype=torch.float64)
+    z, log_det = model.to_noise(x)
+    assert torch.allclose(model.to_data(z), x, atol=1e-8)
+    assert z.abs().max() > 0 and not torch.allclose(z.reshape(4, -1), x.reshape(4, -1), atol=1e-3)  # not identity
+    for i in range(2):
+        jacobian = torch.autograd.functional.jacobian(lambda v: model.to_noise(v[None])[0].flatten(), x[i])
+        jacobian = jacobian.reshape(math.prod(shape), math.prod(shape))
+        assert float(log_det[i].detach()) == pytest.approx(float(torch.linalg.slogdet(jacobian)[1]), abs=1e-7)
+    if key == "realnvp_additive":
+        assert torch.equal(log_det, torch.zeros_like(log_det))  # volume-preserving
+    else:
+        assert log_det.abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("order", ["natural", "random"])
+def test_made_outputs_depend_only_on_inputs_of_lower_degree(order):
+    dim = 6
+    degrees = input_degrees(dim, order, torch.Generator().manual_seed(1))
+    made = MADE(degrees, [20, 20]).double()
+    with torch.no_grad():
+        for p in made.parameters():
+            p.normal_()
+    xs = torch.randn(40, dim, dtype=torch.float64)
+    for output in (0, 1):  # shift, log-scale
+        # |d out_i / d x_j| summed over 40 points (at one point a ReLU path may be off)
+        jacobian = sum(torch.autograd.functional.jacobian(lambda v: made(v[None])[output][0], x).abs() for x in xs)
+        allowed = degrees[None, :] < degrees[:, None]  # input j may reach output i only if deg(j) < deg(i)
+        assert torch.all(jacobian[~allowed] == 0)
+        assert torch.all(jacobian[allowed] > 0)  # and every allowed path is used: the test can fail
+    assert (degrees.sort().values == torch.arange(1, dim + 1)).all()
+    if order == "natural":
+        assert torch.equal(degrees, torch.arange(1, dim + 1))
+    # the hidden rule is >=, the output rule strict: the masks say so directly
+    hidden, output = made.body[0].mask, made.out.mask
+    assert torch.equal(hidden.bool(), (torch.arange(20) % (dim - 1) + 1)[:, None] >= degrees[None, :])
+    assert not output[degrees.argmin()].any() and not output[dim + degrees.argmin()].any()  # x_1: no inputs
+
+
+def test_maf_density_is_one_pass_and_iaf_sampling_is_one_pass(monkeypatch):
+    """The direction named in the code is the one that is fast: count MADE calls."""
+    calls = {"n": 0}
+    real = MADE.forward
+
+    def counting(self, x):
+        calls["n"] += 1
+        return real(self, x)
+
+    monkeypatch.setattr(MADE, "forward", counting)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    for key, density, sampling in (("maf", 3, 15), ("iaf", 3 * 6, 3)):  # 3 layers, D = 5 (+1: IAF's log-scales)
+        model = flow(key, VECTORS)
+        calls["n"] = 0
+        z, _ = model.to_noise(x)
+        assert calls["n"] == density, key
+        calls["n"] = 0
+        model.to_data(z)
+        assert calls["n"] == sampling, key
+
+
+def test_dequantisation_round_trips_8_bit_images_and_counts_the_logit_log_det():
+    pixels = torch.randint(0, 256, (3, 1, 4, 4))
+    x = pixels.float() / 127.5 - 1
+    transform = Dequantize(1e-6)
+    y, log_det = transform.to_flow(x, torch.Generator().manual_seed(0))
+    assert torch.equal(transform.to_image(y), x)  # back onto the same 8-bit values
+    u = torch.sigmoid(y.double()).sub(1e-6).div(1 - 2e-6)
+    assert ((u * 256).floor() == pixels).all()
+    # d logit(lam + (1 - 2 lam) u) / du, by autograd, element by element
+    u = u.requires_grad_()
+    s = 1e-6 + (1 - 2e-6) * u
+    (torch.log(s) - torch.log1p(-s)).sum().backward()
+    assert torch.allclose(log_det.double(), u.grad.log().flatten(1).sum(1), rtol=1e-5)
+
+
+def test_image_nll_is_the_logit_nll_less_the_transforms_log_det_plus_log_256_per_pixel():
+    model = flow("maf", IMAGES).float()
+    x = torch.randint(0, 256, (5, 1, 4, 4)).float() / 127.5 - 1
+    parts = model.nll(x, torch.Generator().manual_seed(0))
+    _, log_det = model.dequantize.to_flow(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(parts["nll"], parts["nll_logit"] - log_det + 16 * math.log(256), rtol=1e-5)
+    scores = model.evaluate([Batch(image=x, label=torch.zeros(5, dtype=torch.long))])
+    assert scores["test_bits_per_dim_8bit"] == pytest.approx(float(parts["nll"].detach().mean()) / (16 * math.log(2)), rel=1e-5)
+    assert scores["test_nll_logit"] == pytest.approx(float(parts["nll_logit"].detach().mean()), rel=1e-5)
+
+
+# ---- training through the real trainer ---------------------------------------------------------------------
+def _test_scalars(run_dir, name):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["epoch"], r[name]) for r in rows if name in r]
+
+
+def test_a_maf_on_digits_improves_bits_per_dim_clearly_and_draws_on_the_8_bit_grid(tmp_path, train):
+    train(tmp_path / "maf", *TINY_FLOW, "train.epochs=8", "train.sample_every=8")
+    curve = _test_scalars(tmp_path / "maf", "test_bits_per_dim_8bit")
+    (first_epoch, untrained), (_, trained) = curve[0], curve[-1]
+    assert first_epoch == 0 and untrained > 7.5  # near the 8 bits of a uniform image
+    assert trained < untrained - 2.5, curve
+    samples = tmp_path / "maf" / "samples"
+    assert (samples / "epoch_000.png").is_file() and (samples / "epoch_008.png").is_file()
+    from genlab.runs import load_run
+
+    run = load_run(tmp_path / "maf")
+    images = run.model.sample(512, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(images, ((images + 1) * 127.5).round() / 127.5 - 1)  # 8-bit values
+    # not noise: the samples' mean image is the digits' mean image (an untrained flow's is flat grey)
+    from genlab.data import build_data
+
+    real = torch.cat([b["image"] for b in build_data(run.cfg.data, 64, 0, torch.device("cpu")).test.ordered()])
+
+    def likeness(samples):
+        return float(torch.corrcoef(torch.stack([samples.mean(0).flatten(), real.mean(0).flatten()]))[0, 1])
+
+    untrained = MODELS["maf"](run.cfg.model, run.spec).sample(512, generator=torch.Generator().manual_seed(0))
+    assert likeness(images) > 0.85 and likeness(untrained) < 0.5
+
+
+def test_a_toy_flow_draws_its_density_beside_data_and_samples_and_resumes_exactly(tmp_path, train, interrupt_at):
+    from genlab.errors import Interrupted
+    from genlab.models.flows import RealNVP
+
+    settings = ["model=realnvp", "model.layers=4", "model.width=16", "model.blocks=1", "data=toy2d",
+                "data.n_train=1024", "data.n_test=256", "train.batch_size=128", "train.epochs=3", "train.ema=0.9",
+                "device=cpu", "optim.schedule.name=cosine"]
+    train(tmp_path / "straight", *settings)
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    with interrupt_at(RealNVP, 11):
+        with pytest.raises(Interrupted):
+            train(tmp_path / "first", *settings)
+    train(tmp_path / "resumed", *settings, f"train.resume={tmp_path / 'first'}")
+    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
+    assert straight["step"] == 24 and all(torch.equal(straight["model"][k], resumed["model"][k])
+                                          for k in straight["model"])
+    figure = tmp_path / "straight" / "samples" / "epoch_003_density.png"
+    from PIL import Image
+
+    with Image.open(figure) as image:
+        assert image.width > 900 and image.height > 250
+    assert _test_scalars(tmp_path / "straight", "test_nll")[-1][1] < _test_scalars(tmp_path / "straight", "test_nll")[0][1]
+
+
+@pytest.mark.parametrize("shape", ["moons", "circles", "checkerboard", "eight_gaussians", "two_spirals", "pinwheel",
+                                   "swissroll", "rings"])
+def test_toy_shapes_are_standardised_and_the_checkerboard_fills_only_its_dark_squares(shape):
+    from genlab.data.toy2d import toy_points
+
+    points = torch.from_numpy(toy_points(shape, 4000, 0))
+    assert points.shape == (4000, 2) and points.mean(0).abs().max() < 1e-5
+    assert float(points.std(unbiased=False)) == pytest.approx(1.0, abs=1e-3)
+    assert torch.equal(points, torch.from_numpy(toy_points(shape, 4000, 0)))
+    if shape == "checkerboard":  # before standardising: uniform on the 8 dark squares of the [-2, 2]^2 board
+        import numpy as np
+
+        from genlab.data.toy2d import SHAPES
+
+        cells = torch.floor(torch.from_numpy(SHAPES[shape](4000, np.random.RandomState(0), None)) + 2)
+        assert len(torch.unique(cells, dim=0)) == 8 and cells.min() == 0 and cells.max() == 3
+        assert ((cells[:, 0] + cells[:, 1]) % 2 == 0).all()  # dark squares only: column + row even
+
+
+# ---- anomaly detection and likelihood under shift ------------------------------------------------------------
+def test_anomaly_eval_on_a_held_out_class_writes_auroc_auprc_and_both_curves(tmp_path, train):
+    train(tmp_path / "run", *TINY_FLOW, "data.normal_classes=[0]", "train.epochs=6", "train.sample_every=6")
+    result = run_cli(["eval", str(tmp_path / "run"), "--anomaly"], cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = record["metrics"]
+    assert set(record["figures"]) == {"anomaly_roc", "anomaly_pr", "anomaly_scores"}
+    for name in record["figures"].values():
+        assert (tmp_path / "run" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from sklearn.datasets import load_digits
+
+    held_out = load_digits().target[4::5]  # the digits' test split: every fifth image, all classes
+    zeros = int((held_out == 0).sum())
+    protocol = metrics["anomaly_auroc"]["protocol"]
+    assert protocol["n_normal"] == zeros and protocol["n_anomalous"] == len(held_out) - zeros
+    assert metrics["anomaly_auroc"]["value"] > 0.9  # zeros are easy to tell from the other digits
+    assert metrics["anomaly_auprc"]["protocol"]["chance"] == pytest.approx(1 - zeros / len(held_out), abs=1e-4)
+    assert metrics["anomaly_auprc"]["value"] > 0.95
+    assert "anomaly_auroc_complexity" in metrics and "accuracy" not in json.dumps(list(metrics))
+    assert 0 <= metrics["anomaly_auroc_class_8"]["value"] <= 1
+    # a run trained on every class has no anomalies to find: one line
+    train(tmp_path / "all", *TINY_FLOW, "train.steps=2")
+    again = run_cli(["eval", str(tmp_path / "all"), "--anomaly"], cwd=tmp_path, timeout=300)
+    assert again.returncode == 2 and "data.normal_classes=[0]" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_input_complexity_is_the_png_length_in_bits():
+    from genlab.evaluation import png_bits
+
+    flat = -torch.ones(1, 1, 28, 28)
+    noise = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    bits = png_bits(torch.cat([flat, noise]))
+    assert bits[0] < 8 * 120 < 8 * 28 * 28 < bits[1]  # a flat image is a few dozen bytes; noise does not compress
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.normal_classes=[]", "leaves no normal images"),
+    ("data.normal_classes=[12]", "classes 0 to 9, got 12"),
+    ("data.normal_classes=[0,1,2,3,4,5,6,7,8,9]", "leaves no anomalous test images"),
+    ("data.normal_classes=[1,1]", "lists a class twice"),
+    ("model.logit_lambda=0.5", "model.logit_lambda must be in [0, 0.5)"),
+    ("model.order=backwards", "model.order must be one of natural, random"),
+    ("model.log_scale_clamp=0", "model.log_scale_clamp must be positive"),
+])
+def test_bad_flow_settings_are_one_line_before_any_folder(override, message):
+    from genlab.compose import check_command_line
+
+    with pytest.raises(GenlabError) as caught:
+        check_command_line(["model=maf", "data=digits", override])
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model=maf", "data=toy2d", "data.shape=spiral"], "data.shape must be one of moons"),
+    (["model=maf", "data=toy2d", "data.normal_classes=[0]"], "unknown key data.normal_classes"),
+    (["model=realnvp", "data=digits", "data.size=9"], "data.size must be even"),
+    (["model=vae", "data=toy2d"], "trains on images data, and data=toy2d gives vectors"),
+])
+def test_bad_toy_and_pairing_inputs_are_one_line(tmp_path, args, message):
+    from genlab.compose import check_command_line
+
+    with pytest.raises(GenlabError, match=message):
+        check_command_line(args)
+
+
+def test_a_bad_class_list_on_the_command_line_is_one_line_and_no_folder(tmp_path):
+    result = run_cli(["train", "model=maf", "data=digits", "data.normal_classes=[12]"], cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and "classes 0 to 9, got 12" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_flow_whose_log_scales_blow_up_stops_in_one_line_and_keeps_no_bad_state(tmp_path, train):
+    from genlab.errors import TrainingStopped
+
+    with pytest.raises(TrainingStopped, match=r"loss is (nan|inf).*train.on_nan=stop"):
+        train(tmp_path / "nan", *TINY_FLOW, "model.log_scale_clamp=1e6", "optim.lr=100", "train.epochs=3")
+    assert not (tmp_path / "nan" / "checkpoints" / "last.pt").exists() or all(
+        torch.isfinite(v).all() for v in torch.load(tmp_path / "nan" / "checkpoints" / "last.pt",
+                                                    weights_only=True)["model"].values() if v.is_floating_point())
+
+
+def test_an_ood_set_of_another_size_or_channel_count_is_one_line(tmp_path, train):
+    train(tmp_path / "run", *TINY_FLOW, "train.steps=2")
+    result = run_cli(["eval", str(tmp_path / "run"), "--metrics", "ood", "--ood-data", "digits data.size=16"],
+                     cwd=tmp_path, timeout=300)
+    assert result.returncode == 2 and "pick data of the same kind and shape" in result.stderr, result.stderr
