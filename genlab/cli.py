@@ -182,6 +182,8 @@ def sample(
     * `genlab sample outputs/cgan_cifar10/RUN --labels 3 -n 16 -o cats.png`
 
     * `genlab sample outputs/dcgan_celeba/RUN -n 10000 -o fid_samples/` : 10,000 PNG files, for FID tools
+
+    * `genlab sample outputs/maf_toy2d/RUN -n 1000` : a flow on points writes RUN/generated/samples_n1000_seed0.csv
     """
     import torch
 
@@ -192,6 +194,20 @@ def sample(
     device = _device(device)
     target = load_run(run, device)
     wanted = parse_labels(labels, target.model)
+    if target.spec.kind == "vectors":  # points (a flow on toy2d): a CSV file, one point a line
+        out = out if out is not None else target.path / "generated" / f"samples_n{n}_seed{seed}.csv"
+        if out.suffix.lower() != ".csv":
+            raise GenlabError(f"{target.cfg.model.name} on {target.cfg.data.name} draws points, not images: "
+                              "pass -o FILE.csv")
+        points = torch.cat([part for part, _ in generate(target.model, n, seed, wanted)]).float().cpu()
+        header = ",".join(f"x{i + 1}" for i in range(points.shape[1]))
+        text = header + "\n" + "\n".join(",".join(f"{v:.6g}" for v in row) for row in points.tolist()) + "\n"
+        try:
+            atomic_write(out, lambda tmp: Path(tmp).write_text(text))
+        except OSError as err:
+            raise GenlabError(f"cannot write {out} ({err.strerror or err}); pass -o SOMEWHERE/WRITABLE.csv") from None
+        print(f"{n} points from {target.name}: wrote {out}")
+        return
     if out is None:
         out = target.path / "generated" / f"samples_n{n}_seed{seed}.png"
     if out.suffix.lower() == ".png":

@@ -777,6 +777,17 @@ def png_bits(images: torch.Tensor) -> torch.Tensor:
     return torch.tensor(lengths, dtype=torch.float64)
 
 
+CORRECTED = "-log2 p(x) - L(x) (PNG bits)"
+
+
+def complexity_corrected(model, scores: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor | None:
+    """S(x) = -log2 p(x) - L(x) per image (Serra et al. 2020), where the model's score is -log p of the 8-bit image
+    in nats (model.score_is_8bit_nll) and the images are at hand; else None."""
+    if images is None or not getattr(model, "score_is_8bit_nll", False):
+        return None
+    return scores.double() / math.log(2) - png_bits(images)
+
+
 def rank_scores(ctx: Context, prefix: str, normal: torch.Tensor, unusual: torch.Tensor, protocol: dict,
                 normal_images: torch.Tensor | None = None, unusual_images: torch.Tensor | None = None) -> dict:
     """AUROC and AUPRC (the unusual examples are the positives; never accuracy: the classes are imbalanced) of the
@@ -790,9 +801,11 @@ def rank_scores(ctx: Context, prefix: str, normal: torch.Tensor, unusual: torch.
     if not np.isfinite(plain).all():
         raise MetricUnavailable("the model gave non-finite scores (a diverged run?)")
     scores = {"-log p(x)" if getattr(ctx.run.model, "score_is_8bit_nll", False) else "score": plain}
-    if getattr(ctx.run.model, "score_is_8bit_nll", False) and normal_images is not None and unusual_images is not None:
-        complexity = torch.cat([png_bits(normal_images), png_bits(unusual_images)]).numpy()
-        scores["-log2 p(x) - L(x) (PNG bits)"] = plain / math.log(2) - complexity
+    corrected = complexity_corrected(ctx.run.model, torch.cat([normal, unusual]),
+                                     None if normal_images is None or unusual_images is None else
+                                     torch.cat([normal_images, unusual_images]))
+    if corrected is not None:
+        scores[CORRECTED] = corrected.numpy()
     chance = round(len(unusual) / len(truth), 4)
     out = {}
     for (label, values), suffix in zip(scores.items(), ("", "_complexity")):
@@ -804,6 +817,9 @@ def rank_scores(ctx: Context, prefix: str, normal: torch.Tensor, unusual: torch.
                                          "protocol": {**detail, "chance": chance}}
     out[f"{prefix}_mean_score_normal"] = {"value": float(normal.mean()), "protocol": protocol}
     out[f"{prefix}_mean_score_unusual"] = {"value": float(unusual.mean()), "protocol": protocol}
+    # a flow's -log p(x) far off its data is heavy-tailed: the medians say more than the means
+    out[f"{prefix}_median_score_normal"] = {"value": float(normal.median()), "protocol": protocol}
+    out[f"{prefix}_median_score_unusual"] = {"value": float(unusual.median()), "protocol": protocol}
     ctx.figures.update(ranking_figures(prefix, truth, scores, protocol, roc_curve, precision_recall_curve,
                                        {k: out[f"{prefix}_auroc{s}"]["value"] for k, s in zip(scores, ("", "_complexity"))},
                                        {k: out[f"{prefix}_auprc{s}"]["value"] for k, s in zip(scores, ("", "_complexity"))},
@@ -821,6 +837,9 @@ def ranking_figures(prefix, truth, scores, protocol, roc_curve, pr_curve, aurocs
     import matplotlib.pyplot as plt
 
     normal_name, unusual_name = protocol["normal_name"], protocol["unusual_name"]
+    detail = protocol.get("normal_detail", normal_name)
+    if len(detail) > 48:
+        detail = detail[:45] + "...)"
 
     def png(fig) -> bytes:
         buffer = io.BytesIO()
@@ -849,11 +868,17 @@ def ranking_figures(prefix, truth, scores, protocol, roc_curve, pr_curve, aurocs
     figures[f"{prefix}_pr"] = png(fig)
     fig, axes = plt.subplots(1, len(scores), figsize=(5.2 * len(scores), 4))
     for ax, (label, values) in zip(np.atleast_1d(axes), scores.items()):
+        axis = label
+        q1, q3 = np.percentile(values[truth == 0], [25, 75])
+        if np.ptp(values) > 50 * max(q3 - q1, 1e-12):  # heavy tails (a flow far off its data): a log axis
+            values, axis = np.log10(values - values.min() + 1), f"log10({label} - min + 1)"
         low, high = np.percentile(values, [0.5, 99.5])
-        bins = np.linspace(low, high, 60)
-        ax.hist(values[truth == 0], bins=bins, alpha=0.6, density=True, label=f"{normal_name} ({int((truth == 0).sum())})")
-        ax.hist(values[truth == 1], bins=bins, alpha=0.6, density=True, label=f"{unusual_name} ({int(truth.sum())})")
-        ax.set(xlabel=label, ylabel="density", title=f"{label}: AUROC {aurocs[label]:.3f}")
+        bins = np.linspace(low, high if high > low else low + 1, 60)
+        clipped = np.clip(values, bins[0], bins[-1])  # the last 0.5% in the edge bins
+        ax.hist(clipped[truth == 0], bins=bins, alpha=0.6, density=True,
+                label=f"{detail} ({int((truth == 0).sum())})")
+        ax.hist(clipped[truth == 1], bins=bins, alpha=0.6, density=True, label=f"{unusual_name} ({int(truth.sum())})")
+        ax.set(xlabel=axis, ylabel="density", title=f"{label}: AUROC {aurocs[label]:.3f}")
         ax.legend(fontsize=8)
     figures[f"{prefix}_scores"] = png(fig)
     return figures
@@ -882,8 +907,9 @@ def out_of_distribution(ctx: Context) -> dict:
                 "score": _score_doc(model), "image_size": ctx.run.spec.size,
                 "normal_name": ctx.data.spec.name, "unusual_name": ood.spec.name}
     out = rank_scores(ctx, "ood", inside, outside, protocol, inside_x if keep else None, outside_x if keep else None)
-    out["ood_mean_score_in"] = out.pop("ood_mean_score_normal")
-    out["ood_mean_score_out"] = out.pop("ood_mean_score_unusual")
+    for stat in ("mean", "median"):
+        out[f"ood_{stat}_score_in"] = out.pop(f"ood_{stat}_score_normal")
+        out[f"ood_{stat}_score_out"] = out.pop(f"ood_{stat}_score_unusual")
     return out
 
 
@@ -921,19 +947,23 @@ def anomaly(ctx: Context) -> dict:
     protocol = {"split": f"{cfg.data.name} test", "normal_classes": normal, "n_normal": int((~anomalous).sum()),
                 "n_anomalous": int(anomalous.sum()), "positives": "anomalous (classes outside normal_classes)",
                 "score": _score_doc(model), "image_size": ctx.run.spec.size,
-                "normal_name": f"normal ({normal_names})", "unusual_name": "anomalous"}
+                "normal_name": "normal", "normal_detail": f"normal ({normal_names})", "unusual_name": "anomalous"}
     out = rank_scores(ctx, "anomaly", scores[~anomalous], scores[anomalous], protocol,
                       images[~anomalous] if keep else None, images[anomalous] if keep else None)
-    # per anomalous class: which classes the score finds, which it misses
+    # per anomalous class: which classes the score finds, which it misses (and the corrected score)
     from sklearn.metrics import roc_auc_score
 
+    corrected = complexity_corrected(model, scores, images if keep else None)
     for k in sorted(set(labels[anomalous].tolist())):
         mine = labels == k
         truth = np.r_[np.zeros(int((~anomalous).sum())), np.ones(int(mine.sum()))]
-        value = roc_auc_score(truth, torch.cat([scores[~anomalous], scores[mine]]).double().numpy())
-        out[f"anomaly_auroc_class_{k}"] = {"value": float(value), "protocol": {**protocol, "anomalous_class": names[k],
-                                                                              "table": "anomaly AUROC per class",
-                                                                              "row": names[k], "column": "AUROC"}}
+        for column, values, suffix in (("AUROC", scores, ""), ("AUROC, complexity-corrected", corrected, "_complexity")):
+            if values is None:
+                continue
+            value = roc_auc_score(truth, torch.cat([values[~anomalous], values[mine]]).double().numpy())
+            out[f"anomaly_auroc{suffix}_class_{k}"] = {"value": float(value), "protocol": {
+                **protocol, "anomalous_class": names[k], "table": "anomaly AUROC per class", "row": names[k],
+                "column": column}}
     return out
 
 

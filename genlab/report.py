@@ -70,13 +70,18 @@ class RunFolder:
         return last
 
     def metrics(self) -> dict:
+        return self.metrics_record().get("metrics", {})
+
+    def metrics_record(self) -> dict:
+        """metrics.json as `genlab eval` wrote it ({} where there is none or it is damaged)."""
         path = self.path / "metrics.json"
         if not path.is_file():
             return {}
         try:
-            return json.loads(path.read_text()).get("metrics", {})
-        except (json.JSONDecodeError, AttributeError):
+            record = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
             return {}
+        return record if isinstance(record, dict) else {}
 
     def overrides(self) -> list[str]:
         path = self.path / ".hydra" / "overrides.yaml"
@@ -187,6 +192,11 @@ def overlaid_curves(runs: list[RunFolder], labels: list[str], path: Path, title:
 
 
 # ---- the report -----------------------------------------------------------------------------------------
+EVAL_CAPTIONS = {"roc": "ROC curve of the score (and of the complexity-corrected score)",
+                 "pr": "precision-recall curve, the unusual images positive",
+                 "scores": "histograms of the score, normal against unusual images"}
+
+
 class Report:
     def __init__(self, out: Path, epochs: list[int] | None = None):
         self.out = out
@@ -224,6 +234,13 @@ class Report:
         for fn in FAMILY_FIGURES.get(run.model, []):
             section.figures.extend(fn(run, self, prefix))
         metrics = run.metrics()
+        # the figures `genlab eval` drew (anomaly and out-of-distribution ROC, PR, score histograms)
+        for name, relative in (run.metrics_record().get("figures") or {}).items():
+            source = (run.path / str(relative)).resolve()
+            if source.is_file() and source.is_relative_to(run.path.resolve()) and source.suffix == ".png":
+                caption = EVAL_CAPTIONS.get(name.rsplit("_", 1)[-1], "a figure of genlab eval")
+                section.figures.append(Figure(self.copy(source, f"{prefix}eval_{name}.png"),
+                                              f"{name.split('_')[0]}: {caption}", True))
         if metrics:
             rows = [[k, f"{v['value']:.4g}", _brief(v.get("protocol", {}))] for k, v in metrics.items()]
             section.table = (["metric", "value", "protocol"], rows)

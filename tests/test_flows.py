@@ -11,7 +11,7 @@ from genlab.data import Batch, DataSpec
 from genlab.errors import GenlabError
 from genlab.models.flows import MADE, Dequantize, input_degrees
 from genlab.registry import MODELS, load_all
-from tests.conftest import run_cli
+from tests.conftest import FASHION_SYSTEM, run_cli
 
 load_all()
 
@@ -88,13 +88,18 @@ def test_made_outputs_depend_only_on_inputs_of_lower_degree(order):
 def test_maf_density_is_one_pass_and_iaf_sampling_is_one_pass(monkeypatch):
     """The direction named in the code is the one that is fast: count MADE calls."""
     calls = {"n": 0}
-    real = MADE.forward
+    real_forward, real_column = MADE.forward, MADE.column
 
-    def counting(self, x):
+    def forward(self, x):
         calls["n"] += 1
-        return real(self, x)
+        return real_forward(self, x)
 
-    monkeypatch.setattr(MADE, "forward", counting)
+    def column(self, x, i, weights):  # one dimension's pass of a sequential solve
+        calls["n"] += 1
+        return real_column(self, x, i, weights)
+
+    monkeypatch.setattr(MADE, "forward", forward)
+    monkeypatch.setattr(MADE, "column", column)
     x = torch.randn(3, 5, dtype=torch.float64)
     for key, density, sampling in (("maf", 3, 15), ("iaf", 3 * 6, 3)):  # 3 layers, D = 5 (+1: IAF's log-scales)
         model = flow(key, VECTORS)
@@ -185,6 +190,13 @@ def test_a_toy_flow_draws_its_density_beside_data_and_samples_and_resumes_exactl
     with Image.open(figure) as image:
         assert image.width > 900 and image.height > 250
     assert _test_scalars(tmp_path / "straight", "test_nll")[-1][1] < _test_scalars(tmp_path / "straight", "test_nll")[0][1]
+    # genlab sample of a flow on points writes them as CSV (a grid of images means nothing here)
+    out = run_cli(["sample", str(tmp_path / "straight"), "-n", "5"], cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = (tmp_path / "straight" / "generated" / "samples_n5_seed0.csv").read_text().splitlines()
+    assert lines[0] == "x1,x2" and len(lines) == 6 and all(len(line.split(",")) == 2 for line in lines[1:])
+    wrong = run_cli(["sample", str(tmp_path / "straight"), "-o", str(tmp_path / "grid.png")], cwd=tmp_path)
+    assert wrong.returncode == 2 and "draws points, not images: pass -o FILE.csv" in wrong.stderr
 
 
 @pytest.mark.parametrize("shape", ["moons", "circles", "checkerboard", "eight_gaussians", "two_spirals", "pinwheel",
@@ -227,6 +239,10 @@ def test_anomaly_eval_on_a_held_out_class_writes_auroc_auprc_and_both_curves(tmp
     assert metrics["anomaly_auprc"]["value"] > 0.95
     assert "anomaly_auroc_complexity" in metrics and "accuracy" not in json.dumps(list(metrics))
     assert 0 <= metrics["anomaly_auroc_class_8"]["value"] <= 1
+    from genlab.report import build_report
+
+    report, index = build_report([tmp_path / "run"], tmp_path / "report")
+    assert (tmp_path / "report" / "eval_anomaly_roc.png").is_file() and "eval_anomaly_roc.png" in index.read_text()
     # a run trained on every class has no anomalies to find: one line
     train(tmp_path / "all", *TINY_FLOW, "train.steps=2")
     again = run_cli(["eval", str(tmp_path / "all"), "--anomaly"], cwd=tmp_path, timeout=300)
@@ -293,3 +309,56 @@ def test_an_ood_set_of_another_size_or_channel_count_is_one_line(tmp_path, train
     result = run_cli(["eval", str(tmp_path / "run"), "--metrics", "ood", "--ood-data", "digits data.size=16"],
                      cwd=tmp_path, timeout=300)
     assert result.returncode == 2 and "pick data of the same kind and shape" in result.stderr, result.stderr
+
+
+def test_a_vae_is_scored_for_anomalies_by_its_elbo_without_the_complexity_correction(tmp_path, train):
+    from genlab.evaluation import evaluate_run
+    from genlab.runs import load_run
+
+    train(tmp_path / "vae", "model=vae", "model.latent_dim=4", "data=digits", "data.size=8",
+          "data.normal_classes=[0,1]", "train.steps=4", "device=cpu")
+    run = load_run(tmp_path / "vae")
+    result = evaluate_run(run, ["anomaly"], n=10, seed=0, device=torch.device("cpu"), anomaly=True)
+    metrics = result["metrics"]
+    assert 0 <= metrics["anomaly_auroc"]["value"] <= 1 and "negative ELBO" in metrics["anomaly_auroc"]["protocol"]["score"]
+    assert metrics["anomaly_auroc"]["protocol"]["normal_classes"] == [0, 1]
+    assert "anomaly_auroc_complexity" not in metrics  # -ELBO of [0, 1] pixels is no 8-bit code length
+    assert set(result["figures"]) == {"anomaly_roc", "anomaly_pr", "anomaly_scores"}
+    with pytest.raises(GenlabError, match="--anomaly is read only by the anomaly metric"):
+        evaluate_run(run, ["likelihood"], n=10, seed=0, device=torch.device("cpu"), anomaly=True)
+    with pytest.raises(GenlabError, match="anomaly does not apply to this run: no --anomaly given"):
+        evaluate_run(run, ["anomaly"], n=10, seed=0, device=torch.device("cpu"))
+
+
+@pytest.mark.slow
+def test_the_toy_presets_learn_their_shapes(tmp_path, train):
+    """maf_moons (about 20 s) and realnvp_checkerboard (about 45 s): test NLL far below a Gaussian's."""
+    import numpy as np
+
+    from genlab.data.toy2d import toy_points
+
+    for preset, shape in (("maf_moons", "moons"), ("realnvp_checkerboard", "checkerboard")):
+        train(tmp_path / preset, f"experiment={preset}", "device=cpu")
+        points = toy_points(shape, 24000, 0)[20000:]  # the test split
+        gaussian = float(np.mean(0.5 * ((points - points.mean(0)) ** 2 / points.var(0)).sum(1)
+                                 + 0.5 * np.log(2 * np.pi * points.var(0)).sum()))  # the best Gaussian's NLL
+        nll = _test_scalars(tmp_path / preset, "test_nll")[-1][1]
+        assert nll < gaussian - 0.8, (preset, nll, gaussian)
+        assert (tmp_path / preset / "samples" / "epoch_050_density.png").is_file()
+
+
+@pytest.mark.slow
+def test_plain_likelihood_misses_trousers_and_the_complexity_correction_finds_them(tmp_path, train):
+    """experiment=maf_anomaly_tops (about 2 min): trained on the five tops, the flow finds the simpler trousers
+    more likely than its own tops; -log2 p(x) - L(x) ranks them as anomalies (docs/flows.md)."""
+    from genlab.evaluation import evaluate_run
+    from genlab.runs import load_run
+
+    if not FASHION_SYSTEM.is_dir():
+        pytest.skip("needs Debian's dataset-fashion-mnist")
+    train(tmp_path / "tops", "experiment=maf_anomaly_tops", "device=cpu")
+    metrics = evaluate_run(load_run(tmp_path / "tops"), ["anomaly"], n=10, seed=0, device=torch.device("cpu"),
+                           anomaly=True)["metrics"]
+    assert metrics["anomaly_auroc_class_1"]["value"] < 0.4  # trousers: worse than chance
+    assert metrics["anomaly_auroc_complexity_class_1"]["value"] > 0.9
+    assert metrics["anomaly_auroc_complexity"]["value"] > metrics["anomaly_auroc"]["value"] + 0.2

@@ -116,6 +116,21 @@ class MADE(nn.Module):
         shift, log_scale = self.out(self.body(x)).chunk(2, dim=1)
         return shift, log_scale
 
+    def masked_weights(self) -> tuple[list, tuple]:
+        """The masked weights, made once for the D passes of a sequential solve (not once per pass: autograd
+        would keep every copy)."""
+        hidden = [(m.weight * m.mask, m.bias) for m in self.body if isinstance(m, MaskedLinear)]
+        return hidden, (self.out.weight * self.out.mask, self.out.bias)
+
+    def column(self, x: torch.Tensor, i: int, weights) -> tuple[torch.Tensor, torch.Tensor]:
+        """(shift_i, log_scale_i) [N] alone: the hidden layers, then only the two output units of input i."""
+        hidden, (w_out, b_out) = weights
+        for w, b in hidden:
+            x = F.relu(F.linear(x, w, b))
+        rows = [i, len(self.degrees) + i]
+        out = F.linear(x, w_out[rows], b_out[rows])
+        return out[:, 0], out[:, 1]
+
     def positions(self) -> list[int]:
         """The input indices in increasing degree: the order a sequential pass fills them in."""
         return torch.argsort(self.degrees).tolist()
@@ -135,18 +150,20 @@ class _AutoregressiveLayer(nn.Module):
         shift, log_scale = self.made(v)
         return shift, log_scale.clamp(-self.clamp, self.clamp)
 
-    def _solve(self, target: torch.Tensor, forward: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _solve(self, target: torch.Tensor, forward: bool) -> torch.Tensor:
         """D sequential MADE passes: fill the unknown side one dimension at a time, in increasing degree.
         forward=True solves z from x for IAF (z_i = (x_i - t_i(z_<i)) exp(-s_i(z_<i))); False solves x from z for
-        MAF (x_i = z_i exp(s_i(x_<i)) + t_i(x_<i)). Returns the solution and the log-scales of its last pass."""
+        MAF (x_i = z_i exp(s_i(x_<i)) + t_i(x_<i)). Each pass computes only the two outputs of its dimension,
+        and nothing is written in place, so autograd (IAF training) sees every pass."""
         out = torch.zeros_like(target)
-        columns = torch.eye(target.shape[1], dtype=torch.bool, device=target.device)
-        log_scale = torch.zeros_like(target)
+        weights = self.made.masked_weights()
+        units = torch.eye(target.shape[1], dtype=target.dtype, device=target.device)
         for i in self.made.positions():
-            shift, log_scale = self.params(out)
-            value = (target - shift) * torch.exp(-log_scale) if forward else target * torch.exp(log_scale) + shift
-            out = torch.where(columns[i], value, out)  # not in place: autograd keeps every pass
-        return out, log_scale
+            shift, log_scale = self.made.column(out, i, weights)
+            log_scale = log_scale.clamp(-self.clamp, self.clamp)
+            value = (target[:, i] - shift) * torch.exp(-log_scale) if forward else target[:, i] * torch.exp(log_scale) + shift
+            out = out + units[i] * value[:, None]  # out[:, i] was 0
+        return out
 
 
 class MAFLayer(_AutoregressiveLayer):
@@ -160,7 +177,7 @@ class MAFLayer(_AutoregressiveLayer):
         return (x - shift) * torch.exp(-log_scale), -log_scale.sum(1)
 
     def to_data(self, z):
-        return self._solve(z, forward=False)[0]
+        return self._solve(z, forward=False)
 
 
 class IAFLayer(_AutoregressiveLayer):
@@ -170,7 +187,7 @@ class IAFLayer(_AutoregressiveLayer):
     one_pass = "sampling"
 
     def to_noise(self, x):
-        z, _ = self._solve(x, forward=True)
+        z = self._solve(x, forward=True)
         _, log_scale = self.params(z)  # the log-scales the solution was made with (s_i reads z_<i only)
         return z, -log_scale.sum(1)
 
