@@ -443,8 +443,8 @@ def evaluate(
     device = _device(device)
     load_all()
     names = [m for m in metrics.replace(" ", "").split(",") if m] if metrics else None
-    if anomaly and names is None:
-        names = ["anomaly"]  # the other metrics score samples or likelihoods: ask for them by name
+    if anomaly and names is None:  # the other metrics score samples or likelihoods: ask for them by name
+        names = ["anomaly"] + (["ood"] if ood_data is not None else [])
     target = load_run(run, device)
     console = Console(stderr=True)
     result = evaluate_run(target, names, n, seed, torch.device(device), log=lambda line: console.print(line),

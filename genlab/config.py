@@ -176,12 +176,12 @@ def validate(cfg: DictConfig) -> None:
         model.check_config(cfg)  # the model's own keys, and what it needs of the data (e.g. its size)
 
 
-def check_normal_classes(cfg: DictConfig, dataset) -> list[int] | None:
+def check_normal_classes(cfg: DictConfig, dataset) -> None:
     """data.normal_classes (anomaly detection: train on these classes only; the others are the anomalies of the
     test split): distinct class numbers of a labelled dataset that leave at least one class out."""
     normal = get(cfg, "data.normal_classes", None)
     if normal is None:
-        return None
+        return
     name = get(cfg, "data.name")
     n_classes = int(getattr(dataset, "n_classes", 0))
     if not n_classes:
@@ -205,7 +205,6 @@ def check_normal_classes(cfg: DictConfig, dataset) -> list[int] | None:
     if len(normal) == n_classes:
         raise GenlabError(f"data.normal_classes lists all {n_classes} classes of {name}, which leaves no anomalous "
                           "test images: leave some out, or drop data.normal_classes to train on everything")
-    return sorted(normal)
 
 
 def check_writable(folder: str | os.PathLike) -> None:

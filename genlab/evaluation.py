@@ -693,8 +693,13 @@ def likelihood(ctx: Context) -> dict:
         raise MetricUnavailable(f"{ctx.run.cfg.model.name} reports no likelihood or reconstruction score")
     protocol = {"split": "test" if ctx.data.test is not None else "train", "n_real": source.n_images,
                 "image_size": ctx.run.spec.size, "channels": ctx.run.spec.channels,
-                "note": "VAE: one z per image, beta = 1; decoder likelihood on [0, 1] pixels (see README)"}
+                "note": _first_line(type(ctx.run.model).evaluate.__doc__) or "the model's evaluate()"}
     return {name: {"value": value, "protocol": protocol} for name, value in floats.items()}
+
+
+def _first_line(doc: str | None) -> str:
+    """A docstring's first sentence-line(s) up to the first blank line, on one line."""
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
 
 
 def psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -746,18 +751,20 @@ SSIM_PROTOCOL = "Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, valid posit
 
 
 def _scores(model, batches, keep_images: bool = False):
-    """The model's per-example scores (and, with keep_images, the inputs and labels) over batches, on the CPU."""
+    """The model's per-example scores over batches, on the CPU; with keep_images also the images (batch["image"])
+    and labels, for the input-complexity correction and per-class numbers."""
     scores, images, labels = [], [], []
     with torch.no_grad(), model.evaluating(), torch.random.fork_rng(devices=[]):
         for batch in batches:
             scores.append(model.score(batch).float().cpu())
             if keep_images:
-                images.append(next(iter(batch.values())).cpu())
+                images.append(batch["image"].cpu() if "image" in batch else None)
                 labels.append(batch["label"].cpu() if "label" in batch else torch.zeros(batch.size, dtype=torch.long))
     scores = torch.cat(scores) if scores else torch.zeros(0)
     if not keep_images:
         return scores
-    return scores, (torch.cat(images) if images else None), (torch.cat(labels) if labels else None)
+    images = torch.cat(images) if images and all(i is not None for i in images) else None
+    return scores, images, (torch.cat(labels) if labels else None)
 
 
 def png_bits(images: torch.Tensor) -> torch.Tensor:
@@ -789,21 +796,17 @@ def complexity_corrected(model, scores: torch.Tensor, images: torch.Tensor | Non
 
 
 def rank_scores(ctx: Context, prefix: str, normal: torch.Tensor, unusual: torch.Tensor, protocol: dict,
-                normal_images: torch.Tensor | None = None, unusual_images: torch.Tensor | None = None) -> dict:
+                corrected: torch.Tensor | None = None) -> dict:
     """AUROC and AUPRC (the unusual examples are the positives; never accuracy: the classes are imbalanced) of the
-    model's score, with ROC, precision-recall and histogram figures; and, where the score is -log p of an 8-bit
-    image (model.score_is_8bit_nll) and the images are at hand, the same for the input-complexity corrected score
-    S(x) = -log2 p(x) - L(x), L the PNG length in bits (Serra et al. 2020)."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+    model's score, with ROC, precision-recall and histogram figures; and the same for `corrected`, the
+    input-complexity corrected scores of the normal then the unusual examples (complexity_corrected), if given."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     truth = np.r_[np.zeros(len(normal)), np.ones(len(unusual))]
     plain = torch.cat([normal, unusual]).double().numpy()
     if not np.isfinite(plain).all():
         raise MetricUnavailable("the model gave non-finite scores (a diverged run?)")
     scores = {"-log p(x)" if getattr(ctx.run.model, "score_is_8bit_nll", False) else "score": plain}
-    corrected = complexity_corrected(ctx.run.model, torch.cat([normal, unusual]),
-                                     None if normal_images is None or unusual_images is None else
-                                     torch.cat([normal_images, unusual_images]))
     if corrected is not None:
         scores[CORRECTED] = corrected.numpy()
     chance = round(len(unusual) / len(truth), 4)
@@ -820,18 +823,20 @@ def rank_scores(ctx: Context, prefix: str, normal: torch.Tensor, unusual: torch.
     # a flow's -log p(x) far off its data is heavy-tailed: the medians say more than the means
     out[f"{prefix}_median_score_normal"] = {"value": float(normal.median()), "protocol": protocol}
     out[f"{prefix}_median_score_unusual"] = {"value": float(unusual.median()), "protocol": protocol}
-    ctx.figures.update(ranking_figures(prefix, truth, scores, protocol, roc_curve, precision_recall_curve,
-                                       {k: out[f"{prefix}_auroc{s}"]["value"] for k, s in zip(scores, ("", "_complexity"))},
-                                       {k: out[f"{prefix}_auprc{s}"]["value"] for k, s in zip(scores, ("", "_complexity"))},
-                                       chance))
+    suffixes = dict(zip(scores, ("", "_complexity")))
+    ctx.figures.update(ranking_figures(prefix, truth, scores, protocol,
+                                       {k: out[f"{prefix}_auroc{s}"]["value"] for k, s in suffixes.items()},
+                                       {k: out[f"{prefix}_auprc{s}"]["value"] for k, s in suffixes.items()}, chance))
     return out
 
 
-def ranking_figures(prefix, truth, scores, protocol, roc_curve, pr_curve, aurocs, auprcs, chance) -> dict[str, bytes]:
+def ranking_figures(prefix, truth, scores, protocol, aurocs, auprcs, chance) -> dict[str, bytes]:
     """<prefix>_roc.png, <prefix>_pr.png and <prefix>_scores.png (histograms of each score, normal vs unusual)."""
     import io
 
     import matplotlib
+    from sklearn.metrics import precision_recall_curve as pr_curve
+    from sklearn.metrics import roc_curve
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -854,7 +859,7 @@ def ranking_figures(prefix, truth, scores, protocol, roc_curve, pr_curve, aurocs
         fpr, tpr, _ = roc_curve(truth, values)
         ax.plot(fpr, tpr, label=f"{label}: AUROC {aurocs[label]:.3f}")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="chance")
-    ax.set(xlabel=f"false positive rate ({normal_name} called {unusual_name})", ylabel=f"true positive rate",
+    ax.set(xlabel=f"false positive rate ({normal_name} called {unusual_name})", ylabel="true positive rate",
            title=f"ROC: {unusual_name} vs {normal_name}")
     ax.legend(fontsize=8, loc="lower right")
     figures[f"{prefix}_roc"] = png(fig)
@@ -898,15 +903,19 @@ def _has_score(ctx: Context) -> str | None:
 def out_of_distribution(ctx: Context) -> dict:
     """AUROC and AUPRC of the model's per-example score, held-out split vs a second dataset (--ood-data)."""
     model, ood = ctx.run.model, ctx.ood
-    keep = ctx.run.spec.kind == "images"
-    inside, inside_x, _ = _scores(model, ctx.data.evaluation.ordered(batch_size=500), keep_images=True)
-    outside, outside_x, _ = _scores(model, ood.evaluation.ordered(batch_size=500), keep_images=True)
+    keep = bool(getattr(model, "score_is_8bit_nll", False))  # the images are needed for the correction only
+    inside, inside_x, _ = _scores(model, ctx.data.evaluation.ordered(batch_size=500), keep_images=True) if keep \
+        else (_scores(model, ctx.data.evaluation.ordered(batch_size=500)), None, None)
+    outside, outside_x, _ = _scores(model, ood.evaluation.ordered(batch_size=500), keep_images=True) if keep \
+        else (_scores(model, ood.evaluation.ordered(batch_size=500)), None, None)
     protocol = {"in_distribution": f"{ctx.data.spec.name} {'test' if ctx.data.test is not None else 'train'}",
                 "out_of_distribution": f"{ood.spec.name} {'test' if ood.test is not None else 'train'}",
                 "n_in": len(inside), "n_out": len(outside), "positives": "out-of-distribution",
                 "score": _score_doc(model), "image_size": ctx.run.spec.size,
                 "normal_name": ctx.data.spec.name, "unusual_name": ood.spec.name}
-    out = rank_scores(ctx, "ood", inside, outside, protocol, inside_x if keep else None, outside_x if keep else None)
+    corrected = complexity_corrected(model, torch.cat([inside, outside]), torch.cat([inside_x, outside_x])) \
+        if keep and inside_x is not None and outside_x is not None else None
+    out = rank_scores(ctx, "ood", inside, outside, protocol, corrected)
     for stat in ("mean", "median"):
         out[f"ood_{stat}_score_in"] = out.pop(f"ood_{stat}_score_normal")
         out[f"ood_{stat}_score_out"] = out.pop(f"ood_{stat}_score_unusual")
@@ -920,6 +929,9 @@ def anomaly(ctx: Context) -> dict:
     model, cfg = ctx.run.model, ctx.run.cfg
     normal = cfg.data.get("normal_classes")
     if normal is None:
+        if "normal_classes" not in cfg.data:
+            raise GenlabError(f"--anomaly needs a run trained on normal classes only, and data={cfg.data.name} has no "
+                              "classes to leave out: use --ood-data NAME to score a second dataset instead")
         raise GenlabError(f"--anomaly needs a run trained on normal classes only: this one trained on every class "
                           f"of {cfg.data.name}; train with data.normal_classes=[0] (say) and evaluate that run")
     normal = [normal] if isinstance(normal, int) else list(normal)
@@ -935,7 +947,6 @@ def anomaly(ctx: Context) -> dict:
     data = build_data(data_cfg, cfg.train.batch_size, cfg.train.seed, ctx.device)
     if data.test is None or data.test.n_images == 0:
         raise GenlabError(f"--anomaly: {cfg.data.name} has no test split to score")
-    keep = ctx.run.spec.kind == "images"
     scores, images, labels = _scores(model, data.test.ordered(batch_size=500), keep_images=True)
     anomalous = ~torch.isin(labels, torch.tensor(normal))
     names = data.spec.class_names or [str(k) for k in range(data.spec.n_classes)]
@@ -948,12 +959,12 @@ def anomaly(ctx: Context) -> dict:
                 "n_anomalous": int(anomalous.sum()), "positives": "anomalous (classes outside normal_classes)",
                 "score": _score_doc(model), "image_size": ctx.run.spec.size,
                 "normal_name": "normal", "normal_detail": f"normal ({normal_names})", "unusual_name": "anomalous"}
+    corrected = complexity_corrected(model, scores, images)
     out = rank_scores(ctx, "anomaly", scores[~anomalous], scores[anomalous], protocol,
-                      images[~anomalous] if keep else None, images[anomalous] if keep else None)
+                      None if corrected is None else torch.cat([corrected[~anomalous], corrected[anomalous]]))
     # per anomalous class: which classes the score finds, which it misses (and the corrected score)
     from sklearn.metrics import roc_auc_score
 
-    corrected = complexity_corrected(model, scores, images if keep else None)
     for k in sorted(set(labels[anomalous].tolist())):
         mine = labels == k
         truth = np.r_[np.zeros(int((~anomalous).sum())), np.ones(int(mine.sum()))]

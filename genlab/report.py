@@ -233,9 +233,11 @@ class Report:
             section.figures.append(Figure(name, f"training curves against the step; panels: {panels}"))
         for fn in FAMILY_FIGURES.get(run.model, []):
             section.figures.extend(fn(run, self, prefix))
-        metrics = run.metrics()
+        record = run.metrics_record()
+        metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
+        figures = record.get("figures") if isinstance(record.get("figures"), dict) else {}
         # the figures `genlab eval` drew (anomaly and out-of-distribution ROC, PR, score histograms)
-        for name, relative in (run.metrics_record().get("figures") or {}).items():
+        for name, relative in figures.items():
             source = (run.path / str(relative)).resolve()
             if source.is_file() and source.is_relative_to(run.path.resolve()) and source.suffix == ".png":
                 caption = EVAL_CAPTIONS.get(name.rsplit("_", 1)[-1], "a figure of genlab eval")

@@ -79,8 +79,8 @@ def test_test_elbo_is_reconstruction_nll_plus_kl_in_nats_and_bits_per_dim():
     x, labels = torch.rand(10, 1, 16, 16) * 2 - 1, torch.arange(10)
     scores = model.evaluate([Batch(image=x[:6], label=labels[:6]), Batch(image=x[6:], label=labels[6:])])
     # recompute by hand with the same fixed-seed noise
-    generator = torch.Generator().manual_seed(0)
-    total = 0.0
+    generator, dequantising = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    total = total_8bit = 0.0
     with model.evaluating(), torch.no_grad():
         for part in (x[:6], x[6:]):
             mu, logvar = model.encode(part)
@@ -89,8 +89,16 @@ def test_test_elbo_is_reconstruction_nll_plus_kl_in_nats_and_bits_per_dim():
             gaussian_nll = squared + 0.5 * 256 * math.log(math.pi)  # N(mean, 1/2) per pixel
             kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
             total += float((gaussian_nll + kl).sum())
+            # the flows' way: the 8-bit values v, dequantised to (v + U(0, 1)) / 256, plus log 256 per pixel
+            values = ((part + 1) * 127.5).round()
+            u = (values + torch.rand(values.shape, generator=dequantising)) / 256
+            squared = (torch.sigmoid(model.decoder(z)) - u).pow(2).flatten(1).sum(1)
+            total_8bit += float((squared + 0.5 * 256 * math.log(math.pi) + kl + 256 * math.log(256)).sum())
     assert scores["test_nelbo"] == pytest.approx(total / 10, rel=1e-5)
     assert scores["test_bits_per_dim"] == pytest.approx(total / 10 / (256 * math.log(2)), rel=1e-5)
+    assert scores["test_bits_per_dim_8bit"] == pytest.approx(total_8bit / 10 / (256 * math.log(2)), rel=1e-5)
+    bce = VAE(vae_cfg(recon="bce"), DIGITS).evaluate([Batch(image=x, label=labels)])
+    assert "test_bits_per_dim_8bit" not in bce  # a Bernoulli decoder is no density of continuous pixels
 
 
 def test_gaussian_nll_of_the_mse_decoder_is_a_normalised_density():

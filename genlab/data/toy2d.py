@@ -108,8 +108,6 @@ class Toy2D:
 
     @staticmethod
     def build(cfg: DictConfig, batch_size: int, seed: int, device: torch.device) -> Data:
-        if cfg.shape not in SHAPES:
-            raise GenlabError(f"data.shape must be one of {', '.join(SHAPES)}; got {cfg.shape!r}")
         n_train, n_test = int(cfg.n_train), int(cfg.n_test)
         if cfg.get("limit") is not None:
             n_train = min(n_train, int(cfg.limit))

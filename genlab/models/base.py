@@ -26,7 +26,9 @@ class GenerativeModel(nn.Module):
     translates: tuple[str, str] | None = None  # (input, target) names in a batch for a translation model, e.g.
     #                                            ("a", "b") or ("lr", "hr"): `genlab eval`'s translation metric
     score = None  # optional score(batch) -> [N] per-example anomaly score, higher = less likely (-log p(x), -ELBO):
-    #               `genlab eval --ood-data NAME` ranks by it
+    #               `genlab eval --ood-data NAME` and `--anomaly` rank by it
+    score_is_8bit_nll: bool = False  # the score is -log p of the 8-bit image in nats (a flow's): eval then also ranks
+    #                                  by the input-complexity corrected score -log2 p(x) - L(x)
     curve_groups: dict[str, list[str]] = {}
     replaces_metrics: tuple[str, ...] = ()  # generic metrics a family scores its own way instead (SR: translation,
     #                                         by the `superres` metric's published protocol): `genlab eval` leaves
@@ -110,7 +112,8 @@ class GenerativeModel(nn.Module):
     @torch.no_grad()
     def evaluate(self, batches) -> dict:
         """Scores on held-out batches (test split, file order): name -> float, logged as test/<name> if the
-        name starts with test_, or name -> tracking.Scatter, drawn as samples/epoch_XXX_<name>.png."""
+        name starts with test_, or name -> a tracking.Plot (Scatter, DensityMap), drawn as
+        samples/epoch_XXX_<name>.png."""
         return {}
 
     @contextlib.contextmanager

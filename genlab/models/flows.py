@@ -88,11 +88,22 @@ def input_degrees(dim: int, order: str, generator: torch.Generator | None = None
     return degrees.flip(0) if reverse else degrees
 
 
+def hidden_degrees(width: int, dim: int) -> torch.Tensor:
+    """Degrees of a hidden layer's units, spread evenly over 1..D-1 (every value once before any repeats when
+    width >= D - 1; with fewer units than D - 1, evenly spaced values from 1 to D - 1, so every input but the last
+    (which no output may see) still reaches a unit)."""
+    top = max(dim - 1, 1)
+    if width >= top:
+        return torch.arange(width) % top + 1
+    return torch.linspace(1, top, width).round().long()
+
+
 class MADE(nn.Module):
     """Masked autoencoder for distribution estimation (Germain et al. 2015): [N, D] -> (shift, log_scale) [N, D],
     output i a function of the inputs whose degree is below input i's only.
 
-    Degrees: inputs get `degrees` (a permutation of 1..D); hidden unit k of every layer gets 1 + k mod (D - 1).
+    Degrees: inputs get `degrees` (a permutation of 1..D); the units of every hidden layer get 1..D-1 spread
+    evenly (hidden_degrees).
     A hidden weight from a unit of degree m to one of degree m' is on only if m' >= m; an output weight into
     output i only if deg(i) > m (strict), so output i never sees x_i or any later x. The output layer starts at
     zero: the flow starts as the identity."""
@@ -103,7 +114,7 @@ class MADE(nn.Module):
         self.register_buffer("degrees", degrees.clone().long())
         previous, layers = degrees, []
         for width in hidden:
-            current = torch.arange(width) % max(dim - 1, 1) + 1
+            current = hidden_degrees(width, dim)
             layers += [MaskedLinear(len(previous), width, current[:, None] >= previous[None, :]), nn.ReLU()]
             previous = current
         out_degrees = degrees.repeat(2)  # shift, then log-scale, for each input
@@ -140,8 +151,6 @@ class _AutoregressiveLayer(nn.Module):
     """An affine autoregressive layer around one MADE; MAFLayer and IAFLayer differ only in which side the MADE
     reads (data x for MAF, noise z for IAF), so in which direction one pass suffices."""
 
-    one_pass = ""  # "density" (MAF) or "sampling" (IAF)
-
     def __init__(self, made: MADE, clamp: float):
         super().__init__()
         self.made, self.clamp = made, clamp
@@ -170,8 +179,6 @@ class MAFLayer(_AutoregressiveLayer):
     """Masked autoregressive flow layer (Papamakarios et al. 2017). Density direction (x -> z) in ONE pass:
     z = (x - t(x)) exp(-s(x)); sampling direction (z -> x) in D passes, one dimension at a time."""
 
-    one_pass = "density"
-
     def to_noise(self, x):
         shift, log_scale = self.params(x)
         return (x - shift) * torch.exp(-log_scale), -log_scale.sum(1)
@@ -183,8 +190,6 @@ class MAFLayer(_AutoregressiveLayer):
 class IAFLayer(_AutoregressiveLayer):
     """Inverse autoregressive flow layer (Kingma et al. 2016), the MAF layer the other way round. Sampling
     direction (z -> x) in ONE pass: x = z exp(s(z)) + t(z); density direction (x -> z) in D passes."""
-
-    one_pass = "sampling"
 
     def to_noise(self, x):
         z = self._solve(x, forward=True)
@@ -306,9 +311,9 @@ class Flow(GenerativeModel):
     @classmethod
     def check_config(cls, cfg) -> None:
         check_float(cfg, "model.log_scale_clamp", positive=True)
-        lam = check_float(cfg, "model.logit_lambda", minimum=0.0)
-        if lam >= 0.5:
-            raise GenlabError(f"model.logit_lambda must be in [0, 0.5), got {lam}: the paper's is 1e-6")
+        lam = check_float(cfg, "model.logit_lambda")
+        if not 0 < lam < 0.5:  # 0 would give the logit of an exact 0 or 1 pixel: an infinite NLL
+            raise GenlabError(f"model.logit_lambda must be in (0, 0.5), got {lam}: the paper's is 1e-6")
         cls.check_own(cfg)
 
     @classmethod
@@ -318,12 +323,17 @@ class Flow(GenerativeModel):
     def __init__(self, cfg, spec, loss=None):
         super().__init__()
         self.images = spec.kind == "images"
-        self.shape = spec.shape("image" if self.images else "x")
+        self.shape = spec.shape(self.key)
         self.dim = math.prod(self.shape)
         self.clamp = float(cfg.log_scale_clamp)
         self.dequantize = Dequantize(cfg.logit_lambda) if self.images else None
         self.layers = nn.ModuleList(self.build_layers(cfg, list(self.shape)))
         self.latent_shape = self.output_shape()
+
+    @property
+    def key(self) -> str:
+        """The batch tensor the flow models: "image" or "x" (points)."""
+        return "image" if self.images else "x"
 
     @property
     def score_is_8bit_nll(self) -> bool:  # score() is -log p of the 8-bit image in nats: input complexity applies
@@ -363,19 +373,20 @@ class Flow(GenerativeModel):
         if self.images:
             y, pre_log_det = self.dequantize.to_flow(data, generator)
         else:
-            y, pre_log_det = data.float(), None
+            y, pre_log_det = (data if data.is_floating_point() else data.float()), None
         z, log_det = self.to_noise(y)
         nll = -(standard_normal_log_prob(z) + log_det)
         if pre_log_det is None:
             return {"nll": nll}
         return {"nll": nll - pre_log_det + self.dim * LOG_256, "nll_logit": nll}
 
-    def bits(self, nll: torch.Tensor) -> torch.Tensor:
+    def bits(self, nll):
+        """nats per example -> bits per dimension (a float or a tensor)."""
         return nll / (self.dim * math.log(2))
 
     def training_step(self, batch, step):
         with self.autocast():
-            nll = self.nll(batch["image" if self.images else "x"])["nll"].mean()
+            nll = self.nll(batch[self.key])["nll"].mean()
         self.update(nll, "flow")
         nll = nll.detach()  # "loss": the name train.on_nan watches
         return {"loss": nll, "bits_per_dim": self.bits(nll)}
@@ -392,7 +403,7 @@ class Flow(GenerativeModel):
     def score(self, batch) -> torch.Tensor:
         """-log p(x) per example in nats (images: of the 8-bit pixels, dequantised with a fixed seed)."""
         with self.evaluating():
-            return self.nll(batch["image" if self.images else "x"], torch.Generator().manual_seed(0))["nll"]
+            return self.nll(batch[self.key], torch.Generator().manual_seed(0))["nll"]
 
     @torch.no_grad()
     def visuals(self, batch):
@@ -409,7 +420,7 @@ class Flow(GenerativeModel):
         count, points = 0, []
         with self.evaluating():
             for batch in batches:
-                data = batch["image" if self.images else "x"]
+                data = batch[self.key]
                 for name, value in self.nll(data, generator).items():
                     sums[name] = sums.get(name, 0.0) + float(value.double().sum())
                 count += len(data)
@@ -420,9 +431,9 @@ class Flow(GenerativeModel):
         scores = {"test_nll": sums["nll"] / count}
         if self.images:
             scores["test_nll_logit"] = sums["nll_logit"] / count
-            scores["test_bits_per_dim_8bit"] = scores["test_nll"] / (self.dim * math.log(2))
+            scores["test_bits_per_dim_8bit"] = self.bits(scores["test_nll"])
         else:
-            scores["test_bits_per_dim"] = scores["test_nll"] / (self.dim * math.log(2))
+            scores["test_bits_per_dim"] = self.bits(scores["test_nll"])
         if points:
             scores["density"] = self.density_map(torch.cat(points))
         return scores
@@ -519,7 +530,9 @@ class RealNVP(Flow):
         check_int(cfg, "model.layers", minimum=1)
         check_int(cfg, "model.width", minimum=1)
         check_int(cfg, "model.blocks", minimum=0)
-        if get(cfg, "data.name") != "toy2d" and "size" in get(cfg, "data") and get(cfg, "data.size") % 2:
+        from genlab.registry import DATASETS
+
+        if DATASETS[get(cfg, "data.name")].kind == "images" and check_int(cfg, "data.size") % 2:
             raise GenlabError(f"realnvp squeezes images 2x2: data.size must be even, got {get(cfg, 'data.size')}")
 
     def build_layers(self, cfg, shape):
@@ -535,7 +548,7 @@ class RealNVP(Flow):
                 masks = [checkerboard(shape, k // 2 % 2) if k % 2 == 0 else channel_mask(shape, k // 2 % 2)
                          for k in range(n)]
             return [coupling(shape, m) for m in masks]
-        if shape[1] % 2 or shape[2] % 2:
+        if shape[1] % 2 or shape[2] % 2:  # (check_config says so first, for the command line)
             raise GenlabError(f"realnvp squeezes images 2x2: their sides must be even, got {shape[1]}x{shape[2]}")
         layers: list[nn.Module] = [coupling(shape, checkerboard(shape, k % 2)) for k in range(n)]
         layers.append(Squeeze())

@@ -243,13 +243,14 @@ class VAE(GenerativeModel):
         dimension (with model.recon=mse also test_bits_per_dim_8bit, of the dequantised 8-bit pixels, as the flows
         report it), and the latent scatter of up to `scatter_points` images coloured by class."""
         generator = torch.Generator().manual_seed(0)
+        dequantising = torch.Generator().manual_seed(1)  # its own stream: test_nelbo's noise stays as it was
         total, total_8bit, count, means, classes = 0.0, 0.0, 0, [], []
         with self.evaluating():
             for x, labels in ((b["image"], b["label"]) for b in batches):
                 logits, target, kl = self.per_example(x, labels, generator=generator)
                 total += float((reconstruction_nll(logits, target, self.recon) + kl).sum())
                 if self.recon == "mse":  # a density of continuous pixels: score the dequantised 8-bit image
-                    total_8bit += float((reconstruction_nll(logits, dequantise(x, generator), "mse") + kl).sum())
+                    total_8bit += float((reconstruction_nll(logits, dequantise(x, dequantising), "mse") + kl).sum())
                 count += len(x)
                 means.append(self.encode(x, labels)[0].float().cpu())
                 classes.append(labels.cpu())
