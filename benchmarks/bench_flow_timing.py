@@ -72,7 +72,7 @@ def main() -> None:
               f"sampling / training = {sample / train:8.3g}")
     (maf_train, maf_sample), (iaf_train, iaf_sample) = times["MAF"], times["IAF"]
     print(f"ratio MAF sampling / MAF training step: {maf_sample / maf_train:.1f}  (seed 001 measured ~854)")
-    print(f"ratio IAF sampling / IAF training step: {iaf_sample / iaf_train:.3f}")
+    print(f"ratio IAF sampling / IAF training step: {iaf_sample / iaf_train:.3g}")
     print(f"IAF training step / MAF training step: {iaf_train / maf_train:.1f}; "
           f"MAF sampling / IAF sampling: {maf_sample / iaf_sample:.1f}")
 

@@ -129,7 +129,8 @@ def pick_epochs(epochs: list[int], most: int = 6, wanted: list[int] | None = Non
 
 
 def progression_strip(grids: dict[int, Path], epochs: list[int], height: int = 240) -> Image.Image:
-    """The grids of `epochs` side by side at one height, each titled with its epoch."""
+    """The grids of `epochs` side by side at one height, each titled with its epoch (figures more than twice as
+    wide as high one under another)."""
     font = ImageFont.load_default()
     tiles = []
     for epoch in epochs:
@@ -139,6 +140,15 @@ def progression_strip(grids: dict[int, Path], epochs: list[int], height: int = 2
             tiles.append(image.resize((max(1, round(image.width * scale)), round(image.height * scale)),
                                       Image.NEAREST if scale > 1 else Image.LANCZOS))
     gap, top = 8, 18
+    if tiles and tiles[0].width > 2 * tiles[0].height:  # wide figures (a flow's density panels): one under another
+        width = max(t.width for t in tiles) + 2 * gap
+        strip = Image.new("RGB", (width, sum(t.height + top for t in tiles) + gap * (len(tiles) + 1)), "white")
+        draw, y = ImageDraw.Draw(strip), gap
+        for epoch, tile in zip(epochs, tiles):
+            draw.text((gap, y), f"epoch {epoch}", fill=(0, 0, 0), font=font)
+            strip.paste(tile, (gap, y + top))
+            y += tile.height + top + gap
+        return strip
     strip = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) + 1), height + top + gap), "white")
     draw = ImageDraw.Draw(strip)
     x = gap

@@ -360,7 +360,7 @@ def test_a_vae_is_scored_for_anomalies_by_its_elbo_without_the_complexity_correc
 
 @pytest.mark.slow
 def test_the_toy_presets_learn_their_shapes(tmp_path, train):
-    """maf_moons (about 20 s) and realnvp_checkerboard (about 45 s): test NLL far below a Gaussian's."""
+    """maf_moons (22 s) and realnvp_checkerboard (47 s): test NLL far below the best Gaussian's."""
     import numpy as np
 
     from genlab.data.toy2d import toy_points
