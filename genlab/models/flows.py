@@ -303,8 +303,8 @@ class Flow(GenerativeModel):
     default_optim = {"lr": 1e-3, "betas": (0.9, 0.999)}
     objective = ("test_nll", "min")
     ema_networks = ("flow",)
-    curve_groups = {"NLL (nats)": ["loss", "test_nll", "test_nll_logit"], "bits/dim": ["bits_per_dim", "test_bits_per_dim",
-                                                                     "test_bits_per_dim_8bit"]}
+    curve_groups = {"NLL (nats)": ["loss", "test_nll", "test_nll_logit"],
+                    "bits/dim": ["bits_per_dim", "test_bits_per_dim", "test_bits_per_dim_8bit"]}
     heat_points = 160  # the density heat map: grid points along each axis (vector data)
     scatter_samples = 2000  # samples in the density figure
 
