@@ -186,9 +186,7 @@ def check_normal_classes(cfg: DictConfig, dataset) -> None:
     n_classes = int(getattr(dataset, "n_classes", 0))
     if not n_classes:
         raise GenlabError(f"data.normal_classes: data={name} has no class labels to pick normal classes from")
-    if isinstance(normal, int) and not isinstance(normal, bool):
-        normal = [normal]
-    if not OmegaConf.is_list(normal) and not isinstance(normal, list) or not all(
+    if not OmegaConf.is_list(normal) or not all(
             isinstance(k, int) and not isinstance(k, bool) for k in normal):
         raise GenlabError(f"data.normal_classes must be a list of class numbers, e.g. data.normal_classes=[0]; "
                           f"got {normal!r}")

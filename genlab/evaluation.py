@@ -285,19 +285,25 @@ class Context:
     @property
     def data(self):
         if self._data is None:
-            from genlab.data import build_data
-            from genlab.registry import DATASETS
-
-            cfg = self.run.cfg
-            data_cfg = cfg.data.copy()
-            data_cfg.limit = None  # evaluate against the whole split, whatever the run trained on
-            try:
-                DATASETS[cfg.data.name].locate(data_cfg)
-            except GenlabError as err:
-                raise MetricUnavailable(f"the run's dataset is not here ({err})") from None
-            # the run's own batch size: it fitted the training split then, and limit=None only adds images
-            self._data = build_data(data_cfg, cfg.train.batch_size, cfg.train.seed, self.device)
+            self._data = self.run_data(limit=None)  # evaluate against the whole split, whatever the run trained on
         return self._data
+
+    def run_data(self, **changes):
+        """The run's dataset with some data.* keys changed (limit=None; anomaly: normal_classes=None); one line
+        saying why where it is not here."""
+        from genlab.data import build_data
+        from genlab.registry import DATASETS
+
+        cfg = self.run.cfg
+        data_cfg = cfg.data.copy()
+        for key, value in changes.items():
+            data_cfg[key] = value
+        try:
+            DATASETS[cfg.data.name].locate(data_cfg)
+        except GenlabError as err:
+            raise MetricUnavailable(f"the run's dataset is not here ({err})") from None
+        # the run's own batch size: it fitted the training split then, and limit=None only adds images
+        return build_data(data_cfg, cfg.train.batch_size, cfg.train.seed, self.device)
 
     def real(self, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         key = (split, limit)
@@ -751,8 +757,9 @@ SSIM_PROTOCOL = "Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, valid posit
 
 
 def _scores(model, batches, keep_images: bool = False):
-    """The model's per-example scores over batches, on the CPU; with keep_images also the images (batch["image"])
-    and labels, for the input-complexity correction and per-class numbers."""
+    """(scores, images, labels) over batches, on the CPU: the model's per-example scores, and with keep_images the
+    images (batch["image"]; None for other kinds) and labels, for the input-complexity correction and per-class
+    numbers (None without keep_images)."""
     scores, images, labels = [], [], []
     with torch.no_grad(), model.evaluating(), torch.random.fork_rng(devices=[]):
         for batch in batches:
@@ -762,7 +769,7 @@ def _scores(model, batches, keep_images: bool = False):
                 labels.append(batch["label"].cpu() if "label" in batch else torch.zeros(batch.size, dtype=torch.long))
     scores = torch.cat(scores) if scores else torch.zeros(0)
     if not keep_images:
-        return scores
+        return scores, None, None
     images = torch.cat(images) if images and all(i is not None for i in images) else None
     return scores, images, (torch.cat(labels) if labels else None)
 
@@ -810,8 +817,10 @@ def rank_scores(ctx: Context, prefix: str, normal: torch.Tensor, unusual: torch.
     if corrected is not None:
         scores[CORRECTED] = corrected.numpy()
     chance = round(len(unusual) / len(truth), 4)
+    suffixes = dict(zip(scores, ("", "_complexity")))
     out = {}
-    for (label, values), suffix in zip(scores.items(), ("", "_complexity")):
+    for label, suffix in suffixes.items():
+        values = scores[label]
         detail = {**protocol, "score": label if suffix else protocol["score"], "positives": protocol["positives"]}
         if suffix:
             detail["correction"] = "input complexity (Serra et al. 2020): -log2 p(x) minus the PNG length in bits"
@@ -823,7 +832,6 @@ def rank_scores(ctx: Context, prefix: str, normal: torch.Tensor, unusual: torch.
     # a flow's -log p(x) far off its data is heavy-tailed: the medians say more than the means
     out[f"{prefix}_median_score_normal"] = {"value": float(normal.median()), "protocol": protocol}
     out[f"{prefix}_median_score_unusual"] = {"value": float(unusual.median()), "protocol": protocol}
-    suffixes = dict(zip(scores, ("", "_complexity")))
     ctx.figures.update(ranking_figures(prefix, truth, scores, protocol,
                                        {k: out[f"{prefix}_auroc{s}"]["value"] for k, s in suffixes.items()},
                                        {k: out[f"{prefix}_auprc{s}"]["value"] for k, s in suffixes.items()}, chance))
@@ -832,11 +840,11 @@ def rank_scores(ctx: Context, prefix: str, normal: torch.Tensor, unusual: torch.
 
 def ranking_figures(prefix, truth, scores, protocol, aurocs, auprcs, chance) -> dict[str, bytes]:
     """<prefix>_roc.png, <prefix>_pr.png and <prefix>_scores.png (histograms of each score, normal vs unusual)."""
-    import io
-
     import matplotlib
     from sklearn.metrics import precision_recall_curve as pr_curve
     from sklearn.metrics import roc_curve
+
+    from genlab.tracking import figure_png as png
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -845,13 +853,6 @@ def ranking_figures(prefix, truth, scores, protocol, aurocs, auprcs, chance) -> 
     detail = protocol.get("normal_detail", normal_name)
     if len(detail) > 48:
         detail = detail[:45] + "...)"
-
-    def png(fig) -> bytes:
-        buffer = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buffer, format="png", dpi=100)
-        plt.close(fig)
-        return buffer.getvalue()
 
     figures = {}
     fig, ax = plt.subplots(figsize=(5, 4.6))
@@ -890,8 +891,7 @@ def ranking_figures(prefix, truth, scores, protocol, aurocs, auprcs, chance) -> 
 
 
 def _score_doc(model) -> str:
-    doc = (type(model).score.__doc__ or "").strip().splitlines()
-    return doc[0] if doc else "model.score"
+    return _first_line(type(model).score.__doc__) or "model.score"
 
 
 def _has_score(ctx: Context) -> str | None:
@@ -904,17 +904,15 @@ def out_of_distribution(ctx: Context) -> dict:
     """AUROC and AUPRC of the model's per-example score, held-out split vs a second dataset (--ood-data)."""
     model, ood = ctx.run.model, ctx.ood
     keep = bool(getattr(model, "score_is_8bit_nll", False))  # the images are needed for the correction only
-    inside, inside_x, _ = _scores(model, ctx.data.evaluation.ordered(batch_size=500), keep_images=True) if keep \
-        else (_scores(model, ctx.data.evaluation.ordered(batch_size=500)), None, None)
-    outside, outside_x, _ = _scores(model, ood.evaluation.ordered(batch_size=500), keep_images=True) if keep \
-        else (_scores(model, ood.evaluation.ordered(batch_size=500)), None, None)
+    inside, inside_x, _ = _scores(model, ctx.data.evaluation.ordered(batch_size=500), keep_images=keep)
+    outside, outside_x, _ = _scores(model, ood.evaluation.ordered(batch_size=500), keep_images=keep)
     protocol = {"in_distribution": f"{ctx.data.spec.name} {'test' if ctx.data.test is not None else 'train'}",
                 "out_of_distribution": f"{ood.spec.name} {'test' if ood.test is not None else 'train'}",
                 "n_in": len(inside), "n_out": len(outside), "positives": "out-of-distribution",
                 "score": _score_doc(model), "image_size": ctx.run.spec.size,
                 "normal_name": ctx.data.spec.name, "unusual_name": ood.spec.name}
-    corrected = complexity_corrected(model, torch.cat([inside, outside]), torch.cat([inside_x, outside_x])) \
-        if keep and inside_x is not None and outside_x is not None else None
+    corrected = None if inside_x is None or outside_x is None else \
+        complexity_corrected(model, torch.cat([inside, outside]), torch.cat([inside_x, outside_x]))
     out = rank_scores(ctx, "ood", inside, outside, protocol, corrected)
     for stat in ("mean", "median"):
         out[f"ood_{stat}_score_in"] = out.pop(f"ood_{stat}_score_normal")
@@ -934,17 +932,8 @@ def anomaly(ctx: Context) -> dict:
                               "classes to leave out: use --ood-data NAME to score a second dataset instead")
         raise GenlabError(f"--anomaly needs a run trained on normal classes only: this one trained on every class "
                           f"of {cfg.data.name}; train with data.normal_classes=[0] (say) and evaluate that run")
-    normal = [normal] if isinstance(normal, int) else list(normal)
-    from genlab.data import build_data
-    from genlab.registry import DATASETS
-
-    data_cfg = cfg.data.copy()
-    data_cfg.normal_classes, data_cfg.limit = None, None  # the whole test split: normal and anomalous classes
-    try:
-        DATASETS[cfg.data.name].locate(data_cfg)
-    except GenlabError as err:
-        raise MetricUnavailable(f"the run's dataset is not here ({err})") from None
-    data = build_data(data_cfg, cfg.train.batch_size, cfg.train.seed, ctx.device)
+    normal = list(normal)
+    data = ctx.run_data(normal_classes=None, limit=None)  # the whole test split: normal and anomalous classes
     if data.test is None or data.test.n_images == 0:
         raise GenlabError(f"--anomaly: {cfg.data.name} has no test split to score")
     scores, images, labels = _scores(model, data.test.ordered(batch_size=500), keep_images=True)

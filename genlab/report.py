@@ -140,22 +140,21 @@ def progression_strip(grids: dict[int, Path], epochs: list[int], height: int = 2
             tiles.append(image.resize((max(1, round(image.width * scale)), round(image.height * scale)),
                                       Image.NEAREST if scale > 1 else Image.LANCZOS))
     gap, top = 8, 18
-    if tiles and tiles[0].width > 2 * tiles[0].height:  # wide figures (a flow's density panels): one under another
-        width = max(t.width for t in tiles) + 2 * gap
-        strip = Image.new("RGB", (width, sum(t.height + top for t in tiles) + gap * (len(tiles) + 1)), "white")
-        draw, y = ImageDraw.Draw(strip), gap
-        for epoch, tile in zip(epochs, tiles):
-            draw.text((gap, y), f"epoch {epoch}", fill=(0, 0, 0), font=font)
-            strip.paste(tile, (gap, y + top))
-            y += tile.height + top + gap
-        return strip
-    strip = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) + 1), height + top + gap), "white")
+    stacked = bool(tiles) and tiles[0].width > 2 * tiles[0].height  # wide figures (a flow's density panels)
+    if stacked:
+        size = (max(t.width for t in tiles) + 2 * gap, sum(t.height + top for t in tiles) + gap * (len(tiles) + 1))
+    else:
+        size = (sum(t.width for t in tiles) + gap * (len(tiles) + 1), height + top + gap)
+    strip = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(strip)
-    x = gap
+    x = y = gap
     for epoch, tile in zip(epochs, tiles):
-        draw.text((x, 3), f"epoch {epoch}", fill=(0, 0, 0), font=font)
-        strip.paste(tile, (x, top))
-        x += tile.width + gap
+        draw.text((x, y if stacked else 3), f"epoch {epoch}", fill=(0, 0, 0), font=font)
+        strip.paste(tile, (x, y + top if stacked else top))
+        if stacked:
+            y += tile.height + top + gap
+        else:
+            x += tile.width + gap
     return strip
 
 

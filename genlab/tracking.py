@@ -20,6 +20,17 @@ from genlab.checkpoint import atomic_write
 NOT_CURVES = {"step", "epoch", "time", "img_per_s"}
 
 
+def figure_png(fig, dpi: int = 100, rect=None) -> bytes:
+    """A matplotlib figure laid out tight (within `rect`, to leave room for a suptitle), as PNG bytes; closed."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout(rect=rect)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 class Plot:
     """A figure a model's evaluate() returns (beside its floats): drawn by the run writer as
     samples/epoch_XXX_<name>.png and shown in TensorBoard under visuals/<name>."""
@@ -76,11 +87,7 @@ class DensityMap(Plot):
             ax.set_xticks([])
             ax.set_yticks([])
         fig.suptitle(self.title)
-        fig.tight_layout(rect=(0, 0, 1, 0.94))
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=90)
-        plt.close(fig)
-        return buffer.getvalue()
+        return figure_png(fig, dpi=90, rect=(0, 0, 1, 0.94))
 
 
 def scatter_png(scatter: Scatter) -> bytes:
@@ -105,11 +112,7 @@ def scatter_png(scatter: Scatter) -> bytes:
     ax.set_xlabel(scatter.xlabel)
     ax.set_ylabel(scatter.ylabel)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> Image.Image:
@@ -197,11 +200,8 @@ def draw_curves(records: list[dict], path: Path, groups: dict[str, list[str]], t
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
+    data = figure_png(fig)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def _hparam_value(text: str):

@@ -292,6 +292,7 @@ def test_input_complexity_is_the_png_length_in_bits():
     ("data.normal_classes=[12]", "classes 0 to 9, got 12"),
     ("data.normal_classes=[0,1,2,3,4,5,6,7,8,9]", "leaves no anomalous test images"),
     ("data.normal_classes=[1,1]", "lists a class twice"),
+    ("data.normal_classes=1", "must be a list of class numbers, e.g. data.normal_classes=[0]"),
     ("model.logit_lambda=0.5", "model.logit_lambda must be in (0, 0.5)"),
     ("model.logit_lambda=0", "model.logit_lambda must be in (0, 0.5)"),
     ("model.order=backwards", "model.order must be one of natural, random"),

@@ -20,7 +20,7 @@ def _finish(name, cfg, train_x, train_y, test_x, test_y, batch_size, seed, devic
     normal = cfg.get("normal_classes")
     if normal is not None:  # anomaly detection: both splits keep the normal classes only (genlab eval --anomaly
         #                     builds the test split whole and calls the other classes anomalous)
-        keep = torch.tensor(list(normal) if not isinstance(normal, int) else [normal])
+        keep = torch.tensor(list(normal))  # a list of classes (config.check_normal_classes)
         train_keep, test_keep = torch.isin(train_y, keep), torch.isin(test_y, keep)
         train_x, train_y, test_x, test_y = train_x[train_keep], train_y[train_keep], test_x[test_keep], test_y[test_keep]
     if cfg.limit is not None:

@@ -280,6 +280,10 @@ class Squeeze(nn.Module):
     def to_data(self, z):
         return F.pixel_shuffle(z, 2)
 
+    @staticmethod
+    def out_shape(shape: list[int]) -> list[int]:
+        return [shape[0] * 4, shape[1] // 2, shape[2] // 2]
+
 
 class Flatten(nn.Module):
     """Images -> vectors for the autoregressive flows (C, H, W order); log-det 0."""
@@ -293,6 +297,10 @@ class Flatten(nn.Module):
 
     def to_data(self, z):
         return z.view(len(z), *self.shape)
+
+    @staticmethod
+    def out_shape(shape: list[int]) -> list[int]:
+        return [math.prod(shape)]
 
 
 # ---- the models ---------------------------------------------------------------------------------------------
@@ -343,11 +351,12 @@ class Flow(GenerativeModel):
         raise NotImplementedError
 
     def output_shape(self) -> list[int]:
-        with torch.no_grad():
-            z = torch.zeros(1, *self.shape)
-            for layer in self.layers:
-                z, _ = layer.to_noise(z)
-        return list(z.shape[1:])
+        """z's shape: the data's, changed only by the layers that say so (out_shape: Squeeze, Flatten). Not a
+        forward pass: an IAF's density direction is D sequential passes per layer."""
+        shape = list(self.shape)
+        for layer in self.layers:
+            shape = layer.out_shape(shape) if hasattr(layer, "out_shape") else shape
+        return shape
 
     def networks(self):
         return {"flow": self}
@@ -552,7 +561,7 @@ class RealNVP(Flow):
             raise GenlabError(f"realnvp squeezes images 2x2: their sides must be even, got {shape[1]}x{shape[2]}")
         layers: list[nn.Module] = [coupling(shape, checkerboard(shape, k % 2)) for k in range(n)]
         layers.append(Squeeze())
-        small = [shape[0] * 4, shape[1] // 2, shape[2] // 2]
+        small = Squeeze.out_shape(shape)
         layers += [coupling(small, channel_mask(small, k % 2)) for k in range(n)]
         layers += [coupling(small, checkerboard(small, k % 2)) for k in range(n)]
         return layers
