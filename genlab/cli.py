@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -40,18 +41,43 @@ def train(ctx: typer.Context) -> None:
 
     * `genlab train train.resume=outputs/dcgan_digits/2026-01-01_12-00-00 train.epochs=60` : continue a run
 
+    * `genlab train --nproc 2 model=dcgan data=celeba` : one run on 2 processes (data-parallel; one per GPU, or
+      gloo on the CPU); `torchrun --nproc-per-node 8 -m genlab train ...` for several machines
+
     Runs go to `outputs/<model>_<data>/<time>/` (sweeps: `outputs/multirun/<time>/<job>/`).
     `genlab list` shows every option; `genlab config show ...` the resolved config;
     `genlab train --hydra-help` Hydra's own flags.
     """
-    from genlab import compose, rundir
+    from genlab import compose, distributed, rundir
 
-    line = compose.check_command_line(list(ctx.args))
+    nproc, args = _take_nproc(list(ctx.args))
+    if nproc > 1 and distributed.world_size() > 1:
+        raise GenlabError("--nproc starts its own processes; under torchrun leave it out (torchrun's "
+                          "--nproc-per-node says how many)")
+    distributed.PLANNED = nproc
+    line = compose.check_command_line(args)
+    if nproc > 1 and line.multirun:
+        raise GenlabError("--nproc runs one job on several processes; for a sweep (-m) run each job as its own "
+                          "`genlab train --nproc N ...`")
     if not line.informational:
-        # make the run folder before Hydra does: unique, and genlab knows what in it is its own
-        folder = rundir.claim(line.out_dir, line.timestamped, line.resume)
         key = "hydra.sweep.dir" if line.multirun else "hydra.run.dir"
+        if distributed.world_size() > 1:  # a rank of a data-parallel job (torchrun, or --nproc below)
+            distributed.init()
+            held = os.environ.get(distributed.HELD_ENV)
+            # the folder is decided once: by `--nproc` before it started the ranks, else by rank 0 for all
+            folder = held or distributed.agree_on_folder(
+                lambda: rundir.claim(line.out_dir, line.timestamped, line.resume))
+            if distributed.rank() > 0:  # rank 0 writes .hydra/ and train.log
+                line.overrides += ["hydra.output_subdir=null", "hydra/job_logging=genlab_rank"]
+        else:
+            # make the run folder before Hydra does: unique, and genlab knows what in it is its own
+            folder = rundir.claim(line.out_dir, line.timestamped, line.resume)
         line.overrides = [o for o in line.overrides if not o.startswith(f"{key}=")] + [f"{key}={_quote(folder)}"]
+        if nproc > 1:
+            code = distributed.spawn(nproc, line.hydra_argv(), folder)
+            if code:
+                rundir.remove_claimed()
+            raise SystemExit(code)
     compose.LAUNCHED = line
     from genlab.entry import train as hydra_train
 
@@ -62,6 +88,23 @@ def train(ctx: typer.Context) -> None:
         if done.code not in (0, None):  # Hydra failed (its own message is printed): leave no empty folder
             rundir.remove_claimed()
         raise
+
+
+def _take_nproc(args: list[str]) -> tuple[int, list[str]]:
+    """`--nproc N` (or `--nproc=N`) out of the arguments; 1 where it is not given."""
+    out, nproc, i = [], 1, 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--nproc" or arg.startswith("--nproc="):
+            value = arg.partition("=")[2] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+            i += 1 if "=" in arg else 2
+            if not value.isdigit() or int(value) < 1:
+                raise GenlabError(f"--nproc takes a number of processes, e.g. --nproc 2; got {value!r}")
+            nproc = int(value)
+            continue
+        out.append(arg)
+        i += 1
+    return nproc, out
 
 
 def _quote(path) -> str:
@@ -659,7 +702,10 @@ def main() -> None:
     try:
         app()
     except GenlabError as err:
-        print(f"genlab: {err}", file=sys.stderr)
+        from genlab import distributed
+
+        if distributed.rank() == 0:  # every rank of a torchrun job meets the same error: one says it
+            print(f"genlab: {err}", file=sys.stderr)
         rundir.remove_claimed()
         sys.exit(err.exit_code)
     except KeyboardInterrupt as err:

@@ -145,6 +145,21 @@ def validate(cfg: DictConfig) -> None:
     check_choice(cfg, "device.name", ("auto", "cpu", "cuda"))
     check_choice(cfg, "device.amp", ("none", "bf16", "fp16"))
     check_bool(cfg, "device.channels_last")
+    device = get(cfg, "device")  # a device option of the user's own may leave out the newer keys
+    if "compile" in device:
+        check_bool(cfg, "device.compile")
+    if "compile_backend" in device:
+        check_choice(cfg, "device.compile_backend", ("inductor", "aot_eager", "eager"))
+    mode = get(cfg, "device.compile_mode", None)
+    modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    if mode is not None and mode not in modes:
+        raise GenlabError(f"device.compile_mode must be null or one of {', '.join(modes)}; got {mode!r}")
+    if mode is not None and get(cfg, "device.compile_backend", "inductor") != "inductor":
+        raise GenlabError("device.compile_mode is inductor's: drop it, or use device.compile_backend=inductor")
+    check_int(cfg, "device.threads", minimum=1, optional=True)
+    from genlab import distributed
+
+    distributed.check_batch(int(get(cfg, "train.batch_size")))
     ids = get(cfg, "device.ids", None)
     if ids is not None and not (OmegaConf.is_list(ids) and len(ids) > 0 and all(
             isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids)):

@@ -32,8 +32,16 @@ def report_user_errors(func):
         from genlab import rundir
         from genlab.errors import interrupt_exit_code, raise_interrupted
 
+        from genlab import distributed
+
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        rundir.lock(run_dir)  # outside the try: a run refused this folder must not clean up another's files
+        if distributed.rank() > 0:  # a data-parallel rank > 0: rank 0 holds, writes and cleans the folder
+            return _other_rank(func, *args, **kwargs)
+        import os
+
+        held = os.environ.get(distributed.HELD_ENV)  # `genlab train --nproc` holds the folder for its ranks
+        if held is None or Path(held).resolve() != run_dir.resolve():
+            rundir.lock(run_dir)  # outside the try: a run refused this folder must not clean up another's files
         previous = signal.signal(signal.SIGTERM, raise_interrupted) if _main_thread() else None
         try:
             return func(*args, **kwargs)
@@ -59,6 +67,19 @@ def report_user_errors(func):
     return wrapper
 
 
+def _other_rank(func, *args, **kwargs):
+    """A rank > 0 of a data-parallel job: rank 0 prints the one-line errors (it meets the same ones) and
+    cleans up; this one only exits with the same code."""
+    from genlab.errors import interrupt_exit_code
+
+    try:
+        return func(*args, **kwargs)
+    except GenlabError as err:
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt as err:
+        sys.exit(interrupt_exit_code(err))
+
+
 def _main_thread() -> bool:
     import threading
 
@@ -78,7 +99,10 @@ def continue_command(run_dir: Path) -> str:
     line = compose.LAUNCHED
     if line is not None:
         flags = [f for f in line.flags if f not in ("-m", "--multirun", "-r", "--run")]
-    words = ["genlab", "train", *flags, *overrides, f"train.resume={run_dir}"]
+    from genlab import distributed
+
+    nproc = ["--nproc", str(distributed.world_size())] if distributed.world_size() > 1 else []
+    words = ["genlab", "train", *nproc, *flags, *overrides, f"train.resume={run_dir}"]
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -91,13 +115,49 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     from genlab.registry import DATASETS
     from genlab.trainer import Trainer, resolve_device
 
+    from genlab import distributed
+
+    distributed.init()  # a data-parallel rank joins its job (a no-op in one process)
     validate(cfg)
     DATASETS[cfg.data.name].locate(cfg.data)
+    set_threads(cfg)
     device = resolve_device(cfg.device)
     seed_everything(cfg.train.seed)
     data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, device)
     model = build_model(cfg, data.spec)
+    distributed.seed_offset(cfg.train.seed)  # after the model: every rank builds the same weights
     return Trainer(cfg, run_dir, device).fit(model, data)
+
+
+def set_threads(cfg: DictConfig) -> None:
+    """device.threads, or where it is null and jobs share the machine (hydra/launcher=local: joblib's n_jobs
+    jobs at once), the cores divided among them, so parallel jobs do not fight over every core."""
+    import os
+
+    import torch
+
+    threads = cfg.device.get("threads")
+    if threads is None:
+        jobs = _parallel_jobs()
+        if jobs > 1:
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+    if threads:
+        torch.set_num_threads(int(threads))
+        log.info(f"torch uses {threads} CPU thread(s)")
+
+
+def _parallel_jobs() -> int:
+    """How many jobs run at once on this machine: joblib's n_jobs under its launcher, else 1."""
+    import os
+
+    if not HydraConfig.initialized():
+        return 1
+    launcher = HydraConfig.get().launcher
+    if "Joblib" not in str(launcher.get("_target_", "")):
+        return 1
+    n_jobs = int(launcher.get("n_jobs", -1) or -1)
+    cores = os.cpu_count() or 1
+    return n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = every core, -2 all but one
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
@@ -110,12 +170,12 @@ def train(cfg: DictConfig) -> float | None:
         return None
     # a sweep job: its overrides and final numbers for TensorBoard's HParams, and its objective for the sweeper
     from genlab.runwriter import RunWriter
-    from genlab.tracking import read_metrics
+    from genlab.tracking import NOT_CURVES, read_metrics
 
     records = read_metrics(run_dir / "metrics.jsonl")
     final: dict[str, float] = {}
     for record in records:
-        final.update({k: v for k, v in record.items() if k not in ("step", "epoch", "time", "img_per_s")})
+        final.update({k: v for k, v in record.items() if k not in NOT_CURVES})
     step = max((r.get("step", 0) for r in records), default=0)
     RunWriter(run_dir).hparams(list(hydra_cfg.overrides.task), final, step)
     return objective(cfg, final)

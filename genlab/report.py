@@ -266,7 +266,7 @@ class Report:
                   for job, params in zip(jobs, swept)]
         finals = [j.final() for j in jobs]
         metrics = [{k: v["value"] for k, v in j.metrics().items()} for j in jobs]
-        scalar_names = sorted({k for f in finals for k in f if k not in NOT_CURVES and k != "img_per_s"},
+        scalar_names = sorted({k for f in finals for k in f if k not in NOT_CURVES},
                               key=lambda n: (0 if "loss" in n else 1, n))
         metric_names = sorted({k for m in metrics for k in m})
         param_names = list(dict.fromkeys(k for params in swept for k in params))

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 import genlab
@@ -95,8 +96,26 @@ def restore(path: Path, cfg: DictConfig, model, engine, batches_per_epoch: int) 
         if name in state.get("scalers", {}):
             scaler.load_state_dict(state["scalers"][name])
     model.load_extra_state(state.get("extra", {}))
-    set_rng_state(state["rng"])
+    set_rng_state(_own_rng(state, path, cfg))
     return state
+
+
+def _own_rng(state: dict, path: Path, cfg: DictConfig) -> dict:
+    """This process's RNG state: a data-parallel checkpoint keeps every rank's. On another number of
+    processes the ranks beyond rank 0 draw fresh noise, and the run goes on, but not exactly."""
+    from genlab import distributed
+
+    saved, world, rank = state.get("world_size", 1), distributed.world_size(), distributed.rank()
+    if saved == world:
+        return state["rng_ranks"][rank] if world > 1 else state["rng"]
+    if rank == 0:
+        log.info(f"{path} was saved by {saved} process(es) and this run has {world}: it goes on from the same "
+                 f"weights and data position, but the ranks' noise differs from a run on {saved} (not an exact resume)")
+    if rank > 0:
+        generator = torch.Generator().manual_seed(int(cfg.train.seed) * 1_000_003 + rank * 7_919 + state["step"])
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        return {**state["rng"], "torch": torch.get_rng_state()}
+    return state["rng"]
 
 
 def _load_weights(model, state: dict, what: str, fix: str) -> None:

@@ -5,8 +5,8 @@ init_from.txt / resumed_from.txt and a sweep job's hparams all go through it. Hy
 train.log; rundir.py removes what a failed start made; nothing else touches the folder.
 
 With several processes (torchrun), only the first writes: every other rank's writer is silent (`active` is
-False), so its methods return without touching the disk. The rank is read from torchrun's RANK and WORLD_SIZE.
-(Claiming the run folder on the other ranks before Hydra writes .hydra/ there is the multi-GPU issue's work.)
+False), so its methods return without touching the disk. The rank is read from torchrun's RANK and WORLD_SIZE
+(genlab/distributed.py).
 """
 
 from __future__ import annotations
@@ -30,12 +30,10 @@ from genlab.tracking import (NOT_CURVES, Plot, draw_curves, hparam_summaries, im
 
 
 def is_main_process() -> bool:
-    """Rank 0 of a torchrun job (RANK and WORLD_SIZE > 1 set), or a plain single process."""
-    try:
-        world, rank = int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("RANK", "0") or 0)
-    except ValueError:
-        return True
-    return world <= 1 or rank == 0
+    """Rank 0 of a data-parallel job (RANK, with WORLD_SIZE > 1), or a plain single process."""
+    from genlab.distributed import rank
+
+    return rank() == 0
 
 
 def _silent_on_other_ranks(method):

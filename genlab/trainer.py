@@ -14,12 +14,14 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from genlab import distributed
 from genlab.data import Batch, Data
 from genlab.data.base import check_batches
 from genlab.errors import GenlabError, Interrupted, TrainingStopped
 from genlab.models import GenerativeModel
 from genlab.ema import build_ema
 from genlab.optim import describe
+from genlab.checkpoint import rng_state
 from genlab.resume import Position, checkpoint_state, init_from, position_of, resolve_resume, restore
 from genlab.runwriter import RunWriter
 from genlab.schedules import Schedule, schedule_from
@@ -47,12 +49,13 @@ class Engine:
         """zero_grad, backward, step; returns the global L2 norm of the (unscaled) gradients it applied."""
         scaler = self.scalers[name]
         optimizer.zero_grad(set_to_none=True)
-        if self.skip_nonfinite and not bool(torch.isfinite(loss.detach())):  # waits on the device: skip mode only
+        if self.skip_nonfinite and not distributed.all_finite(loss):  # waits on the device: skip mode only
             self.skipped += 1
             return None
         scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        distributed.average_gradients(grads)  # data-parallel: the mean over the ranks (before any unscaling)
+        scaler.unscale_(optimizer)
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads]))
         if self.skip_nonfinite and not scaler.is_enabled() and not bool(torch.isfinite(norm)):
             optimizer.zero_grad(set_to_none=True)  # (with fp16 the GradScaler skips such a step itself)
@@ -70,10 +73,25 @@ def resolve_device(cfg: DictConfig) -> torch.device:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise GenlabError("device=cuda but PyTorch sees no CUDA GPU: use device=cpu or device=auto")
-    index = int(cfg.ids[0]) if cfg.ids else 0
+    ids = list(cfg.ids) if cfg.ids else list(range(torch.cuda.device_count()))
+    # one process per GPU: a data-parallel rank takes the GPU of its LOCAL_RANK among device.ids
+    index = int(ids[distributed.local_rank() % len(ids)]) if distributed.world_size() > 1 else int(ids[0])
     if index >= torch.cuda.device_count():
         raise GenlabError(f"device.ids={list(cfg.ids)} but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
     return torch.device("cuda", index)
+
+
+def compile_networks(model: GenerativeModel, device_cfg) -> None:
+    """device.compile: torch.compile every network in place (nn.Module.compile), so its state_dict keeps its keys
+    and checkpoints load with or without it. The first steps are slow while it compiles."""
+    if not device_cfg.get("compile", False):
+        return
+    backend = device_cfg.get("compile_backend") or "inductor"
+    mode = device_cfg.get("compile_mode") or None
+    for net in model.networks().values():
+        net.compile(backend=backend, mode=mode, dynamic=False)
+    log.info(f"compiled {', '.join(model.networks())} with torch.compile (backend {backend}"
+             + (f", mode {mode}" if mode else "") + ")")
 
 
 class Progress:
@@ -120,20 +138,28 @@ def pairwise_spread(images: torch.Tensor) -> float:
 
 class StopRequest:
     """The first Ctrl-C or SIGTERM asks the loop to stop after the step in flight (then it saves); a second
-    one quits now."""
+    one quits now. In a data-parallel job the ranks agree at each log interval (`agree`), so all of them stop
+    after the same step."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.requested = None  # the signal number once one came
+        self.received = None  # the signal number once one came to this process
+        self.requested = None  # the stop the loop acts on: the received one, or in a job the one agreed
         self._previous = {}
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
+    def agree(self) -> None:
+        if distributed.active():
+            self.requested = distributed.agreed_signal(self.received)
+
     def _handle(self, signum, frame):
-        if self.requested:
+        if self.received:
             raise Interrupted(signum)
-        self.requested = signum
+        self.received = signum
+        if not distributed.active():
+            self.requested = signum
         what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         log.info(f"{what}: stopping after this step to save a checkpoint (send it again to quit at once)")
 
@@ -220,12 +246,15 @@ class NanGuard:
 
 class ScalarWindow:
     """Each scalar averaged over the steps of one log interval (a model may log some only on some steps, e.g.
-    G every n_critic steps), and the images per second over it."""
+    G every n_critic steps), the images per second over it, and the fraction of it spent waiting for data
+    (`data_wait`: near 0, the data feed keeps up; near 1, the model waits on it). In a data-parallel job the
+    averages are over every rank's steps and img_per_s counts every rank's images."""
 
     def __init__(self):
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
         self.images = 0
+        self.waited = 0.0
         self.clock = time.perf_counter()
 
     def add(self, scalars: dict, n_images: int) -> None:
@@ -238,9 +267,10 @@ class ScalarWindow:
 
     def close(self) -> dict[str, float]:
         """The averages (one device sync), then a fresh window."""
-        now = time.perf_counter()
-        out = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
-        out["img_per_s"] = self.images / max(now - self.clock, 1e-9)
+        out, images = distributed.mean_scalars(self.sums, self.counts, self.images)
+        elapsed = max(time.perf_counter() - self.clock, 1e-9)
+        out["img_per_s"] = images / elapsed
+        out["data_wait"] = min(self.waited / elapsed, 1.0)
         self.__init__()
         return out
 
@@ -272,7 +302,7 @@ class Trainer:
         if position.step == 0:
             self._visuals(model, fixed, data, step=0, epoch=0)
 
-        progress = Progress(t.progress, self.total, position.step)
+        progress = Progress(t.progress if writer.active else "none", self.total, position.step)
         self.last: dict[str, float] = {}
         self._curves_drawn = time.perf_counter()
         window = ScalarWindow()  # log intervals may span epochs
@@ -315,10 +345,21 @@ class Trainer:
         return f"{self.cfg.model.name} on {self.cfg.data.name}"
 
     def _attach(self, model: GenerativeModel) -> tuple[Engine, NanGuard]:
-        """The model on its device, its optimisers, the Engine (AMP, grad scaling) and the NaN guard."""
+        """The model on its device (data-parallel: BatchNorm over the global batch, rank 0's weights), compiled
+        where device.compile asks, its optimisers, the Engine (AMP, grad scaling) and the NaN guard."""
         model.to(self.device)
+        self.own_buffers = False
+        if distributed.active():
+            synced = distributed.sync_batchnorm(model, self.device)
+            distributed.broadcast_module(model)
+            self.own_buffers = distributed.has_own_buffers(model, distributed.SYNCED_NORMS)
+            log.info(f"data-parallel over {distributed.world_size()} processes: each trains on "
+                     f"{self.train_cfg.batch_size // distributed.world_size()} of every batch of "
+                     f"{self.train_cfg.batch_size}" + (f"; {synced} BatchNorm layers normalise over the whole batch"
+                                                       if synced else ""))
         if self.cfg.device.channels_last:
             model.to(memory_format=torch.channels_last)
+        compile_networks(model, self.cfg.device)
         model.configure_optimizers(self.cfg.optim)
         on_nan = self.train_cfg.get("on_nan", "stop")
         engine = Engine(self.device, self.cfg.device.amp, model.optimizers, skip_nonfinite=on_nan == "skip")
@@ -371,17 +412,27 @@ class Trainer:
         its last step or a stop is requested."""
         t = self.train_cfg
         model.train()
-        for batch in data.train.epoch(position.epoch, position.batch):
+        batches = iter(data.train.epoch(position.epoch, position.batch))
+        while True:
+            asked = time.perf_counter()
+            batch = next(batches, None)  # a user's step includes loading its data: the wait is timed
+            window.waited += time.perf_counter() - asked
+            if batch is None:
+                break
+            batch = distributed.shard(batch, t.batch_size)
             if self.cfg.device.channels_last:
                 batch = Batch({k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
                                for k, v in batch.items()})
             rates.apply(position.step)
             scalars = guard.step(model, batch, position.step)
+            if self.own_buffers:  # data-parallel: buffers a rank updates from its own share, as rank 0 has them
+                distributed.sync_buffers(model, distributed.SYNCED_NORMS)
             if self.ema is not None:
                 self.ema.update()
             position.advance()
             window.add(scalars, batch.size)
             if position.step % t.log_every == 0 or position.step == self.total:
+                stop.agree()
                 guard.check(self.last_pt)
                 scalars = window.close()
                 if guard.skipped:
@@ -416,12 +467,20 @@ class Trainer:
         progress.update(position.step, position.epoch, self.last, force=True)
 
     def _save(self, model, engine, position: Position, keep: bool) -> None:
-        self.writer.checkpoint(checkpoint_state(self.cfg, self.spec, model, engine, self.ema, self.batches_per_epoch,
-                                                position), keep)
+        rngs = distributed.gather(rng_state())  # every rank's noise, so a resume on as many ranks is exact
+        if not self.writer.active:
+            return
+        state = checkpoint_state(self.cfg, self.spec, model, engine, self.ema, self.batches_per_epoch, position)
+        if len(rngs) > 1:
+            state["rng_ranks"], state["world_size"] = rngs, len(rngs)
+        self.writer.checkpoint(state, keep)
 
     def _visuals(self, model: GenerativeModel, fixed, data: Data, step: int, epoch: int) -> None:
         """The model's visuals of the fixed batch and its held-out scores, drawn with the EMA weights when there
-        are some. They must not consume the training RNG, or a resumed run would diverge from a straight one."""
+        are some. They must not consume the training RNG, or a resumed run would diverge from a straight one.
+        Only the process that writes draws them (rank 0 of a data-parallel job)."""
+        if not self.writer.active:
+            return
         averaged = self.ema.applied() if self.ema is not None else contextlib.nullcontext()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), averaged, \
                 torch.no_grad():

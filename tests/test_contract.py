@@ -229,21 +229,29 @@ def test_the_sweep_objective_is_a_named_scalar_with_a_direction(compose, caplog)
 
 
 def test_only_the_run_writer_writes_and_it_is_silent_on_other_ranks(tmp_path, train, monkeypatch):
-    """Everything a run leaves in its folder goes through RunWriter: with the writer of a rank > 0 (torchrun's
-    RANK) silent, a whole run, resume and init_from included, writes nothing at all."""
+    """Everything a run leaves in its folder goes through RunWriter: with the writer of a rank > 0 silent, a
+    whole run, resume and init_from included, writes nothing at all. (tests/test_scale.py runs real ranks.)"""
+    from genlab import runwriter
+
     train(tmp_path / "first", *GAN, "train.epochs=1", "train.ema=0.9")
-    monkeypatch.setenv("RANK", "1")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    last = train(tmp_path / "other_rank", *GAN, "train.epochs=2", "train.ema=0.9", "train.keep_every=1",
-                 f"train.resume={tmp_path / 'first'}")
-    assert "g_loss" in last and not (tmp_path / "other_rank").exists()
-    train(tmp_path / "init", *GAN, "train.steps=2", f"train.init_from={tmp_path / 'first'}")
-    assert not (tmp_path / "init").exists()
+    with monkeypatch.context() as patch:
+        patch.setattr(runwriter, "is_main_process", lambda: False)
+        last = train(tmp_path / "other_rank", *GAN, "train.epochs=2", "train.ema=0.9", "train.keep_every=1",
+                     f"train.resume={tmp_path / 'first'}")
+        assert "g_loss" in last and not (tmp_path / "other_rank").exists()
+        train(tmp_path / "init", *GAN, "train.steps=2", f"train.init_from={tmp_path / 'first'}")
+        assert not (tmp_path / "init").exists()
+    for rank, world, main in (("1", "2", False), ("0", "2", True), ("1", None, True), ("1", "x", True)):
+        monkeypatch.setenv("RANK", rank)
+        if world is None:
+            monkeypatch.delenv("WORLD_SIZE", raising=False)
+        else:
+            monkeypatch.setenv("WORLD_SIZE", world)
+        assert runwriter.is_main_process() is main, (rank, world)
     monkeypatch.delenv("WORLD_SIZE")  # a stray RANK alone is not a torchrun job: the run writes
     train(tmp_path / "stray", *GAN, "train.steps=1")
     assert (tmp_path / "stray" / "checkpoints" / "last.pt").is_file()
-    monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK")
     train(tmp_path / "rank0", *GAN, "train.steps=2", f"train.init_from={tmp_path / 'first'}")
     assert {p.name for p in (tmp_path / "rank0").iterdir()} == {"checkpoints", "samples", "tb", "metrics.jsonl",
                                                                 "curves.png", "init_from.txt"}

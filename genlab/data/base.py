@@ -12,6 +12,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from genlab.distributed import part
 from genlab.errors import GenlabError
 
 class Batch(dict):
@@ -122,7 +123,7 @@ class TensorBatches:
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         order = epoch_permutation(len(self.images), self.seed, epoch).to(self.device)
         for i in range(start_batch, len(self)):
-            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            index = order[part(i, self.batch_size)]  # this process's share of batch i (all of it in one process)
             yield Batch(image=to_unit_range(self.images[index]), label=self.labels[index])
 
     def first(self, n: int) -> Batch:
@@ -156,7 +157,7 @@ class EpochBatchSampler(torch.utils.data.Sampler):
     def __iter__(self):
         order = epoch_permutation(self.n, self.seed, self.epoch).tolist()
         for i in range(self.start_batch, self.n // self.batch_size):
-            yield order[i * self.batch_size : (i + 1) * self.batch_size]
+            yield order[part(i, self.batch_size)]  # this process's share: workers decode only it
 
 
 class LoaderBatches:

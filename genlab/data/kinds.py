@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 import torch
 
 from genlab.data.base import Batch, epoch_permutation, spread, to_unit_range
+from genlab.distributed import part
 from genlab.errors import GenlabError
 
 KINDS = {
@@ -308,7 +309,7 @@ class VectorBatches(_Source):
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         order = epoch_permutation(self.n, self.seed, epoch).to(self.device)
         for i in range(start_batch, len(self)):
-            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            index = order[part(i, self.batch_size)]  # this process's share of batch i
             yield Batch(x=self.x[index], label=self.labels[index])
 
     def first(self, n: int) -> Batch:

@@ -1,0 +1,358 @@
+"""Data-parallel training over several processes: `genlab train --nproc N ...` or `torchrun ... -m genlab train`.
+
+One run, N processes (ranks), one run folder. What each part does:
+
+- the run folder is decided once: by `genlab train --nproc` before it starts the ranks, or under a plain
+  torchrun by rank 0, which claims it and tells the others (`agree_on_folder`); only rank 0 writes into it
+  (runwriter.RunWriter is silent elsewhere, Hydra writes no .hydra/ or train.log there);
+- `train.batch_size` is the global batch: every rank trains on its share of each batch of the one
+  (seed, epoch) order (`part`), so N processes see exactly the batches one process would;
+- the weights start equal (rank 0's are broadcast), gradients are averaged over the ranks before every
+  optimiser step (`average_gradients`, one flat all-reduce per update, done by the trainer's Engine), so the
+  weights stay equal without wrapping the networks: checkpoints keep their keys and load in one process;
+- BatchNorm layers become `GlobalBatchNorm` (statistics of the global batch; torch's SyncBatchNorm on CUDA),
+  so the normalisation is the one a single process with the global batch computes;
+- each rank draws its own noise (its RNG is seeded with an offset per rank), and a checkpoint keeps every
+  rank's RNG state, so a resume on the same number of processes continues exactly;
+- a stop (Ctrl-C, SIGTERM) is agreed at each log interval, so every rank stops after the same step.
+
+gloo on the CPU (so all of this is tested on a laptop), nccl for CUDA tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+from genlab.errors import GenlabError
+
+log = logging.getLogger("genlab")
+
+# set by `genlab train --nproc` in the ranks it starts: the run folder it claimed (and holds locked) for them
+HELD_ENV = "GENLAB_RUN_HELD"
+
+
+def world_size() -> int:
+    """Processes in this job: torchrun's WORLD_SIZE (1 outside one)."""
+    try:
+        return max(int(os.environ.get("WORLD_SIZE", "1") or 1), 1)
+    except ValueError:
+        return 1
+
+
+def rank() -> int:
+    if world_size() <= 1:
+        return 0
+    try:
+        return int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def local_rank() -> int:
+    try:
+        return int(os.environ.get("LOCAL_RANK", str(rank())) or 0)
+    except ValueError:
+        return 0
+
+
+def active() -> bool:
+    """A data-parallel job with its process group up."""
+    return world_size() > 1 and dist.is_available() and dist.is_initialized()
+
+
+def init() -> None:
+    """Join the job's process group (torchrun's env:// rendezvous) once; a no-op in a single process."""
+    if world_size() <= 1 or dist.is_initialized():
+        return
+    for key in ("MASTER_ADDR", "MASTER_PORT", "RANK"):
+        if key not in os.environ:
+            raise GenlabError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} is set but {key} is not: start data-parallel "
+                              "runs with `genlab train --nproc N ...` or torchrun, or unset WORLD_SIZE")
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank() % torch.cuda.device_count())
+    dist.init_process_group(backend, timeout=timedelta(minutes=30))
+
+
+def agree_on_folder(decide) -> str:
+    """Rank 0 runs `decide()` (claims the run folder) and every rank gets its result; a GenlabError on rank 0
+    becomes the same error on every rank."""
+    message = [None, None]
+    if rank() == 0:
+        try:
+            message = [str(decide()), None]
+        except GenlabError as err:
+            message = [None, str(err)]
+    dist.broadcast_object_list(message, src=0)
+    if message[1] is not None:
+        raise GenlabError(message[1])
+    return message[0]
+
+
+PLANNED = 1  # set by `genlab train --nproc N` before it checks the command line: the processes it will start
+
+
+def check_batch(batch_size: int, world: int | None = None) -> None:
+    world = world or max(world_size(), PLANNED)
+    if world > 1 and batch_size % world:
+        raise GenlabError(f"train.batch_size={batch_size} is the global batch and must split evenly over the {world} "
+                          f"processes: use a multiple of {world}, e.g. train.batch_size={batch_size // world * world or world}")
+
+
+def part(i: int, batch_size: int) -> slice:
+    """This rank's share of global batch i (batch_size is the global batch): a contiguous slice of the
+    epoch's order, so the ranks' shares together are the batch one process would train on."""
+    world = world_size() if active() else 1
+    share = batch_size // world
+    start = i * batch_size + rank() * share if world > 1 else i * batch_size
+    return slice(start, start + share)
+
+
+def shard(batch, batch_size: int):
+    """A whole global batch (from a source that cannot shard its own indices: per-batch random crops) cut to
+    this rank's share; a batch already of the share's size passes."""
+    world = world_size() if active() else 1
+    if world <= 1:
+        return batch
+    share = batch_size // world
+    size = batch.size
+    if size == share:
+        return batch
+    if size != batch_size:
+        raise RuntimeError(f"a batch of {size} examples is neither the global batch ({batch_size}) nor a share ({share})")
+    start = rank() * share
+    return type(batch)({k: v[start : start + share] for k, v in batch.items()})
+
+
+def seed_offset(seed: int) -> None:
+    """Each rank its own noise (rank 0 keeps the single-process stream, so its draws are the ones a single
+    process makes)."""
+    if rank() > 0:
+        from genlab.checkpoint import seed_everything
+
+        seed_everything((seed * 1_000_003 + rank() * 7_919) % 2**63)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def spawn(nproc: int, argv: list[str], folder) -> int:
+    """`genlab train --nproc N`: N ranks of `python -m genlab train ARGV` on this machine, rendezvous on a free
+    local port, the claimed run folder passed down (this process keeps it locked). Ctrl-C reaches every rank
+    from the terminal; a SIGTERM here is passed to each once. When one rank fails, the others are stopped (a
+    rank blocked in a collective is killed after 20 s). Returns the job's exit code: the first failure's, or 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port, cores = free_port(), os.cpu_count() or 1
+    procs = []
+    for r in range(nproc):
+        env = dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
+                   GROUP_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **{HELD_ENV: str(folder)})
+        env.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # the ranks share the cores
+        procs.append(subprocess.Popen([sys.executable, "-m", "genlab", "train", *argv], env=env))
+    forwarded = []
+
+    def forward(signum, frame):
+        if not forwarded:
+            forwarded.append(signum)
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signum)
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),  # the terminal tells the ranks
+                signal.SIGTERM: signal.signal(signal.SIGTERM, forward)}
+    failed_at = None
+    try:
+        while any(p.poll() is None for p in procs):
+            codes = [p.poll() for p in procs]
+            if failed_at is None and any(c not in (None, 0) for c in codes):
+                failed_at = time.monotonic()
+                for p in procs:
+                    if p.poll() is None:
+                        p.send_signal(signal.SIGTERM)
+            if failed_at is not None and time.monotonic() - failed_at > 20:
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+            time.sleep(0.1)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    codes = [p.returncode for p in procs]
+    return next((c if c >= 0 else 128 - c for c in codes if c != 0), 0)
+
+
+# ---- the weights and their gradients -------------------------------------------------------------------------
+def broadcast_module(module: nn.Module) -> None:
+    """Every parameter and buffer as rank 0 has it."""
+    if not active():
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
+def average_gradients(grads: list[torch.Tensor]) -> None:
+    """The mean of each gradient over the ranks, in place: one all-reduce of all of them flattened."""
+    if not active() or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat.div_(world_size())
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
+        offset += n
+
+
+def all_finite(value: torch.Tensor) -> bool:
+    """True where the value is finite on every rank (for train.on_nan=skip: every rank skips the same step)."""
+    finite = torch.isfinite(value.detach()).all().to(torch.int32).reshape(1).cpu()
+    if active():
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
+
+
+def sync_buffers(module: nn.Module, skip: tuple[type, ...] = ()) -> None:
+    """Buffers updated from each rank's own data (a VQ-VAE's EMA codebook) as rank 0 has them, as DDP does."""
+    if not active():
+        return
+    with torch.no_grad():
+        for sub in module.modules():
+            if isinstance(sub, skip):
+                continue
+            for buffer in sub.buffers(recurse=False):
+                dist.broadcast(buffer.data, src=0)
+
+
+def has_own_buffers(module: nn.Module, skip: tuple[type, ...]) -> bool:
+    return any(True for sub in module.modules() if not isinstance(sub, skip) for _ in sub.buffers(recurse=False))
+
+
+# ---- agreeing -------------------------------------------------------------------------------------------------
+def mean_scalars(sums: dict[str, float], counts: dict[str, int], images: int) -> tuple[dict[str, float], int]:
+    """A log interval's averages over every rank's steps, and the images all ranks trained on."""
+    names = sorted(sums)
+    if not active():
+        return {k: float(sums[k]) / counts[k] for k in names}, images
+    values = torch.tensor([[float(sums[k]) for k in names] + [float(images)],
+                           [float(counts[k]) for k in names] + [1.0]], dtype=torch.float64)
+    dist.all_reduce(values)
+    return {k: float(values[0, j] / values[1, j]) for j, k in enumerate(names)}, int(values[0, -1])
+
+
+def agreed_signal(received: int | None) -> int | None:
+    """The stop signal if any rank got one (every rank then stops after the same step)."""
+    if not active():
+        return received
+    flag = torch.tensor([received or 0], dtype=torch.int64)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item()) or None
+
+
+def gather(obj) -> list:
+    """Every rank's `obj`, in rank order (on every rank)."""
+    if not active():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def close() -> None:
+    if active():
+        dist.destroy_process_group()
+
+
+# ---- BatchNorm over the global batch --------------------------------------------------------------------------
+class _ReduceSum(torch.autograd.Function):
+    """all_reduce(SUM) whose backward is the all_reduce(SUM) of the gradients: the statistics of the global
+    batch depend on every rank's examples."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of the global batch (every rank's share), on any
+    device: torch's SyncBatchNorm runs on GPUs only. Its parameters and buffers keep BatchNorm's names."""
+
+    def _check_input_dim(self, input):
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and active()):
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                self.training or not self.track_running_stats, self.momentum or 0.0, self.eps)
+        dims = [0, *range(2, x.dim())]
+        local = x.float()
+        count = torch.tensor([local.numel() / local.shape[1]], dtype=torch.float32, device=x.device)
+        stats = torch.cat([local.sum(dims), (local * local).sum(dims), count])
+        stats = _ReduceSum.apply(stats)
+        c = x.shape[1]
+        n = stats[-1].detach()
+        mean = stats[:c] / n
+        var = (stats[c : 2 * c] / n - mean * mean).clamp_min(0)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - momentum).add_(mean.detach().to(self.running_mean), alpha=momentum)
+                unbiased = var.detach() * n / max(float(n) - 1, 1.0)
+                self.running_var.mul_(1 - momentum).add_(unbiased.to(self.running_var), alpha=momentum)
+        shape = [1, c] + [1] * (x.dim() - 2)
+        out = (local - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out.to(x.dtype)
+
+
+SYNCED_NORMS = (GlobalBatchNorm, nn.SyncBatchNorm)
+
+
+def sync_batchnorm(module: nn.Module, device: torch.device) -> int:
+    """Every BatchNorm{1,2,3}d inside `module` replaced, in place, by one over the global batch (its weights and
+    statistics kept). Returns how many were replaced."""
+    count = 0
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, SYNCED_NORMS):
+            cls = nn.SyncBatchNorm if device.type == "cuda" else GlobalBatchNorm
+            new = cls(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            new.load_state_dict(child.state_dict())
+            new.train(child.training)
+            setattr(module, name, new.to(next(child.buffers(), torch.empty(0)).device))
+            count += 1
+        else:
+            count += sync_batchnorm(child, device)
+    return count
