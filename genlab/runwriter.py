@@ -15,7 +15,6 @@ import errno
 import io
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 

@@ -88,9 +88,10 @@ def compile_networks(model: GenerativeModel, device_cfg) -> None:
         return
     backend = device_cfg.get("compile_backend") or "inductor"
     mode = device_cfg.get("compile_mode") or None
-    for net in model.networks().values():
-        net.compile(backend=backend, mode=mode, dynamic=False)
-    log.info(f"compiled {', '.join(model.networks())} with torch.compile (backend {backend}"
+    targets = model.compile_targets()
+    for module in targets:
+        module.compile(backend=backend, mode=mode, dynamic=False)
+    log.info(f"compiled {', '.join(type(m).__name__ for m in targets)} with torch.compile (backend {backend}"
              + (f", mode {mode}" if mode else "") + ")")
 
 

@@ -47,6 +47,28 @@ class GenerativeModel(nn.Module):
         """Optimiser name -> the module it trains, e.g. {"g": generator, "d": discriminator}."""
         raise NotImplementedError
 
+    def compile_targets(self) -> list[nn.Module]:
+        """What device.compile compiles (each in place): the modules the model calls as `module(x)`. By default
+        each network, the members of a network that is a container (ModuleList, ModuleDict), and the children
+        of a network that is the model itself (a VAE's encoder and decoder). A model whose networks work through
+        other methods (a flow's layers) names its own."""
+        out: list[nn.Module] = []
+
+        def add(module: nn.Module) -> None:
+            if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+                for member in module.children():
+                    add(member)
+            elif module not in out:
+                out.append(module)
+
+        for net in self.networks().values():
+            if net is self:
+                for child in self.children():
+                    add(child)
+            else:
+                add(net)
+        return out
+
     def configure_optimizers(self, optim_cfg) -> dict[str, torch.optim.Optimizer]:
         self.optimizer_settings = {
             name: optimizer_settings(optim_cfg, name, self.default_optim) for name in self.networks()

@@ -361,6 +361,12 @@ class Flow(GenerativeModel):
     def networks(self):
         return {"flow": self}
 
+    def compile_targets(self) -> list[nn.Module]:
+        """device.compile: the layers' conditioners (a MADE, a coupling's network), which the layers call as
+        `net(x)`; the layers themselves work through to_noise / to_data."""
+        return [net for layer in self.layers for net in (getattr(layer, "made", None), getattr(layer, "net", None))
+                if isinstance(net, nn.Module)]
+
     # ---- the two directions of the whole flow ----------------------------------------------------------
     def to_noise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Density direction: data (the flow's space) -> noise, and log|det dz/dx| per example."""

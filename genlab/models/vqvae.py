@@ -120,12 +120,12 @@ class VectorQuantizer(nn.Module):
                     self._reset(dead, flat)
                     restarts = torch.tensor(float(len(dead)))
         quantized = self.codebook[indices]
-        z_q = quantized.view(b, h, w, d).permute(0, 3, 1, 2)
+        z_q = quantized.reshape(b, h, w, d).permute(0, 3, 1, 2)
         commitment = F.mse_loss(z_e, z_q.detach())
         codebook = F.mse_loss(z_q, z_e.detach()) if self.update == "loss" else torch.zeros((), device=z_e.device)
         return {
             "z_q": z_e + (z_q - z_e).detach(),  # straight-through: forward z_q, backward the identity to z_e
-            "indices": indices.view(b, h, w),
+            "indices": indices.reshape(b, h, w),
             "commitment": commitment,
             "codebook": codebook,
             "counts": counts,
@@ -197,6 +197,11 @@ class VQVAE(GenerativeModel):
 
     def networks(self):
         return {"vqvae": self}
+
+    def compile_targets(self):
+        """device.compile: the encoder and decoder; the quantiser (a nearest-code search, counts, dead-code
+        restarts) is data-dependent work that compiles to little."""
+        return [self.encoder, self.decoder]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] -> code indices [B, size/4, size/4]."""

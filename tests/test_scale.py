@@ -1,0 +1,244 @@
+"""Speed and scale: data-parallel training (genlab train --nproc, torchrun), torch.compile, AMP and channels_last
+on every family, Hydra's launchers. The long ones are `-m slow`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import run_cli
+
+FLOW_POINTS = ["model=realnvp", "data=toy2d", "data.n_train=2048", "data.n_test=256", "train.steps=12",
+               "train.log_every=3", "train.progress=none", "train.sample_every=100"]
+GAN = ["model=dcgan", "data=digits", "data.size=16", "model.ngf=8", "model.ndf=8", "train.batch_size=32",
+       "train.log_every=3", "train.progress=none", "train.sample_every=100"]
+
+
+def _records(run: Path, key: str) -> list[tuple[int, float]]:
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r[key]) for r in lines if key in r]
+
+
+# ---- BatchNorm over the global batch ----------------------------------------------------------------------------
+def _batchnorm_rank(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from genlab import distributed
+
+    distributed.init()
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 5, 5) * 3 + 1
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    assert distributed.sync_batchnorm(net, torch.device("cpu")) == 1
+    share = x[rank * 4 : (rank + 1) * 4].clone().requires_grad_()
+    (net(share) * torch.arange(1.0, 5.0).view(1, 4, 1, 1)).sum().backward()
+    grads = [p.grad for p in net.parameters()]
+    distributed.average_gradients(grads)
+    torch.save({"x_grad": share.grad, "grads": [g * world for g in grads], "state": net.state_dict()},
+               f"{out}/rank{rank}.pt")
+    distributed.close()
+
+
+def test_global_batchnorm_equals_batchnorm_on_the_whole_batch(tmp_path):
+    """Two gloo processes, each with half of a batch: outputs' gradients, the weights' summed gradients and the
+    running statistics are those of one nn.BatchNorm2d over the whole batch."""
+    from genlab.distributed import free_port
+
+    torch.multiprocessing.spawn(_batchnorm_rank, args=(2, free_port(), str(tmp_path)), nprocs=2)
+    torch.manual_seed(0)
+    x = (torch.randn(8, 3, 5, 5) * 3 + 1).requires_grad_()
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    (net(x) * torch.arange(1.0, 5.0).view(1, 4, 1, 1)).sum().backward()
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert torch.allclose(torch.cat([r["x_grad"] for r in ranks]), x.grad, atol=1e-5)
+    for ours, theirs in zip(ranks[0]["grads"], (p.grad for p in net.parameters())):
+        assert torch.allclose(ours, theirs, atol=1e-4)
+    for key, value in net.state_dict().items():
+        assert set(ranks[0]["state"]) == set(net.state_dict())  # BatchNorm's own names: checkpoints load anywhere
+        assert torch.allclose(ranks[0]["state"][key].float(), value.float(), atol=1e-5), key
+        assert torch.equal(ranks[0]["state"][key], ranks[1]["state"][key]), key
+
+
+# ---- genlab train --nproc ---------------------------------------------------------------------------------------
+def test_two_processes_train_the_run_one_process_would(tmp_path):
+    """`genlab train --nproc 2` on gloo: one run folder written by rank 0 alone, and, with a deterministic step (a
+    flow on points: no noise), the very losses of one process with the same global batch."""
+    two = run_cli(["train", "--nproc", "2", *FLOW_POINTS, f"hydra.run.dir={tmp_path / 'two'}"], tmp_path)
+    assert two.returncode == 0, two.stderr[-2000:]
+    one = run_cli(["train", *FLOW_POINTS, f"hydra.run.dir={tmp_path / 'one'}"], tmp_path)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert "data-parallel over 2 processes: each trains on 32 of every batch of 64" in two.stdout
+    a, b = _records(tmp_path / "two", "loss"), _records(tmp_path / "one", "loss")
+    assert [s for s, _ in a] == [s for s, _ in b] == [3, 6, 9, 12]
+    assert all(abs(x - y) < 1e-4 for (_, x), (_, y) in zip(a, b)), (a, b)
+    assert a[-1][1] < a[0][1]  # it learns
+    # rank 0 wrote everything; rank 1 added no .hydra or log of its own, and the checkpoint loads in one process
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
+    assert {p.name for p in (tmp_path / "two").iterdir()} == {p.name for p in (tmp_path / "one").iterdir()}
+    state = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["world_size"] == 2 and len(state["rng_ranks"]) == 2
+    assert set(state["model"]) == set(torch.load(tmp_path / "one" / "checkpoints" / "last.pt",
+                                                 weights_only=True)["model"])
+    sample = run_cli(["sample", str(tmp_path / "two"), "--n", "16", "--out", str(tmp_path / "points.csv")], tmp_path)
+    assert sample.returncode == 0, sample.stderr
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--nproc", "3", "train.steps=1"], "train.batch_size=64 is the global batch and must split evenly over the 3"),
+    (["--nproc", "two"], "--nproc takes a number of processes"),
+    (["--nproc", "2", "-m", "train.steps=1,2"], "for a sweep (-m) run each job as its own"),
+])
+def test_nproc_mistakes_are_one_line(tmp_path, args, expected):
+    result = run_cli(["train", *args], tmp_path)
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_an_interrupted_data_parallel_gan_resumes_exactly(tmp_path):
+    """DCGAN (BatchNorm over the global batch) on 2 processes: SIGTERM mid-run saves and says how to go on; the
+    resumed run ends with the losses and weights of a straight 2-process run."""
+    steps = ["train.steps=240"]
+    straight = run_cli(["train", "--nproc", "2", *GAN, *steps, f"hydra.run.dir={tmp_path / 'straight'}"], tmp_path)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    assert "2 BatchNorm layers normalise over the whole batch" in straight.stdout or "BatchNorm" in straight.stdout
+    run = tmp_path / "cut"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "genlab", "train", "--nproc", "2", *GAN, *steps,
+                             f"hydra.run.dir={run}"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").is_file() or len(_records(run, "d_loss")) < 3:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out[-2000:]
+    assert "Continue with: genlab train --nproc 2" in out
+    cut = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert 0 < cut["step"] < 240
+    resumed = run_cli(["train", "--nproc", "2", *GAN, *steps, f"train.resume={run}", f"hydra.run.dir={run}"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _records(run, "d_loss") == _records(tmp_path / "straight", "d_loss")
+    a = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 240
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+@pytest.mark.slow
+def test_torchrun_runs_genlab_train(tmp_path):
+    """`torchrun --nproc-per-node 2 -m genlab train`: rank 0 claims the time-stamped folder and tells rank 1."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             "-m", "genlab", "train", *FLOW_POINTS], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = list((tmp_path / "outputs" / "realnvp_toy2d").iterdir())
+    assert len(runs) == 1 and (runs[0] / "checkpoints" / "last.pt").is_file()
+    assert len(_records(runs[0], "loss")) == 4 and (runs[0] / ".hydra" / "config.yaml").is_file()
+
+
+# ---- compile, AMP, channels_last -------------------------------------------------------------------------------
+FAMILIES = {
+    "dcgan": ["model=dcgan", "data=digits", "data.size=16", "model.ngf=8", "model.ndf=8"],
+    "cgan": ["model=cgan", "data=digits", "data.size=16", "model.g_width=32", "model.d_width=32"],
+    "acgan": ["model=acgan", "data=digits", "data.size=16", "model.g_width=32", "model.d_width=32"],
+    "infogan": ["model=infogan", "data=digits", "data.size=16"],
+    "vae": ["model=vae", "data=digits", "data.size=16"],
+    "cvae": ["model=cvae", "data=digits", "data.size=16"],
+    "vqvae": ["model=vqvae", "data=digits", "data.size=16", "model.width=16", "model.res_width=8"],
+    "made": ["model=made", "data=digits", "data.size=8", "model.hidden=32"],
+    "maf": ["model=maf", "data=digits", "data.size=8", "model.layers=2", "model.hidden=32"],
+    "iaf": ["model=iaf", "data=toy2d", "model.layers=2", "model.hidden=16", "data.n_train=256", "data.n_test=64"],
+    "realnvp": ["model=realnvp", "data=digits", "data.size=8", "model.layers=2", "model.width=8"],
+    "pix2pix": ["model=pix2pix", "data=edges2fashion", "data.limit=32", "data.test_limit=8", "model.ngf=8",
+                "model.ndf=8", "model.d_layers=2"],
+    "cyclegan": ["model=cyclegan", "data=sandal2sneaker", "data.limit=16", "data.test_limit=8", "model.ngf=8",
+                 "model.ndf=8", "model.n_blocks=1", "model.d_layers=2", "model.pool_size=4"],
+    "srresnet": ["model=srresnet", "data=sr_photos", "model.n_blocks=1", "model.width=8", "data.size=32"],
+    "srgan": ["model=srgan", "data=sr_photos", "model.n_blocks=1", "model.width=8", "data.size=32",
+              "model.ndf=8", "model.content=mse", "model.from_scratch=true"],
+}
+FAST = ("dcgan", "vae", "realnvp")
+SWITCHES = ["device=cpu", "device.compile=true", "device.compile_backend=aot_eager", "device.amp=bf16",
+            "device.channels_last=true"]
+COMMON = ["train.batch_size=8", "train.steps=2", "train.log_every=1", "train.n_samples=4", "train.sample_every=100"]
+
+
+def _needs_fashion(name: str) -> None:
+    if name in ("pix2pix", "cyclegan") and not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("needs Debian's dataset-fashion-mnist")
+
+
+def _compiled_family(tmp_path, train, compose, name):
+    from genlab.models import build_model
+    from genlab.runs import load_run
+
+    from torch._dynamo.utils import counters
+
+    _needs_fashion(name)
+    torch._dynamo.reset()
+    counters.clear()
+    last = train(tmp_path / name, *FAMILIES[name], *COMMON, *SWITCHES)
+    assert counters["stats"]["unique_graphs"] > 0, name  # the networks really went through torch.compile
+    losses = {k: v for k, v in last.items() if "loss" in k}
+    assert losses and all(torch.isfinite(torch.tensor(v)) for v in losses.values()), (name, last)
+    state = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)
+    plain = build_model(compose(*FAMILIES[name], *COMMON), load_run(tmp_path / name).spec)
+    assert set(state["model"]) == set(plain.state_dict()), name  # compiled in place: the keys are the plain ones
+    resumed = train(tmp_path / f"{name}_more", *FAMILIES[name], *COMMON, *SWITCHES, "train.steps=3",
+                    f"train.resume={tmp_path / name}")
+    assert resumed
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_compile_amp_and_channels_last_train_together(tmp_path, train, compose, name):
+    """device.compile (aot_eager here; inductor in the slow test), bf16 autocast and channels_last at once:
+    finite losses, a checkpoint with the plain networks' keys, and a resume."""
+    _compiled_family(tmp_path, train, compose, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(FAMILIES) - set(FAST)))
+def test_compile_amp_and_channels_last_on_every_family(tmp_path, train, compose, name):
+    _compiled_family(tmp_path, train, compose, name)
+
+
+@pytest.mark.slow
+def test_inductor_compiles_a_dcgan(tmp_path, train):
+    last = train(tmp_path / "run", *FAMILIES["dcgan"], *COMMON, "device=cpu", "device.compile=true")
+    assert torch.isfinite(torch.tensor(last["d_loss"]))
+
+
+def test_fp16_grad_scalers_resume_exactly(tmp_path, train):
+    """device.amp=fp16: one GradScaler per optimiser, saved and restored, so 3 + 3 steps equal 6."""
+    settings = [*FAMILIES["dcgan"], "train.batch_size=8", "train.log_every=1", "train.sample_every=100",
+                "device=cpu", "device.amp=fp16", "train.n_samples=4"]
+    train(tmp_path / "straight", *settings, "train.steps=6")
+    train(tmp_path / "first", *settings, "train.steps=3")
+    train(tmp_path / "resumed", *settings, "train.steps=6", f"train.resume={tmp_path / 'first'}")
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
+    assert set(a["scalers"]) == {"g", "d"} and a["scalers"] == b["scalers"]
+    assert a["scalers"]["g"]["scale"] > 0
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_compile_settings_are_checked(compose):
+    from genlab.config import validate
+    from genlab.errors import GenlabError
+
+    for overrides, message in ((["device.compile=yes"], "device.compile must be true or false"),
+                               (["device.compile_backend=tvm"], "device.compile_backend must be one of"),
+                               (["device.compile_mode=fast"], "device.compile_mode must be null or one of"),
+                               (["device.compile_backend=eager", "device.compile_mode=max-autotune"], "inductor's"),
+                               (["device.threads=0"], "device.threads must be at least 1")):
+        with pytest.raises(GenlabError, match=message.replace("(", r"\(")):
+            validate(compose(*overrides))
