@@ -20,6 +20,7 @@ set of that process plus its DataLoader workers (CPU), or torch.cuda.max_memory_
 channels_last and torch.compile (the canonical loop stays as the example writes it).
 
 Usage: python benchmarks/train_throughput.py [--device cpu|cuda] [--reps 3] [--only dcgan32,dcgan64,vae32] [--fast]
+       [--genlab 'device.compile=true ...'] (more overrides for genlab's run only) [--scale 2] (more steps)
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def plain_networks(kind: str, size: int, device):
     from genlab.data import DataSpec
 
     spec = DataSpec("fashion_mnist", 1, size, 10)
-    model = build_model(compose([f"model={kind}", f"data.size={size}"]), spec).to(device)
+    model = build_model(compose([f"model={kind}", "data=fashion_mnist", f"data.size={size}"]), spec).to(device)
     nets = list(model.networks().values()) if kind == "dcgan" else [model.encoder, model.decoder]
     return model, nets
 
@@ -250,12 +251,14 @@ def main():
     parser.add_argument("--only", default=",".join(CASES))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the steps timed (more on a GPU)")
     parser.add_argument("--fast", action="store_true", help="genlab with bf16, channels_last and compile (CUDA)")
+    parser.add_argument("--genlab", default="", help="more overrides for genlab's run, e.g. 'device.compile=true'")
     parser.add_argument("--alone", choices=("genlab", "canonical", "bare"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not FASHION.is_dir():
         raise SystemExit("needs Fashion-MNIST: apt-get install dataset-fashion-mnist")
     device = torch.device(args.device)
     switches = ["device.amp=bf16", "device.channels_last=true", "device.compile=true"] if args.fast else []
+    switches += args.genlab.split()
     if not args.alone:
         print(f"{device} ({torch.get_num_threads()} torch threads), batch {BATCH}, median of {args.reps} "
               f"interleaved repetitions", flush=True)
@@ -297,6 +300,8 @@ def alone_peak(args, case: str, who: str) -> int:
     command = [sys.executable, __file__, "--device", args.device, "--only", case, "--alone", who, "--scale", "0.3"]
     if args.fast:
         command.append("--fast")
+    if args.genlab:
+        command += ["--genlab", args.genlab]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return int(next(line for line in out.splitlines() if line.startswith("PEAK")).split()[1])
 

@@ -303,6 +303,31 @@ def checked_config(overrides: list[str], line: CommandLine, validate_values: boo
     return cfg
 
 
+# hydra/launcher options and the module each needs (the `launchers` extra installs them)
+LAUNCHER_PLUGINS = {"local": "hydra_plugins.hydra_joblib_launcher", "joblib": "hydra_plugins.hydra_joblib_launcher",
+                    "slurm": "hydra_plugins.hydra_submitit_launcher",
+                    "submitit_local": "hydra_plugins.hydra_submitit_launcher",
+                    "submitit_slurm": "hydra_plugins.hydra_submitit_launcher"}
+
+
+def check_launcher(overrides: list[str]) -> None:
+    """hydra/launcher=local|slurm|joblib|submitit_*: one line naming the extra when its plugin is missing."""
+    import importlib.util
+
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key != "hydra/launcher" or value not in LAUNCHER_PLUGINS:
+            continue
+        module = LAUNCHER_PLUGINS[value]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            raise GenlabError(f"hydra/launcher={value} needs Hydra's {module.split('_')[-2]} launcher, which is not "
+                              "installed: pip install 'genlab[launchers]'")
+
+
 def check_command_line(args: list[str]) -> CommandLine:
     """Everything `genlab train ARGS` can get wrong before a run folder is made, as one GenlabError."""
     from genlab.checkpoint import load_checkpoint
@@ -311,6 +336,7 @@ def check_command_line(args: list[str]) -> CommandLine:
     from genlab.safety import check_config_safety
 
     line = parse_command_line(args)
+    check_launcher(line.overrides)
     if line.informational:  # Hydra prints and exits; what it composes must still be safe to compose
         check_config_safety(compose(line.overrides, line.config_dir, line.config_name, with_hydra=True,
                                     multirun=line.multirun))

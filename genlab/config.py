@@ -184,6 +184,11 @@ def validate(cfg: DictConfig) -> None:
     if "download" in data or dataset.kind != "vectors":
         check_bool(cfg, "data.download")
     get(cfg, "data.root", None)  # surfaces a missing mandatory root (image_folder) as one line
+    if "cache" in data:
+        check_bool(cfg, "data.cache")
+        cache_dir = get(cfg, "data.cache_dir", None)
+        if cache_dir is not None and not isinstance(cache_dir, str):
+            raise GenlabError(f"data.cache_dir must be a folder path or null; got {cache_dir!r}")
     check_normal_classes(cfg, dataset)
     if hasattr(dataset, "check_config"):
         dataset.check_config(cfg)  # the dataset's own keys (toy2d: data.shape)

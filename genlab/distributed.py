@@ -221,6 +221,20 @@ def average_gradients(grads: list[torch.Tensor]) -> None:
         offset += n
 
 
+def all_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum over the ranks, in place (statistics of the global batch: a VQ-VAE's code counts)."""
+    if active():
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def from_rank0(*tensors: torch.Tensor) -> None:
+    """Rank 0's values, in place (where each rank drew its own: a VQ-VAE's restarted codes)."""
+    if active():
+        for tensor in tensors:
+            dist.broadcast(tensor.data, src=0)
+
+
 def all_finite(value: torch.Tensor) -> bool:
     """True where the value is finite on every rank (for train.on_nan=skip: every rank skips the same step)."""
     finite = torch.isfinite(value.detach()).all().to(torch.int32).reshape(1).cpu()
@@ -229,20 +243,29 @@ def all_finite(value: torch.Tensor) -> bool:
     return bool(finite.item())
 
 
-def sync_buffers(module: nn.Module, skip: tuple[type, ...] = ()) -> None:
-    """Buffers updated from each rank's own data (a VQ-VAE's EMA codebook) as rank 0 has them, as DDP does."""
-    if not active():
-        return
-    with torch.no_grad():
-        for sub in module.modules():
-            if isinstance(sub, skip):
-                continue
-            for buffer in sub.buffers(recurse=False):
-                dist.broadcast(buffer.data, src=0)
+class BufferSync:
+    """Buffers a training step changes in place from its own share (a VQ-VAE's EMA codebook and usage counts),
+    put back to rank 0's values after each step, as DDP does. Only buffers changed on some rank since the last
+    sync travel (tensor version counters tell), so constant ones (a MADE's masks) never do; BatchNorm over the
+    global batch is already equal everywhere."""
 
+    def __init__(self, module: nn.Module, skip: tuple[type, ...] = ()):
+        self.buffers = [b for sub in module.modules() if not isinstance(sub, skip) for b in sub.buffers(recurse=False)]
+        self.versions = [b._version for b in self.buffers]
 
-def has_own_buffers(module: nn.Module, skip: tuple[type, ...]) -> bool:
-    return any(True for sub in module.modules() if not isinstance(sub, skip) for _ in sub.buffers(recurse=False))
+    def __bool__(self) -> bool:
+        return active() and bool(self.buffers)
+
+    def __call__(self) -> None:
+        if not self:
+            return
+        changed = torch.tensor([int(b._version != v) for b, v in zip(self.buffers, self.versions)], dtype=torch.int32)
+        dist.all_reduce(changed, op=dist.ReduceOp.MAX)  # changed on any rank: every rank takes rank 0's
+        with torch.no_grad():
+            for buffer, flag in zip(self.buffers, changed.tolist()):
+                if flag:
+                    dist.broadcast(buffer.data, src=0)
+        self.versions = [b._version for b in self.buffers]
 
 
 # ---- agreeing -------------------------------------------------------------------------------------------------

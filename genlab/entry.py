@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from genlab.errors import GenlabError
 from genlab.paths import config_dir
@@ -165,6 +165,12 @@ def _parallel_jobs() -> int:
 def train(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN and cfg.train.resume is None and (run_dir / "checkpoints" / "last.pt").is_file():
+        # `genlab train` never starts a sweep in a folder that holds runs: this is the same job run again, a job
+        # the launcher requeued (submitit, after SLURM's pre-emption or time-limit warning): it goes on
+        log.info(f"this sweep job's folder holds its own checkpoint (a requeued job): resuming from {run_dir}")
+        with open_dict(cfg):
+            cfg.train.resume = str(run_dir)
     run_training(cfg, run_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None

@@ -17,7 +17,7 @@ from PIL import Image
 from genlab.checkpoint import atomic_write
 
 # Scalars that describe the run rather than the model; kept out of curves.png.
-NOT_CURVES = {"step", "epoch", "time", "img_per_s", "data_wait"}
+NOT_CURVES = {"step", "epoch", "time", "img_per_s", "data_wait", "epoch_img_per_s", "epoch_data_wait"}
 
 
 def figure_png(fig, dpi: int = 100, rect=None) -> bytes:

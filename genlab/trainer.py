@@ -73,9 +73,12 @@ def resolve_device(cfg: DictConfig) -> torch.device:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise GenlabError("device=cuda but PyTorch sees no CUDA GPU: use device=cpu or device=auto")
-    ids = list(cfg.ids) if cfg.ids else list(range(torch.cuda.device_count()))
-    # one process per GPU: a data-parallel rank takes the GPU of its LOCAL_RANK among device.ids
-    index = int(ids[distributed.local_rank() % len(ids)]) if distributed.world_size() > 1 else int(ids[0])
+    if distributed.world_size() > 1:  # one process per GPU: a data-parallel rank takes GPU LOCAL_RANK
+        if cfg.ids:
+            raise GenlabError(f"device.ids={list(cfg.ids)} picks the GPU of one process; in a data-parallel run each "
+                              "rank takes the GPU of its LOCAL_RANK: choose them with CUDA_VISIBLE_DEVICES=2,3 instead")
+        return torch.device("cuda", distributed.local_rank() % torch.cuda.device_count())
+    index = int(cfg.ids[0]) if cfg.ids else 0
     if index >= torch.cuda.device_count():
         raise GenlabError(f"device.ids={list(cfg.ids)} but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
     return torch.device("cuda", index)
@@ -143,6 +146,9 @@ class StopRequest:
     after the same step."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # SLURM's warning before a time limit or pre-emption, where a handler of its own is installed (submitit's,
+    # which requeues the job): the run saves first, then that handler requeues, and the requeued job resumes
+    HANDED_ON = signal.SIGUSR2
 
     def __init__(self):
         self.received = None  # the signal number once one came to this process
@@ -150,6 +156,18 @@ class StopRequest:
         self._previous = {}
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+            if callable(signal.getsignal(self.HANDED_ON)):
+                self._previous[self.HANDED_ON] = signal.signal(self.HANDED_ON, self._handle)
+
+    def hand_on(self) -> None:
+        """After the checkpoint of a stop asked for by SLURM's warning: the handler that was there (submitit's
+        requeue, which exits this process)."""
+        handler = self._previous.get(self.HANDED_ON)
+        if self.requested == self.HANDED_ON and callable(handler):
+            self.restore()
+            log.info("handing over to the job scheduler's handler (submitit requeues this job; it resumes from "
+                     "its last.pt)")
+            handler(self.HANDED_ON, None)
 
     def agree(self) -> None:
         if distributed.active():
@@ -233,7 +251,7 @@ class NanGuard:
         if self.mode != "stop" or not pending:
             return
         values = [torch.as_tensor(v, device=self.device).float().reshape(()) for _, d in pending for v in d.values()]
-        if bool(torch.isfinite(torch.stack(values)).all()):  # one device sync per check
+        if distributed.all_finite(torch.stack(values)):  # one device sync per check (every rank decides alike)
             return
         for step, losses in pending:
             for name, value in losses.items():
@@ -243,6 +261,8 @@ class NanGuard:
                     raise TrainingStopped(
                         f"step {step}: {name} is {float(value)} and the run stopped (train.on_nan=stop); {where}. "
                         "Lower optim.lr, or pass train.on_nan=skip to skip such steps")
+        raise TrainingStopped(f"by step {pending[-1][0]} a loss of another process was not finite and the run "
+                              "stopped (train.on_nan=stop). Lower optim.lr, or pass train.on_nan=skip")
 
 
 class ScalarWindow:
@@ -319,6 +339,7 @@ class Trainer:
                 self._save(model, engine, position, keep=False)
                 writer.curves()
                 log.info(f"interrupted at step {position.step}; saved {self.last_pt}")
+                stop.hand_on()
                 raise Interrupted(stop.requested)
             if self.resumed and not self.last_pt.is_file():  # a resume with nothing to train still leaves one
                 self._save(model, engine, position, keep=False)
@@ -349,11 +370,11 @@ class Trainer:
         """The model on its device (data-parallel: BatchNorm over the global batch, rank 0's weights), compiled
         where device.compile asks, its optimisers, the Engine (AMP, grad scaling) and the NaN guard."""
         model.to(self.device)
-        self.own_buffers = False
+        self.buffer_sync = None
         if distributed.active():
             synced = distributed.sync_batchnorm(model, self.device)
             distributed.broadcast_module(model)
-            self.own_buffers = distributed.has_own_buffers(model, distributed.SYNCED_NORMS)
+            self.buffer_sync = distributed.BufferSync(model, distributed.SYNCED_NORMS)
             log.info(f"data-parallel over {distributed.world_size()} processes: each trains on "
                      f"{self.train_cfg.batch_size // distributed.world_size()} of every batch of "
                      f"{self.train_cfg.batch_size}" + (f"; {synced} BatchNorm layers normalise over the whole batch"
@@ -414,10 +435,13 @@ class Trainer:
         t = self.train_cfg
         model.train()
         batches = iter(data.train.epoch(position.epoch, position.batch))
+        self._epoch_meter = meter = {"clock": time.perf_counter(), "images": 0, "waited": 0.0}
         while True:
             asked = time.perf_counter()
             batch = next(batches, None)  # a user's step includes loading its data: the wait is timed
-            window.waited += time.perf_counter() - asked
+            waited = time.perf_counter() - asked
+            window.waited += waited
+            meter["waited"] += waited
             if batch is None:
                 break
             batch = distributed.shard(batch, t.batch_size)
@@ -426,12 +450,13 @@ class Trainer:
                                for k, v in batch.items()})
             rates.apply(position.step)
             scalars = guard.step(model, batch, position.step)
-            if self.own_buffers:  # data-parallel: buffers a rank updates from its own share, as rank 0 has them
-                distributed.sync_buffers(model, distributed.SYNCED_NORMS)
+            if self.buffer_sync:  # data-parallel: buffers a rank updated from its own share, as rank 0 has them
+                self.buffer_sync()
             if self.ema is not None:
                 self.ema.update()
             position.advance()
             window.add(scalars, batch.size)
+            meter["images"] += batch.size
             if position.step % t.log_every == 0 or position.step == self.total:
                 stop.agree()
                 guard.check(self.last_pt)
@@ -454,6 +479,7 @@ class Trainer:
         finished_epoch = position.batch >= self.batches_per_epoch
         if finished_epoch:
             position.epoch, position.batch = position.epoch + 1, 0
+            self._epoch_speed(position)
         done = position.step >= self.total
         guard.check(self.last_pt)  # nothing of a diverged state is drawn or saved
         if done or (finished_epoch and position.epoch % t.sample_every == 0):
@@ -466,6 +492,17 @@ class Trainer:
                 self.writer.curves()
                 self._curves_drawn = time.perf_counter()
         progress.update(position.step, position.epoch, self.last, force=True)
+
+    def _epoch_speed(self, position: Position) -> None:
+        """The epoch's images per second (every rank's) and the share of its time spent waiting for data."""
+        meter = getattr(self, "_epoch_meter", None)
+        if not meter or not meter["images"]:
+            return
+        elapsed = max(time.perf_counter() - meter["clock"], 1e-9)
+        speed = {"epoch_img_per_s": meter["images"] * distributed.world_size() / elapsed,
+                 "epoch_data_wait": min(meter["waited"] / elapsed, 1.0)}
+        self.last.update(speed)  # (the progress line shows them)
+        self.writer.scalars(position.step, position.epoch, speed, time.perf_counter() - self.started)
 
     def _save(self, model, engine, position: Position, keep: bool) -> None:
         rngs = distributed.gather(rng_state())  # every rank's noise, so a resume on as many ranks is exact

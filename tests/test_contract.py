@@ -94,7 +94,7 @@ def test_networks_are_real_modules_made_once(compose):
     for name in ("dcgan", "cgan", "acgan", "infogan", "vae", "cvae", "vqvae"):
         model = build_model(compose(f"model={name}", "data.size=16"), spec)
         first, second = model.networks(), model.networks()
-        assert all(first[k] is second[k] for k in first), name  # EMA, compile and DDP wrap these objects
+        assert all(first[k] is second[k] for k in first), name  # EMA and compile use these objects
         owned = {id(p) for p in model.parameters()}
         assert all(id(p) in owned for net in first.values() for p in net.parameters()), name
         assert set(model.ema_networks) <= set(first), name

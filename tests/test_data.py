@@ -186,3 +186,47 @@ def test_real_fashion_mnist_from_the_debian_package(tmp_path):
     assert data.spec.class_names[9] == "Ankle boot"
     x, y = next(data.test.ordered(batch_size=4)).values()
     assert x.shape == (4, 1, 32, 32) and y.tolist() == [9, 2, 1, 1]  # the first t10k labels
+
+
+def _noise_folder(root, n=20, size=(24, 20)):
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n // 2):
+            Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+
+
+def test_data_cache_gives_the_decoded_images_the_loader_gives(tmp_path):
+    """data.cache=true: one memory-mapped file of decoded images beside the data, built once; batches, their
+    order and labels are those of the DataLoader path; a changed folder makes a new file, never a stale read."""
+    _noise_folder(tmp_path / "faces")
+    plain = build_data(data_cfg("image_folder", tmp_path / "faces", size=16, channels=3, test_fraction=0.2),
+                       batch_size=4, seed=3, device=CPU)
+    cfg = data_cfg("image_folder", tmp_path / "faces", size=16, channels=3, test_fraction=0.2, cache=True)
+    cached = build_data(cfg, batch_size=4, seed=3, device=CPU)
+    files = sorted((tmp_path / "faces" / ".genlab_cache").iterdir())
+    assert [f.suffix for f in files] == [".u8", ".u8"]  # train and test, nothing half-written beside them
+    assert sum(f.stat().st_size for f in files) == 20 * 3 * 16 * 16
+    for a, b in zip(plain.train.epoch(1), cached.train.epoch(1)):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    assert torch.equal(plain.fixed_batch(4)["image"], cached.fixed_batch(4)["image"])
+    assert len(list(cached.test.ordered())) == len(list(plain.test.ordered()))
+    stamp = files[0].stat().st_mtime_ns
+    build_data(cfg, batch_size=4, seed=3, device=CPU)  # read back, not rebuilt
+    assert files[0].stat().st_mtime_ns == stamp
+    write_image(tmp_path / "faces" / "a" / "new.png", (24, 20), (1, 2, 3))
+    build_data(cfg, batch_size=4, seed=3, device=CPU)
+    assert len(list((tmp_path / "faces" / ".genlab_cache").glob("*.u8"))) == 4  # a new folder, a new file
+
+
+def test_data_cache_mistakes_are_one_line_and_leave_no_partial_file(tmp_path):
+    _noise_folder(tmp_path / "faces", n=8)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(GenlabError, match="data.cache: cannot write the cache in .*pass data.cache_dir="):
+        build_data(data_cfg("image_folder", tmp_path / "faces", size=8, channels=3, cache=True,
+                            cache_dir=str(blocker / "cache")), 4, 0, CPU)
+    (tmp_path / "faces" / "b" / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(GenlabError, match="cannot read image .*broken.png"):
+        build_data(data_cfg("image_folder", tmp_path / "faces", size=8, channels=3, cache=True), 4, 0, CPU)
+    assert list((tmp_path / "faces" / ".genlab_cache").iterdir()) == []  # the interrupted build left nothing

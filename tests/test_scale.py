@@ -66,13 +66,14 @@ def test_global_batchnorm_equals_batchnorm_on_the_whole_batch(tmp_path):
 
 
 # ---- genlab train --nproc ---------------------------------------------------------------------------------------
-def test_two_processes_train_the_run_one_process_would(tmp_path):
+def test_two_processes_train_the_run_one_process_would(tmp_path, train, caplog):
     """`genlab train --nproc 2` on gloo: one run folder written by rank 0 alone, and, with a deterministic step (a
     flow on points: no noise), the very losses of one process with the same global batch."""
+    from genlab.runs import load_run
+
     two = run_cli(["train", "--nproc", "2", *FLOW_POINTS, f"hydra.run.dir={tmp_path / 'two'}"], tmp_path)
     assert two.returncode == 0, two.stderr[-2000:]
-    one = run_cli(["train", *FLOW_POINTS, f"hydra.run.dir={tmp_path / 'one'}"], tmp_path)
-    assert one.returncode == 0, one.stderr[-2000:]
+    train(tmp_path / "one", *FLOW_POINTS)
     assert "data-parallel over 2 processes: each trains on 32 of every batch of 64" in two.stdout
     a, b = _records(tmp_path / "two", "loss"), _records(tmp_path / "one", "loss")
     assert [s for s, _ in a] == [s for s, _ in b] == [3, 6, 9, 12]
@@ -80,22 +81,31 @@ def test_two_processes_train_the_run_one_process_would(tmp_path):
     assert a[-1][1] < a[0][1]  # it learns
     # rank 0 wrote everything; rank 1 added no .hydra or log of its own, and the checkpoint loads in one process
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
-    assert {p.name for p in (tmp_path / "two").iterdir()} == {p.name for p in (tmp_path / "one").iterdir()}
+    assert {p.name for p in (tmp_path / "two").iterdir()} == {"checkpoints", "samples", "tb", "metrics.jsonl",
+                                                              "curves.png", ".hydra", "train.log"}
+    assert "data-parallel over 2" in (tmp_path / "two" / "train.log").read_text()
     state = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=True)
     assert state["world_size"] == 2 and len(state["rng_ranks"]) == 2
+    assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])  # each its own noise
     assert set(state["model"]) == set(torch.load(tmp_path / "one" / "checkpoints" / "last.pt",
                                                  weights_only=True)["model"])
-    sample = run_cli(["sample", str(tmp_path / "two"), "--n", "16", "--out", str(tmp_path / "points.csv")], tmp_path)
-    assert sample.returncode == 0, sample.stderr
+    assert load_run(tmp_path / "two").model.sample(16, generator=torch.Generator().manual_seed(0)).shape == (16, 2)
+    # on another number of processes it goes on from the same weights and position, and says it is not exact
+    caplog.set_level("INFO", logger="genlab")
+    last = train(tmp_path / "more", *FLOW_POINTS, "train.steps=15", f"train.resume={tmp_path / 'two'}")
+    assert "was saved by 2 process(es) and this run has 1" in caplog.text and "not an exact resume" in caplog.text
+    assert _records(tmp_path / "more", "loss")[-1][0] == 15 and last["loss"] > 0
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["--nproc", "3", "train.steps=1"], "train.batch_size=64 is the global batch and must split evenly over the 3"),
-    (["--nproc", "two"], "--nproc takes a number of processes"),
-    (["--nproc", "2", "-m", "train.steps=1,2"], "for a sweep (-m) run each job as its own"),
+@pytest.mark.parametrize("args,env,expected", [
+    (["--nproc", "3", "train.steps=1"], {}, "train.batch_size=64 is the global batch and must split evenly over the 3"),
+    (["--nproc", "two"], {}, "--nproc takes a number of processes"),
+    (["--nproc", "2", "-m", "train.steps=1,2"], {}, "for a sweep (-m) run each job as its own"),
+    (["--nproc", "2"], {"WORLD_SIZE": "2", "RANK": "0"}, "under torchrun leave it out"),
+    (["train.steps=1"], {"WORLD_SIZE": "2"}, "WORLD_SIZE=2 is set but MASTER_ADDR is not"),
 ])
-def test_nproc_mistakes_are_one_line(tmp_path, args, expected):
-    result = run_cli(["train", *args], tmp_path)
+def test_nproc_mistakes_are_one_line(tmp_path, args, env, expected):
+    result = run_cli(["train", *args], tmp_path, env_extra=env)
     assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "outputs").exists()
 
@@ -166,7 +176,7 @@ FAMILIES = {
     "srgan": ["model=srgan", "data=sr_photos", "model.n_blocks=1", "model.width=8", "data.size=32",
               "model.ndf=8", "model.content=mse", "model.from_scratch=true"],
 }
-FAST = ("dcgan", "vae", "realnvp")
+FAST = ("dcgan", "realnvp")
 SWITCHES = ["device=cpu", "device.compile=true", "device.compile_backend=aot_eager", "device.amp=bf16",
             "device.channels_last=true"]
 COMMON = ["train.batch_size=8", "train.steps=2", "train.log_every=1", "train.n_samples=4", "train.sample_every=100"]
@@ -242,3 +252,56 @@ def test_compile_settings_are_checked(compose):
                                (["device.threads=0"], "device.threads must be at least 1")):
         with pytest.raises(GenlabError, match=message.replace("(", r"\(")):
             validate(compose(*overrides))
+
+
+# ---- Hydra's launchers -----------------------------------------------------------------------------------------
+SWEEP = ["model=realnvp", "data=toy2d", "data.n_train=512", "data.n_test=128", "train.steps=16", "train.log_every=4",
+         "train.progress=none", "optim.lr=1e-3,2e-3"]
+
+
+def test_a_launcher_without_its_plugin_names_the_extra(monkeypatch):
+    from genlab import compose
+    from genlab.errors import GenlabError
+
+    monkeypatch.setitem(compose.LAUNCHER_PLUGINS, "local", "hydra_plugins.no_such_joblib_launcher")
+    with pytest.raises(GenlabError, match=r"hydra/launcher=local needs Hydra's joblib launcher, which is not "
+                                          r"installed: pip install 'genlab\[launchers\]'"):
+        compose.check_command_line(["-m", "hydra/launcher=local", "optim.lr=1e-3,2e-3"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["local", "submitit_local"])
+def test_a_two_job_sweep_through_a_launcher(tmp_path, launcher):
+    """hydra/launcher=local (joblib: 2 jobs at once, cores / 2 torch threads each) and submitit_local: both jobs
+    train in their own folders, each with its own learning rate."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher" if launcher == "local"
+                        else "hydra_plugins.hydra_submitit_launcher")
+    sweep = tmp_path / "sweep"
+    result = run_cli(["train", "-m", f"hydra/launcher={launcher}", *SWEEP, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, lr in (("0", "1e-3"), ("1", "2e-3")):
+        assert (sweep / job / "checkpoints" / "last.pt").is_file()
+        assert len(_records(sweep / job, "loss")) == 4
+        assert f"optim.lr={lr}" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
+    log = (sweep / "0" / "train.log").read_text()
+    if launcher == "local":
+        assert f"torch uses {max(1, (os.cpu_count() or 1) // 2)} CPU thread(s)" in log
+
+
+@pytest.mark.slow
+def test_a_job_submitit_requeues_resumes_its_run(tmp_path):
+    """submitit_local with a 1-minute limit: its warning (SIGUSR2, 30 s before) makes the job save, submitit
+    requeues it, the requeued job resumes from its own last.pt, and the run ends as a straight one does."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    steps = ["model=realnvp", "data=toy2d", "data.n_train=4096", "data.n_test=256", "train.steps=900",
+             "train.log_every=50", "train.progress=none", "train.sample_every=1000"]
+    sweep = tmp_path / "sweep"
+    result = run_cli(["train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1",
+                      "+hydra.launcher.max_num_timeout=4", *steps, "optim.lr=1e-3", f"hydra.sweep.dir={sweep}"],
+                     tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (sweep / "0" / "train.log").read_text()
+    assert "handing over to the job scheduler's handler" in log and "(a requeued job): resuming from" in log
+    straight = run_cli(["train", *steps, "optim.lr=1e-3", f"hydra.run.dir={tmp_path / 'straight'}"], tmp_path)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    assert _records(sweep / "0", "loss") == _records(tmp_path / "straight", "loss")

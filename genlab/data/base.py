@@ -104,14 +104,24 @@ class TensorBatches:
     CIFAR-10 this is the fastest way to feed a GPU and costs nothing on a CPU.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int, device: torch.device):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int, device: torch.device,
+                 resident: bool = True):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError("TensorBatches wants uint8 NCHW images")
-        self.images = images.to(device)
+        # resident: the images live on the device; else they stay where they are (a memory-mapped data.cache
+        # file) and each batch is gathered on the host and copied over
+        self.images = images.to(device) if resident else images
         self.labels = labels.to(device=device, dtype=torch.long)
         self.batch_size = batch_size
         self.seed = seed
         self.device = device
+
+    def _take(self, index: torch.Tensor) -> Batch:
+        images = self.images[index.to(self.images.device)]
+        if images.device != self.device:
+            images = images.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else \
+                images.to(self.device)
+        return Batch(image=to_unit_range(images), label=self.labels[index.to(self.labels.device)])
 
     def __len__(self) -> int:
         return len(self.images) // self.batch_size  # drop the ragged last batch: BatchNorm dislikes tiny ones
@@ -121,24 +131,21 @@ class TensorBatches:
         return len(self.images)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
-        order = epoch_permutation(len(self.images), self.seed, epoch).to(self.device)
+        order = epoch_permutation(len(self.images), self.seed, epoch).to(self.images.device)
         for i in range(start_batch, len(self)):
-            index = order[part(i, self.batch_size)]  # this process's share of batch i (all of it in one process)
-            yield Batch(image=to_unit_range(self.images[index]), label=self.labels[index])
+            yield self._take(order[part(i, self.batch_size)])  # this process's share of batch i (all in one)
 
     def first(self, n: int) -> Batch:
         """n images spread evenly over the split, in file order: a fixed batch for reconstructions and
         comparisons (spread, so a folder listed class by class still gives every class)."""
-        index = spread(len(self.images), n).to(self.images.device)
-        return Batch(image=to_unit_range(self.images[index]), label=self.labels[index])
+        return self._take(spread(len(self.images), n))
 
     def ordered(self, limit: int | None = None, batch_size: int | None = None) -> Iterator[Batch]:
         """Every image (or `limit` of them, spread evenly) in file order, the last batch ragged: for evaluation."""
-        index = spread(len(self.images), limit).to(self.images.device)
+        index = spread(len(self.images), limit)
         step = batch_size or self.batch_size
         for start in range(0, len(index), step):
-            part = index[start : start + step]
-            yield Batch(image=to_unit_range(self.images[part]), label=self.labels[part])
+            yield self._take(index[start : start + step])
 
 
 class EpochBatchSampler(torch.utils.data.Sampler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from genlab.data.base import Data, DataSpec, LoaderBatches, check_batches
+from genlab.data.base import Data, DataSpec, LoaderBatches, TensorBatches, check_batches
 from genlab.errors import GenlabError
 from genlab.registry import DATASETS
 
@@ -113,9 +114,10 @@ class CelebA:
         if cfg.limit is not None:
             train_files = train_files[: cfg.limit]
         make = lambda fs: ImageFiles(fs, [0] * len(fs), cfg.size, 3, crop=cfg.crop)  # noqa: E731
-        train = LoaderBatches(make(train_files), batch_size, seed, device, cfg.num_workers)
+        train = batches_of(make(train_files), cfg, folder, "celeba-train", batch_size, seed, device, cfg.num_workers)
         check_batches(train, batch_size, "celeba")
-        test = LoaderBatches(make(test_files), batch_size, seed, device, 0) if test_files else None
+        test = batches_of(make(test_files), cfg, folder, "celeba-test", batch_size, seed, device, 0) if test_files \
+            else None
         spec = DataSpec("celeba", 3, cfg.size, 0, n_train=len(train_files), n_test=len(test_files))
         return Data(spec, train, test)
 
@@ -196,6 +198,19 @@ class ImageFolders:
         return folder_data("image_folders", cfg, files, labels, names, batch_size, seed, device)
 
 
+def batches_of(files: ImageFiles, cfg: DictConfig, folder: Path, name: str, batch_size: int, seed: int,
+               device: torch.device, num_workers: int):
+    """The batch source of a folder split: DataLoader workers decoding files every epoch, or with data.cache=true
+    the decoded images read from a memory-mapped file (genlab/data/cache.py), built once with a progress bar."""
+    if not cfg.get("cache", False):
+        return LoaderBatches(files, batch_size, seed, device, num_workers)
+    from genlab.data.cache import cache_folder, cached_images
+
+    images = cached_images(files, cache_folder(cfg, folder), name, max(num_workers, 0))
+    return TensorBatches(images, torch.tensor(files.labels, dtype=torch.long), batch_size, seed, device,
+                         resident=False)
+
+
 def holdout(n: int, fraction: float) -> np.ndarray:
     """A boolean mask of evenly spaced test items, so every class keeps its share in both splits."""
     test = np.zeros(n, dtype=bool)
@@ -221,12 +236,14 @@ def folder_data(name: str, cfg: DictConfig, files: list[Path], labels: list[int]
     if cfg.limit is not None:
         keep = np.linspace(0, len(train_files) - 1, min(cfg.limit, len(train_files))).round().astype(int)
         train_files, train_labels = [train_files[i] for i in keep], [train_labels[i] for i in keep]
-    train = LoaderBatches(ImageFiles(train_files, train_labels, cfg.size, cfg.channels), batch_size, seed, device,
-                          cfg.num_workers)
+    where = Path(os.path.commonpath([str(f.parent) for f in files])) if files else Path(".")  # beside the images
+    train = batches_of(ImageFiles(train_files, train_labels, cfg.size, cfg.channels), cfg, where, f"{name}-train",
+                       batch_size, seed, device, cfg.num_workers)
     check_batches(train, batch_size, name)
     test = None
     if test_files:
-        test = LoaderBatches(ImageFiles(test_files, test_labels, cfg.size, cfg.channels), batch_size, seed, device, 0)
+        test = batches_of(ImageFiles(test_files, test_labels, cfg.size, cfg.channels), cfg, where, f"{name}-test",
+                          batch_size, seed, device, 0)
     spec = DataSpec(name, cfg.channels, cfg.size, len(classes), n_train=len(train_files), n_test=len(test_files),
                     class_names=list(classes))
     return Data(spec, train, test)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab import distributed
 from genlab.config import check_choice, check_float, check_int
 from genlab.errors import GenlabError
 from genlab.models.base import GenerativeModel
@@ -108,6 +109,8 @@ class VectorQuantizer(nn.Module):
             self.initialised.fill_(True)
         indices = nearest_code(flat.detach(), self.codebook.detach())
         counts = torch.bincount(indices, minlength=self.size)
+        if self.training:
+            distributed.all_sum(counts)  # data-parallel: usage over the global batch (equal on every rank)
         restarts = torch.zeros((), device=z_e.device)
         if self.training:
             self.steps += 1
@@ -138,7 +141,8 @@ class VectorQuantizer(nn.Module):
     def _ema(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
         one_hot = F.one_hot(indices, self.size).type_as(flat)
         self.ema_count.mul_(self.decay).add_(counts.float(), alpha=1 - self.decay)
-        self.ema_sum.mul_(self.decay).add_(one_hot.T @ flat, alpha=1 - self.decay)
+        sums = distributed.all_sum(one_hot.T @ flat)  # (counts already are the global batch's)
+        self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         n = self.ema_count.sum()
         smoothed = (self.ema_count + self.eps) / (n + self.size * self.eps) * n  # Laplace: no division by 0
         self.codebook.data.copy_(self.ema_sum / smoothed[:, None])
@@ -150,6 +154,7 @@ class VectorQuantizer(nn.Module):
         vectors = flat.detach()[pick]
         self.codebook.data[codes] = vectors
         self.ema_sum[codes] = vectors
+        distributed.from_rank0(self.codebook, self.ema_sum)  # data-parallel: every rank takes rank 0's picks
         self.ema_count[codes] = 1.0
         self.last_used[codes] = self.steps
 

@@ -1,0 +1,107 @@
+"""data.cache=true for folder datasets: every image decoded, cropped and resized once into one memory-mapped uint8
+file, so later epochs (and later runs) read pixels instead of decoding JPEGs.
+
+The file sits in `data.cache_dir` (null: a `.genlab_cache` folder beside the images). Its name holds a digest of
+what it was made from (the file list with sizes and modification times, the size, channels and crop), so a
+changed folder or another size makes a new file and never reads a stale one. It is written under a temporary
+name and renamed when whole, so a build that was interrupted leaves nothing half-written behind; the next run
+builds it again. Batches are gathered from the map by index on the host and copied to the device, so the data
+need not fit in device memory (the page cache keeps what is used in RAM).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genlab.errors import GenlabError
+
+log = logging.getLogger("genlab")
+
+
+def cache_folder(cfg, images_folder: Path) -> Path:
+    folder = cfg.get("cache_dir")
+    return Path(str(folder)).expanduser() if folder else Path(images_folder) / ".genlab_cache"
+
+
+def digest(files: list[Path], size: int, channels: int, crop) -> str:
+    h = hashlib.sha256(f"{size}|{channels}|{crop}|{len(files)}".encode())
+    for f in files:
+        stat = f.stat()
+        h.update(f"{f}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def cached_images(dataset, folder: Path, name: str, num_workers: int) -> torch.Tensor:
+    """The dataset's images (an ImageFiles) as one uint8 N x C x H x W tensor backed by a memory-mapped file,
+    built now if it is not there yet."""
+    n, c, size = len(dataset), dataset.channels, dataset.size
+    key = digest(dataset.files, size, c, dataset.crop)
+    path = folder / f"{name}-{size}px-{c}ch-{n}-{key}.u8"
+    shape = (n, c, size, size)
+    if not path.is_file() or path.stat().st_size != int(np.prod(shape)):
+        _build(dataset, path, shape, num_workers)
+    else:
+        log.info(f"data.cache: reading {n:,} decoded images from {path}")
+    array = np.memmap(path, dtype=np.uint8, mode="r", shape=shape)
+    # torch warns that the map is read-only; batches are gathered (copied) from it, never written
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(array)
+
+
+def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+        out = np.memmap(partial, dtype=np.uint8, mode="w+", shape=shape)  # a raw file: the name says the shape
+    except OSError as err:
+        raise GenlabError(f"data.cache: cannot write the cache in {path.parent} ({err.strerror or err}); pass "
+                          "data.cache_dir=SOME/WRITABLE/FOLDER, or data.cache=false") from None
+    from rich.progress import Progress
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=256, shuffle=False, num_workers=num_workers)
+    log.info(f"data.cache: decoding {shape[0]:,} images once into {path} ({np.prod(shape) / 2**30:.2f} GiB)")
+    done = 0
+    try:
+        with Progress(transient=True, disable=not _tty()) as bar:
+            task = bar.add_task("decoding", total=shape[0])
+            for images, _ in _batches(loader):
+                out[done : done + len(images)] = images.numpy()
+                done += len(images)
+                bar.update(task, completed=done)
+        out.flush()
+        del out
+        os.replace(partial, path)  # whole, or not there at all
+    except BaseException as err:
+        partial.unlink(missing_ok=True)
+        if isinstance(err, GenlabError) or not isinstance(err, Exception):
+            raise
+        if isinstance(err, OSError):
+            raise GenlabError(f"data.cache: writing {path} failed ({err.strerror or err}); free some space or pass "
+                              "data.cache_dir=ANOTHER/FOLDER") from None
+        raise
+
+
+def _batches(loader):
+    batches = iter(loader)
+    while True:
+        try:
+            yield next(batches)
+        except StopIteration:
+            return
+        except GenlabError as err:  # a bad image, from a worker process: its last line is the message
+            raise GenlabError(str(err).strip().splitlines()[-1].split("GenlabError: ")[-1]) from None
+
+
+def _tty() -> bool:
+    import sys
+
+    return sys.stderr.isatty()
