@@ -21,6 +21,7 @@ channels_last and torch.compile (the canonical loop stays as the example writes 
 
 Usage: python benchmarks/train_throughput.py [--device cpu|cuda] [--reps 3] [--only dcgan32,dcgan64,vae32] [--fast]
        [--genlab 'device.compile=true ...'] (more overrides for genlab's run only) [--scale 2] (more steps)
+       [--quick] (genlab against the bare loop only, no memory runs: to see what a switch buys)
 """
 
 from __future__ import annotations
@@ -252,6 +253,8 @@ def main():
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the steps timed (more on a GPU)")
     parser.add_argument("--fast", action="store_true", help="genlab with bf16, channels_last and compile (CUDA)")
     parser.add_argument("--genlab", default="", help="more overrides for genlab's run, e.g. 'device.compile=true'")
+    parser.add_argument("--quick", action="store_true", help="genlab against the bare loop only, no memory runs "
+                        "(to see what a switch in --genlab buys)")
     parser.add_argument("--alone", choices=("genlab", "canonical", "bare"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not FASHION.is_dir():
@@ -275,22 +278,25 @@ def main():
             seconds, peak = timed(runs[args.alone], device)
             print(f"PEAK {peak}")
             return
+        if args.quick:
+            runs.pop("canonical")
         rates = {k: [] for k in runs}
         timed(runs["bare"], device)  # warm-up: thread pools, the allocator, cuDNN's choices
         for rep in range(args.reps):
-            order = list(runs)[rep % 3:] + list(runs)[: rep % 3]  # interleaved, a different one first each time
+            order = list(runs)[rep % len(runs):] + list(runs)[: rep % len(runs)]  # a different one first each time
             for who in order:
                 seconds, _ = timed(runs[who], device)
                 rates[who].append(steps * BATCH / seconds)
-        peaks = {who: alone_peak(args, name, who) for who in runs}
+        peaks = {who: 0 if args.quick else alone_peak(args, name, who) for who in runs}
         med = {k: statistics.median(v) for k, v in rates.items()}
         spread = {k: (min(v), max(v)) for k, v in rates.items()}
         print(f"{kind} {size}px, {steps} steps timed:")
         for who in runs:
-            print(f"  {who:9s} {med[who]:7.1f} img/s  (min {spread[who][0]:.1f}, max {spread[who][1]:.1f})  "
-                  f"peak {peaks[who] / 2**30:.2f} GiB")
-        print(f"  genlab / canonical: {med['genlab'] / med['canonical']:.3f}   "
-              f"genlab / bare: {med['genlab'] / med['bare']:.3f}", flush=True)
+            print(f"  {who:9s} {med[who]:7.1f} img/s  (min {spread[who][0]:.1f}, max {spread[who][1]:.1f})"
+                  + (f"  peak {peaks[who] / 2**30:.2f} GiB" if peaks[who] else ""))
+        against = f"genlab / canonical: {med['genlab'] / med['canonical']:.3f}   " if "canonical" in med else ""
+        print(f"  {against}genlab / bare: {med['genlab'] / med['bare']:.3f}"
+              + (f"   (genlab with {' '.join(switches)})" if switches else ""), flush=True)
 
 
 def alone_peak(args, case: str, who: str) -> int:

@@ -56,9 +56,9 @@ def train(ctx: typer.Context) -> None:
                           "--nproc-per-node says how many)")
     distributed.PLANNED = nproc
     line = compose.check_command_line(args)
-    if nproc > 1 and line.multirun:
-        raise GenlabError("--nproc runs one job on several processes; for a sweep (-m) run each job as its own "
-                          "`genlab train --nproc N ...`")
+    if (nproc > 1 or distributed.world_size() > 1) and line.multirun:
+        raise GenlabError("a data-parallel run is one job on several processes; for a sweep (-m) run each job as "
+                          "its own `genlab train --nproc N ...` (or torchrun line)")
     if not line.informational:
         key = "hydra.sweep.dir" if line.multirun else "hydra.run.dir"
         if distributed.world_size() > 1:  # a rank of a data-parallel job (torchrun, or --nproc below)
@@ -88,6 +88,8 @@ def train(ctx: typer.Context) -> None:
         if done.code not in (0, None):  # Hydra failed (its own message is printed): leave no empty folder
             rundir.remove_claimed()
         raise
+    finally:
+        distributed.close()  # a data-parallel rank leaves its process group
 
 
 def _take_nproc(args: list[str]) -> tuple[int, list[str]]:

@@ -157,9 +157,6 @@ def validate(cfg: DictConfig) -> None:
     if mode is not None and get(cfg, "device.compile_backend", "inductor") != "inductor":
         raise GenlabError("device.compile_mode is inductor's: drop it, or use device.compile_backend=inductor")
     check_int(cfg, "device.threads", minimum=1, optional=True)
-    from genlab import distributed
-
-    distributed.check_batch(int(get(cfg, "train.batch_size")))
     ids = get(cfg, "device.ids", None)
     if ids is not None and not (OmegaConf.is_list(ids) and len(ids) > 0 and all(
             isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids)):
@@ -171,6 +168,18 @@ def validate(cfg: DictConfig) -> None:
             raise GenlabError("device=cuda but PyTorch sees no CUDA GPU: use device=cpu or device=auto")
         if ids is not None and max(ids) >= torch.cuda.device_count():
             raise GenlabError(f"device.ids={list(ids)} but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    from genlab import distributed
+
+    distributed.check_batch(int(get(cfg, "train.batch_size")))
+    if max(distributed.world_size(), distributed.PLANNED) > 1:  # before `--nproc` starts its ranks
+        import torch
+
+        if get(cfg, "device.name") == "cuda" or (get(cfg, "device.name") == "auto" and torch.cuda.is_available()):
+            distributed.check_gpus(ids)
+        if get(cfg, "loss.name", None) == "wgan_gp" and get(cfg, "model.d_norm", None) == "batch":
+            raise GenlabError("loss=wgan_gp with model.d_norm=batch cannot run data-parallel: the gradient penalty "
+                              "differentiates twice through BatchNorm over the global batch, which genlab's "
+                              "cross-process statistics do not support; keep model.d_norm=auto (layer norm)")
 
     from genlab.tiles import settings as tile_settings
 

@@ -14,14 +14,13 @@ One run, N processes (ranks), one run folder. What each part does:
   so the normalisation is the one a single process with the global batch computes;
 - each rank draws its own noise (its RNG is seeded with an offset per rank), and a checkpoint keeps every
   rank's RNG state, so a resume on the same number of processes continues exactly;
-- a stop (Ctrl-C, SIGTERM) is agreed at each log interval, so every rank stops after the same step.
+- a stop (Ctrl-C, SIGTERM) is agreed after every step, so every rank stops after the same step.
 
 gloo on the CPU (so all of this is tested on a laptop), nccl for CUDA tensors.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from datetime import timedelta
 
@@ -31,8 +30,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from genlab.errors import GenlabError
-
-log = logging.getLogger("genlab")
 
 # set by `genlab train --nproc` in the ranks it starts: the run folder it claimed (and holds locked) for them
 HELD_ENV = "GENLAB_RUN_HELD"
@@ -76,8 +73,8 @@ def init() -> None:
             raise GenlabError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} is set but {key} is not: start data-parallel "
                               "runs with `genlab train --nproc N ...` or torchrun, or unset WORLD_SIZE")
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank() % torch.cuda.device_count())
+    if torch.cuda.is_available() and local_rank() < torch.cuda.device_count():
+        torch.cuda.set_device(local_rank())  # nccl's collectives run on this rank's own GPU
     dist.init_process_group(backend, timeout=timedelta(minutes=30))
 
 
@@ -99,8 +96,19 @@ def agree_on_folder(decide) -> str:
 PLANNED = 1  # set by `genlab train --nproc N` before it checks the command line: the processes it will start
 
 
-def check_batch(batch_size: int, world: int | None = None) -> None:
-    world = world or max(world_size(), PLANNED)
+def check_gpus(ids) -> None:
+    """A data-parallel run on CUDA: one GPU per process on each machine, chosen by LOCAL_RANK."""
+    if ids:
+        raise GenlabError(f"device.ids={list(ids)} picks the GPU of one process; in a data-parallel run each rank "
+                          "takes the GPU of its LOCAL_RANK: choose them with CUDA_VISIBLE_DEVICES=2,3 instead")
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0) or max(world_size(), PLANNED)
+    if local > torch.cuda.device_count():
+        raise GenlabError(f"{local} processes on this machine but {torch.cuda.device_count()} CUDA GPU(s) visible: "
+                          "one process per GPU (lower --nproc or torchrun's --nproc-per-node, or use device=cpu)")
+
+
+def check_batch(batch_size: int) -> None:
+    world = max(world_size(), PLANNED)
     if world > 1 and batch_size % world:
         raise GenlabError(f"train.batch_size={batch_size} is the global batch and must split evenly over the {world} "
                           f"processes: use a multiple of {world}, e.g. train.batch_size={batch_size // world * world or world}")
@@ -150,9 +158,11 @@ def free_port() -> int:
 
 def spawn(nproc: int, argv: list[str], folder) -> int:
     """`genlab train --nproc N`: N ranks of `python -m genlab train ARGV` on this machine, rendezvous on a free
-    local port, the claimed run folder passed down (this process keeps it locked). Ctrl-C reaches every rank
-    from the terminal; a SIGTERM here is passed to each once. When one rank fails, the others are stopped (a
-    rank blocked in a collective is killed after 20 s). Returns the job's exit code: the first failure's, or 0."""
+    local port, the claimed run folder passed down (this process keeps it locked). The ranks run in a process
+    group of their own and this process passes each SIGINT and SIGTERM on to every rank, once per signal, so
+    Ctrl-C stops them after a step and a second Ctrl-C quits at once, as in one process. When one rank fails,
+    the others are stopped (a rank blocked in a collective is killed after 20 s). Returns the job's exit code:
+    that of the first rank seen failing, or 0."""
     import signal
     import subprocess
     import sys
@@ -164,28 +174,26 @@ def spawn(nproc: int, argv: list[str], folder) -> int:
         env = dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
                    GROUP_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **{HELD_ENV: str(folder)})
         env.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # the ranks share the cores
-        procs.append(subprocess.Popen([sys.executable, "-m", "genlab", "train", *argv], env=env))
-    forwarded = []
+        procs.append(subprocess.Popen([sys.executable, "-m", "genlab", "train", *argv], env=env,
+                                      start_new_session=True))
 
     def forward(signum, frame):
-        if not forwarded:
-            forwarded.append(signum)
-            for p in procs:
-                if p.poll() is None:
-                    p.send_signal(signum)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
 
-    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),  # the terminal tells the ranks
-                signal.SIGTERM: signal.signal(signal.SIGTERM, forward)}
-    failed_at = None
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+    failed, failed_at = None, None
     try:
         while any(p.poll() is None for p in procs):
-            codes = [p.poll() for p in procs]
-            if failed_at is None and any(c not in (None, 0) for c in codes):
-                failed_at = time.monotonic()
-                for p in procs:
-                    if p.poll() is None:
-                        p.send_signal(signal.SIGTERM)
-            if failed_at is not None and time.monotonic() - failed_at > 20:
+            if failed is None:
+                codes = [p.returncode for p in procs if p.returncode not in (None, 0)]
+                # (a rank that saw its peer die exits 1 at once: the cause is the other code, where both are in)
+                failed = next((c for c in codes if c != 1), codes[0]) if codes else None
+                if failed is not None:
+                    failed_at = time.monotonic()
+                    forward(signal.SIGTERM, None)
+            elif time.monotonic() - failed_at > 20:
                 for p in procs:
                     if p.poll() is None:
                         p.kill()
@@ -193,8 +201,9 @@ def spawn(nproc: int, argv: list[str], folder) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    codes = [p.returncode for p in procs]
-    return next((c if c >= 0 else 128 - c for c in codes if c != 0), 0)
+    if failed is None:
+        failed = next((p.returncode for p in procs if p.returncode != 0), 0)
+    return failed if failed >= 0 else 128 - failed  # killed by signal N: 128 + N, as a shell says
 
 
 # ---- the weights and their gradients -------------------------------------------------------------------------
@@ -271,13 +280,15 @@ class BufferSync:
 # ---- agreeing -------------------------------------------------------------------------------------------------
 def mean_scalars(sums: dict[str, float], counts: dict[str, int], images: int) -> tuple[dict[str, float], int]:
     """A log interval's averages over every rank's steps, and the images all ranks trained on."""
-    names = sorted(sums)
     if not active():
-        return {k: float(sums[k]) / counts[k] for k in names}, images
-    values = torch.tensor([[float(sums[k]) for k in names] + [float(images)],
-                           [float(counts[k]) for k in names] + [1.0]], dtype=torch.float64)
+        return {k: float(sums[k]) / counts[k] for k in sorted(sums)}, images
+    # the names first: a rank may lack one another has (train.on_nan=skip drops a non-finite scalar)
+    names = sorted({name for names in gather(sorted(sums)) for name in names})
+    values = torch.tensor([[float(sums.get(k, 0.0)) for k in names] + [float(images)],
+                           [float(counts.get(k, 0)) for k in names] + [1.0]], dtype=torch.float64)
     dist.all_reduce(values)
-    return {k: float(values[0, j] / values[1, j]) for j, k in enumerate(names)}, int(values[0, -1])
+    return {k: float(values[0, j] / values[1, j]) for j, k in enumerate(names) if values[1, j] > 0}, \
+        int(values[0, -1])
 
 
 def agreed_signal(received: int | None) -> int | None:
@@ -289,6 +300,15 @@ def agreed_signal(received: int | None) -> int | None:
     return int(flag.item()) or None
 
 
+def rank0s(obj):
+    """Rank 0's `obj` on every rank (a decision one rank makes for all: which checkpoint to resume)."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def gather(obj) -> list:
     """Every rank's `obj`, in rank order (on every rank)."""
     if not active():
@@ -296,6 +316,16 @@ def gather(obj) -> list:
     out = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def peer_lost(err: BaseException) -> bool:
+    """The error a collective raises when another rank of the job died (gloo's connection reset, nccl's
+    remote error, a timeout)."""
+    if world_size() <= 1 or not isinstance(err, RuntimeError):  # (DistBackendError is a RuntimeError)
+        return False
+    text = str(err)
+    return any(mark in text for mark in ("Connection reset", "Connection closed", "connection closed", "Broken pipe",
+                                         "remote process exited", "NCCL", "gloo", "Timed out", "timed out"))
 
 
 def barrier() -> None:
@@ -374,7 +404,8 @@ def sync_batchnorm(module: nn.Module, device: torch.device) -> int:
             new = cls(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
             new.load_state_dict(child.state_dict())
             new.train(child.training)
-            setattr(module, name, new.to(next(child.buffers(), torch.empty(0)).device))
+            like = next(iter([*child.parameters(), *child.buffers()]), None)
+            setattr(module, name, new.to(like.device) if like is not None else new)
             count += 1
         else:
             count += sync_batchnorm(child, device)

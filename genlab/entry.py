@@ -56,6 +56,17 @@ def report_user_errors(func):
                 log.info(f"stopped before the first step; removed what this run had written in {run_dir}")
             rundir.remove_failed_start(run_dir)
             sys.exit(interrupt_exit_code(err))
+        except Exception as err:
+            if not distributed.peer_lost(err):
+                raise
+            # another rank died (its own message is above): one line here, not gloo's or nccl's traceback
+            last = run_dir / "checkpoints" / "last.pt"
+            where = f"; its last checkpoint is {last}: continue with {continue_command(run_dir)}" if last.is_file() \
+                else ""
+            print(f"genlab: another process of this data-parallel run stopped, so this one stopped too{where}",
+                  file=sys.stderr)
+            rundir.remove_failed_start(run_dir)
+            sys.exit(1)
         except BaseException:  # a bug (or CUDA out of memory): Hydra shows the traceback; nothing empty stays
             rundir.remove_failed_start(run_dir)
             raise
@@ -68,16 +79,23 @@ def report_user_errors(func):
 
 
 def _other_rank(func, *args, **kwargs):
-    """A rank > 0 of a data-parallel job: rank 0 prints the one-line errors (it meets the same ones) and
-    cleans up; this one only exits with the same code."""
+    """A rank > 0 of a data-parallel job: rank 0 holds and cleans up the folder; this one says its error (marked
+    with its rank) and exits with the same code."""
     from genlab.errors import interrupt_exit_code
+
+    from genlab import distributed
 
     try:
         return func(*args, **kwargs)
-    except GenlabError as err:
+    except GenlabError as err:  # most are rank 0's too; some are this rank's own (a broken image in its share)
+        print(f"genlab: [rank {distributed.rank()}] {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except KeyboardInterrupt as err:
         sys.exit(interrupt_exit_code(err))
+    except Exception as err:
+        if not distributed.peer_lost(err):
+            raise
+        sys.exit(1)  # another rank died first; rank 0 says so
 
 
 def _main_thread() -> bool:
@@ -101,6 +119,10 @@ def continue_command(run_dir: Path) -> str:
         flags = [f for f in line.flags if f not in ("-m", "--multirun", "-r", "--run")]
     from genlab import distributed
 
+    import os
+
+    if distributed.world_size() > 1 and not os.environ.get(distributed.HELD_ENV):  # a torchrun job
+        return f"the same torchrun command, with {shlex.quote(f'train.resume={run_dir}')} added"
     nproc = ["--nproc", str(distributed.world_size())] if distributed.world_size() > 1 else []
     words = ["genlab", "train", *nproc, *flags, *overrides, f"train.resume={run_dir}"]
     return " ".join(shlex.quote(w) for w in words)
@@ -171,6 +193,7 @@ def train(cfg: DictConfig) -> float | None:
         log.info(f"this sweep job's folder holds its own checkpoint (a requeued job): resuming from {run_dir}")
         with open_dict(cfg):
             cfg.train.resume = str(run_dir)
+            cfg.train.init_from = None  # its weights are in that checkpoint already
     run_training(cfg, run_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None

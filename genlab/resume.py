@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 import genlab
@@ -111,10 +110,11 @@ def _own_rng(state: dict, path: Path, cfg: DictConfig) -> dict:
     if rank == 0:
         log.info(f"{path} was saved by {saved} process(es) and this run has {world}: it goes on from the same "
                  f"weights and data position, but the ranks' noise differs from a run on {saved} (not an exact resume)")
-    if rank > 0:
-        generator = torch.Generator().manual_seed(int(cfg.train.seed) * 1_000_003 + rank * 7_919 + state["step"])
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-        return {**state["rng"], "torch": torch.get_rng_state()}
+    if rank > 0:  # fresh noise of its own (torch, CUDA, numpy, python), a function of seed, rank and step
+        from genlab.checkpoint import seed_everything
+
+        seed_everything((int(cfg.train.seed) * 1_000_003 + rank * 7_919 + int(state["step"]) * 104_729) % 2**62)
+        return rng_state()
     return state["rng"]
 
 

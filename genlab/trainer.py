@@ -74,10 +74,8 @@ def resolve_device(cfg: DictConfig) -> torch.device:
     if not torch.cuda.is_available():
         raise GenlabError("device=cuda but PyTorch sees no CUDA GPU: use device=cpu or device=auto")
     if distributed.world_size() > 1:  # one process per GPU: a data-parallel rank takes GPU LOCAL_RANK
-        if cfg.ids:
-            raise GenlabError(f"device.ids={list(cfg.ids)} picks the GPU of one process; in a data-parallel run each "
-                              "rank takes the GPU of its LOCAL_RANK: choose them with CUDA_VISIBLE_DEVICES=2,3 instead")
-        return torch.device("cuda", distributed.local_rank() % torch.cuda.device_count())
+        distributed.check_gpus(cfg.ids)
+        return torch.device("cuda", distributed.local_rank())
     index = int(cfg.ids[0]) if cfg.ids else 0
     if index >= torch.cuda.device_count():
         raise GenlabError(f"device.ids={list(cfg.ids)} but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
@@ -142,8 +140,8 @@ def pairwise_spread(images: torch.Tensor) -> float:
 
 class StopRequest:
     """The first Ctrl-C or SIGTERM asks the loop to stop after the step in flight (then it saves); a second
-    one quits now. In a data-parallel job the ranks agree at each log interval (`agree`), so all of them stop
-    after the same step."""
+    one quits now. In a data-parallel job the ranks agree after every step (`agree`), so all of them stop
+    after the same one."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
     # SLURM's warning before a time limit or pre-emption, where a handler of its own is installed (submitit's,
@@ -315,6 +313,7 @@ class Trainer:
         check_batches(data.train, t.batch_size, data.spec.name)  # an epoch of no batches would never end
         self.total = t.steps if t.steps is not None else t.epochs * self.batches_per_epoch
         engine, guard = self._attach(model)
+        self._saved = False
         writer = self.writer = RunWriter(self.run_dir)
         position = self._start(model, engine, writer)
         writer.open(model.curve_groups, self.title, purge_step=position.step + 1 if position.step else None)
@@ -341,7 +340,7 @@ class Trainer:
                 log.info(f"interrupted at step {position.step}; saved {self.last_pt}")
                 stop.hand_on()
                 raise Interrupted(stop.requested)
-            if self.resumed and not self.last_pt.is_file():  # a resume with nothing to train still leaves one
+            if self.resumed and not self._saved:  # a resume with nothing to train still leaves one
                 self._save(model, engine, position, keep=False)
                 writer.curves()
         except TrainingStopped:
@@ -374,7 +373,6 @@ class Trainer:
         if distributed.active():
             synced = distributed.sync_batchnorm(model, self.device)
             distributed.broadcast_module(model)
-            self.buffer_sync = distributed.BufferSync(model, distributed.SYNCED_NORMS)
             log.info(f"data-parallel over {distributed.world_size()} processes: each trains on "
                      f"{self.train_cfg.batch_size // distributed.world_size()} of every batch of "
                      f"{self.train_cfg.batch_size}" + (f"; {synced} BatchNorm layers normalise over the whole batch"
@@ -382,6 +380,8 @@ class Trainer:
         if self.cfg.device.channels_last:
             model.to(memory_format=torch.channels_last)
         compile_networks(model, self.cfg.device)
+        if distributed.active():  # (after the memory-format change, which may replace buffer tensors)
+            self.buffer_sync = distributed.BufferSync(model, distributed.SYNCED_NORMS)
         model.configure_optimizers(self.cfg.optim)
         on_nan = self.train_cfg.get("on_nan", "stop")
         engine = Engine(self.device, self.cfg.device.amp, model.optimizers, skip_nonfinite=on_nan == "skip")
@@ -393,7 +393,8 @@ class Trainer:
         started from another run's weights (train.init_from); then the EMA, from the weights the run goes on
         from."""
         t = self.train_cfg
-        path = resolve_resume(t.resume, self.run_dir)
+        # (train.resume=auto picks the newest run: rank 0 picks for every rank)
+        path = distributed.rank0s(resolve_resume(t.resume, self.run_dir) if distributed.rank() == 0 else None)
         self.resumed = path is not None
         state, position = {}, Position()
         if path is not None:
@@ -457,8 +458,8 @@ class Trainer:
             position.advance()
             window.add(scalars, batch.size)
             meter["images"] += batch.size
+            stop.agree()  # data-parallel: one tiny all-reduce on the CPU, so every rank stops after this step
             if position.step % t.log_every == 0 or position.step == self.total:
-                stop.agree()
                 guard.check(self.last_pt)
                 scalars = window.close()
                 if guard.skipped:
@@ -505,6 +506,7 @@ class Trainer:
         self.writer.scalars(position.step, position.epoch, speed, time.perf_counter() - self.started)
 
     def _save(self, model, engine, position: Position, keep: bool) -> None:
+        self._saved = True  # (known on every rank: only rank 0's file system sees the file)
         rngs = distributed.gather(rng_state())  # every rank's noise, so a resume on as many ranks is exact
         if not self.writer.active:
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def digest(files: list[Path], size: int, channels: int, crop) -> str:
     h = hashlib.sha256(f"{size}|{channels}|{crop}|{len(files)}".encode())
     for f in files:
         stat = f.stat()
-        h.update(f"{f}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        h.update(f"{f.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -44,10 +45,15 @@ def cached_images(dataset, folder: Path, name: str, num_workers: int) -> torch.T
     key = digest(dataset.files, size, c, dataset.crop)
     path = folder / f"{name}-{size}px-{c}ch-{n}-{key}.u8"
     shape = (n, c, size, size)
-    if not path.is_file() or path.stat().st_size != int(np.prod(shape)):
-        _build(dataset, path, shape, num_workers)
-    else:
-        log.info(f"data.cache: reading {n:,} decoded images from {path}")
+    from genlab import distributed
+
+    # a data-parallel job: the first process of each machine builds it, the others wait and then read it
+    if distributed.local_rank() == 0 or not distributed.active():
+        if not path.is_file() or path.stat().st_size != int(np.prod(shape)):
+            _build(dataset, path, shape, num_workers)
+        else:
+            log.info(f"data.cache: reading {n:,} decoded images from {path}")
+    distributed.barrier()
     array = np.memmap(path, dtype=np.uint8, mode="r", shape=shape)
     # torch warns that the map is read-only; batches are gathered (copied) from it, never written
     import warnings
@@ -60,7 +66,9 @@ def cached_images(dataset, folder: Path, name: str, num_workers: int) -> torch.T
 def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(handle)
+        partial = Path(name)
         out = np.memmap(partial, dtype=np.uint8, mode="w+", shape=shape)  # a raw file: the name says the shape
     except OSError as err:
         raise GenlabError(f"data.cache: cannot write the cache in {path.parent} ({err.strerror or err}); pass "

@@ -211,6 +211,12 @@ def batches_of(files: ImageFiles, cfg: DictConfig, folder: Path, name: str, batc
                          resident=False)
 
 
+def _beside(files: list[Path]) -> Path:
+    """The folder the images share (data.cache goes beside them)."""
+    parents = sorted({str(f.parent.resolve()) for f in files})
+    return Path(os.path.commonpath(parents)) if parents else Path.cwd()
+
+
 def holdout(n: int, fraction: float) -> np.ndarray:
     """A boolean mask of evenly spaced test items, so every class keeps its share in both splits."""
     test = np.zeros(n, dtype=bool)
@@ -236,7 +242,7 @@ def folder_data(name: str, cfg: DictConfig, files: list[Path], labels: list[int]
     if cfg.limit is not None:
         keep = np.linspace(0, len(train_files) - 1, min(cfg.limit, len(train_files))).round().astype(int)
         train_files, train_labels = [train_files[i] for i in keep], [train_labels[i] for i in keep]
-    where = Path(os.path.commonpath([str(f.parent) for f in files])) if files else Path(".")  # beside the images
+    where = _beside(files) if cfg.get("cache", False) else None
     train = batches_of(ImageFiles(train_files, train_labels, cfg.size, cfg.channels), cfg, where, f"{name}-train",
                        batch_size, seed, device, cfg.num_workers)
     check_batches(train, batch_size, name)
