@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from genlab.compose import compose
 from genlab.data import build_data
 from genlab.entry import run_training
 from genlab.models.gan import DCGANDiscriminator, DCGANGenerator
 from genlab.models.base import init_dcgan_weights
+from train_throughput import gan_step  # benchmarks/ is on sys.path when this file runs
 
 
 def reference_loop(steps: int, device: torch.device) -> float:
@@ -34,19 +34,8 @@ def reference_loop(steps: int, device: torch.device) -> float:
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     step, epoch = 0, 0
     while step < steps:
-        for real, _ in data.train.epoch(epoch):
-            fake = g(torch.randn(real.shape[0], 100, device=device))
-            d_real, d_fake = d(real), d(fake.detach())
-            loss_d = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + \
-                F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
-            opt_d.zero_grad()
-            loss_d.backward()
-            opt_d.step()
-            out = d(fake)
-            loss_g = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
-            opt_g.zero_grad()
-            loss_g.backward()
-            opt_g.step()
+        for batch in data.train.epoch(epoch):
+            gan_step(g, d, opt_g, opt_d, batch["image"], 100, device)  # the example's D real, D fake, G step
             step += 1
             if step == steps:
                 break

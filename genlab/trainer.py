@@ -480,9 +480,10 @@ class Trainer:
         finished_epoch = position.batch >= self.batches_per_epoch
         if finished_epoch:
             position.epoch, position.batch = position.epoch + 1, 0
-            self._epoch_speed(position)
         done = position.step >= self.total
-        guard.check(self.last_pt)  # nothing of a diverged state is drawn or saved
+        guard.check(self.last_pt)  # nothing of a diverged state is drawn, logged or saved
+        if finished_epoch:
+            self._epoch_speed(position)
         if done or (finished_epoch and position.epoch % t.sample_every == 0):
             self._visuals(model, fixed, data, position.step, position.epoch if finished_epoch else position.epoch + 1)
         keep = finished_epoch and t.keep_every > 0 and position.epoch % t.keep_every == 0
