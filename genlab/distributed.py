@@ -159,35 +159,43 @@ def free_port() -> int:
 def spawn(nproc: int, argv: list[str], folder) -> int:
     """`genlab train --nproc N`: N ranks of `python -m genlab train ARGV` on this machine, rendezvous on a free
     local port, the claimed run folder passed down (this process keeps it locked). The ranks run in a process
-    group of their own and this process passes each SIGINT and SIGTERM on to every rank, once per signal, so
+    group of their own and this process passes each SIGINT, SIGTERM, SIGHUP and SIGQUIT on to every rank, so
     Ctrl-C stops them after a step and a second Ctrl-C quits at once, as in one process. When one rank fails,
     the others are stopped (a rank blocked in a collective is killed after 20 s). Returns the job's exit code:
-    that of the first rank seen failing, or 0."""
+    that of the first rank seen failing (a rank that only saw its peer die says 1), else the ranks' own."""
     import signal
     import subprocess
     import sys
     import time
 
     port, cores = free_port(), os.cpu_count() or 1
-    procs = []
-    for r in range(nproc):
-        env = dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
-                   GROUP_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **{HELD_ENV: str(folder)})
-        env.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # the ranks share the cores
-        procs.append(subprocess.Popen([sys.executable, "-m", "genlab", "train", *argv], env=env,
-                                      start_new_session=True))
+    procs: list[subprocess.Popen] = []
+    forwarded: list[int] = []
 
     def forward(signum, frame):
+        forwarded.append(signum)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
 
-    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+    passed_on = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    previous = {signum: signal.signal(signum, forward) for signum in passed_on}
     failed, failed_at = None, None
     try:
+        for r in range(nproc):
+            env = dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(nproc),
+                       LOCAL_WORLD_SIZE=str(nproc), GROUP_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                       **{HELD_ENV: str(folder)})
+            env.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # the ranks share the cores
+            procs.append(subprocess.Popen([sys.executable, "-m", "genlab", "train", *argv], env=env,
+                                          start_new_session=True))
+            if forwarded:  # a signal came while the ranks were starting
+                procs[-1].send_signal(forwarded[-1])
+        stopped = {128 + s for s in passed_on}  # what a rank stopped by a passed-on signal exits with
         while any(p.poll() is None for p in procs):
             if failed is None:
-                codes = [p.returncode for p in procs if p.returncode not in (None, 0)]
+                codes = [p.returncode for p in procs if p.returncode not in (None, 0)
+                         and not (forwarded and p.returncode in stopped)]
                 # (a rank that saw its peer die exits 1 at once: the cause is the other code, where both are in)
                 failed = next((c for c in codes if c != 1), codes[0]) if codes else None
                 if failed is not None:
@@ -201,9 +209,17 @@ def spawn(nproc: int, argv: list[str], folder) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        for p in procs:  # (this process is leaving on an error of its own: no rank stays behind)
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for r, p in enumerate(procs):
+        if p.returncode < 0:
+            print(f"genlab: rank {r} was killed by {signal.Signals(-p.returncode).name}", file=sys.stderr)
+    codes = [p.returncode if p.returncode >= 0 else 128 - p.returncode for p in procs]
     if failed is None:
-        failed = next((p.returncode for p in procs if p.returncode != 0), 0)
-    return failed if failed >= 0 else 128 - failed  # killed by signal N: 128 + N, as a shell says
+        failed = next((c for c in codes if c not in (0, 1)), next((c for c in codes if c), 0))
+    return failed if failed >= 0 else 128 - failed
 
 
 # ---- the weights and their gradients -------------------------------------------------------------------------
@@ -319,18 +335,26 @@ def gather(obj) -> list:
 
 
 def peer_lost(err: BaseException) -> bool:
-    """The error a collective raises when another rank of the job died (gloo's connection reset, nccl's
-    remote error, a timeout)."""
+    """The error a collective raises when another rank of the job died (the connection to it reset or closed);
+    anything else (an NCCL error of this rank, a timeout, a mismatch) stays a traceback."""
     if world_size() <= 1 or not isinstance(err, RuntimeError):  # (DistBackendError is a RuntimeError)
         return False
     text = str(err)
-    return any(mark in text for mark in ("Connection reset", "Connection closed", "connection closed", "Broken pipe",
-                                         "remote process exited", "NCCL", "gloo", "Timed out", "timed out"))
+    return any(mark in text for mark in ("Connection reset by peer", "Connection closed by peer", "Broken pipe",
+                                         "remote process exited"))
 
 
-def barrier() -> None:
-    if active():
+def barrier(hours: float | None = None) -> None:
+    """Every rank waits here for the others; `hours` for a long wait (a data.cache build) past the 30-minute
+    timeout of the job's collectives (a gloo group of its own, made by every rank here)."""
+    if not active():
+        return
+    if hours is None:
         dist.barrier()
+        return
+    group = dist.new_group(backend="gloo", timeout=timedelta(hours=hours))
+    dist.barrier(group)
+    dist.destroy_process_group(group)
 
 
 def close() -> None:

@@ -58,6 +58,7 @@ def report_user_errors(func):
             sys.exit(interrupt_exit_code(err))
         except Exception as err:
             if not distributed.peer_lost(err):
+                rundir.remove_failed_start(run_dir)  # a bug (or CUDA out of memory): Hydra shows the traceback
                 raise
             # another rank died (its own message is above): one line here, not gloo's or nccl's traceback
             last = run_dir / "checkpoints" / "last.pt"
@@ -95,7 +96,9 @@ def _other_rank(func, *args, **kwargs):
     except Exception as err:
         if not distributed.peer_lost(err):
             raise
-        sys.exit(1)  # another rank died first; rank 0 says so
+        print(f"genlab: [rank {distributed.rank()}] another process of this data-parallel run stopped, so this one "
+              "stopped too", file=sys.stderr)
+        sys.exit(1)
 
 
 def _main_thread() -> bool:

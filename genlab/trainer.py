@@ -172,8 +172,11 @@ class StopRequest:
             self.requested = distributed.agreed_signal(self.received)
 
     def _handle(self, signum, frame):
+        if self.received and distributed.active() and time.monotonic() - self._received_at < 2:
+            return  # one stop sent twice (the terminal's SIGINT, then torchrun's or SLURM's SIGTERM)
         if self.received:
             raise Interrupted(signum)
+        self._received_at = time.monotonic()
         self.received = signum
         if not distributed.active():
             self.requested = signum
@@ -313,7 +316,6 @@ class Trainer:
         check_batches(data.train, t.batch_size, data.spec.name)  # an epoch of no batches would never end
         self.total = t.steps if t.steps is not None else t.epochs * self.batches_per_epoch
         engine, guard = self._attach(model)
-        self._saved = False
         writer = self.writer = RunWriter(self.run_dir)
         position = self._start(model, engine, writer)
         writer.open(model.curve_groups, self.title, purge_step=position.step + 1 if position.step else None)
@@ -337,12 +339,15 @@ class Trainer:
                 guard.check(self.last_pt)
                 self._save(model, engine, position, keep=False)
                 writer.curves()
+                distributed.barrier()  # no rank leaves (and gets rank 0 signalled) before rank 0 has saved
                 log.info(f"interrupted at step {position.step}; saved {self.last_pt}")
                 stop.hand_on()
                 raise Interrupted(stop.requested)
-            if self.resumed and not self._saved:  # a resume with nothing to train still leaves one
+            # a resume with nothing to train still leaves one (rank 0's file system decides for every rank)
+            if self.resumed and distributed.rank0s(not self.last_pt.is_file()):
                 self._save(model, engine, position, keep=False)
                 writer.curves()
+            distributed.barrier()  # every rank ends after rank 0 has written the end of the run
         except TrainingStopped:
             progress.close()
             writer.curves()  # the curves up to the divergence
@@ -507,7 +512,6 @@ class Trainer:
         self.writer.scalars(position.step, position.epoch, speed, time.perf_counter() - self.started)
 
     def _save(self, model, engine, position: Position, keep: bool) -> None:
-        self._saved = True  # (known on every rank: only rank 0's file system sees the file)
         rngs = distributed.gather(rng_state())  # every rank's noise, so a resume on as many ranks is exact
         if not self.writer.active:
             return

@@ -15,9 +15,10 @@ import torch
 
 from tests.conftest import run_cli
 
-FLOW_POINTS = ["model=realnvp", "data=toy2d", "data.n_train=2048", "data.n_test=256", "train.steps=12",
+# device=cpu: gloo on the CPU, also where a GPU is present (one GPU cannot hold two ranks)
+FLOW_POINTS = ["device=cpu", "model=realnvp", "data=toy2d", "data.n_train=2048", "data.n_test=256", "train.steps=12",
                "train.log_every=3", "train.progress=none", "train.sample_every=100"]
-GAN = ["model=dcgan", "data=digits", "data.size=16", "model.ngf=8", "model.ndf=8", "train.batch_size=32",
+GAN = ["device=cpu", "model=dcgan", "data=digits", "data.size=16", "model.ngf=8", "model.ndf=8", "train.batch_size=32",
        "train.log_every=3", "train.progress=none", "train.sample_every=100"]
 
 
@@ -99,7 +100,7 @@ def test_two_processes_train_the_run_one_process_would(tmp_path, train, caplog):
 
 
 def test_an_nproc_mistake_is_one_line_before_any_folder(tmp_path):
-    result = run_cli(["train", "--nproc", "3", "train.steps=1"], tmp_path)
+    result = run_cli(["train", "--nproc", "3", "device=cpu", "train.steps=1"], tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == ("genlab: train.batch_size=64 is the global batch and must split evenly over the "
                                      "3 processes: use a multiple of 3, e.g. train.batch_size=63")
@@ -128,7 +129,7 @@ def test_nproc_mistakes_are_one_line(tmp_path, monkeypatch, args, env, expected)
     monkeypatch.setattr(distributed, "PLANNED", 1)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    result = CliRunner().invoke(app, ["train", *args])
+    result = CliRunner().invoke(app, ["train", *args, "device=cpu"])
     assert isinstance(result.exception, GenlabError) and expected in str(result.exception), result.output
     assert not (tmp_path / "outputs").exists()
 
@@ -284,7 +285,7 @@ def test_compile_settings_are_checked(compose):
 
 
 # ---- Hydra's launchers -----------------------------------------------------------------------------------------
-SWEEP = ["model=realnvp", "data=toy2d", "data.n_train=512", "data.n_test=128", "train.steps=16", "train.log_every=4",
+SWEEP = ["device=cpu", "model=realnvp", "data=toy2d", "data.n_train=512", "data.n_test=128", "train.steps=16", "train.log_every=4",
          "train.progress=none", "optim.lr=1e-3,2e-3"]
 
 

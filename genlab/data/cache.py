@@ -53,7 +53,7 @@ def cached_images(dataset, folder: Path, name: str, num_workers: int) -> torch.T
             _build(dataset, path, shape, num_workers)
         else:
             log.info(f"data.cache: reading {n:,} decoded images from {path}")
-    distributed.barrier()
+    distributed.barrier(hours=24)  # (a build of a million images takes longer than a collective's timeout)
     array = np.memmap(path, dtype=np.uint8, mode="r", shape=shape)
     # torch warns that the map is read-only; batches are gathered (copied) from it, never written
     import warnings
@@ -87,6 +87,9 @@ def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> Non
                 bar.update(task, completed=done)
         out.flush()
         del out
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(partial, 0o666 & ~umask)  # (mkstemp made it private; a cache is as readable as any file)
         os.replace(partial, path)  # whole, or not there at all
     except BaseException as err:
         partial.unlink(missing_ok=True)
