@@ -73,8 +73,7 @@ def resolve_device(cfg: DictConfig) -> torch.device:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise GenlabError("device=cuda but PyTorch sees no CUDA GPU: use device=cpu or device=auto")
-    if distributed.world_size() > 1:  # one process per GPU: a data-parallel rank takes GPU LOCAL_RANK
-        distributed.check_gpus(cfg.ids)
+    if distributed.world_size() > 1:  # one process per GPU (config.validate checked there are enough)
         return torch.device("cuda", distributed.local_rank())
     index = int(cfg.ids[0]) if cfg.ids else 0
     if index >= torch.cuda.device_count():

@@ -167,6 +167,20 @@ class EpochBatchSampler(torch.utils.data.Sampler):
             yield order[part(i, self.batch_size)]  # this process's share: workers decode only it
 
 
+def loader_batches(loader) -> Iterator:
+    """A DataLoader's batches; a GenlabError raised in a worker process (a bad image) arrives wrapped in the
+    worker's traceback: it is raised again as its own one line."""
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except GenlabError as err:
+            raise GenlabError(str(err).strip().splitlines()[-1].split("GenlabError: ")[-1]) from None
+        yield batch
+
+
 class LoaderBatches:
     """A folder dataset read by a DataLoader (workers decode files; uint8 crosses to the device)."""
 
@@ -192,15 +206,7 @@ class LoaderBatches:
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         self.sampler.set_epoch(epoch, start_batch)
-        batches = iter(self.loader)
-        while True:
-            try:
-                images, labels = next(batches)
-            except StopIteration:
-                return
-            except GenlabError as err:
-                # from a worker process it arrives wrapped in the worker's traceback; keep the last line
-                raise GenlabError(str(err).strip().splitlines()[-1].split("GenlabError: ")[-1]) from None
+        for images, labels in loader_batches(self.loader):
             yield Batch(image=to_unit_range(images.to(self.device, non_blocking=True)), label=labels.to(self.device))
 
     def first(self, n: int) -> Batch:

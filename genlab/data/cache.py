@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genlab.data.base import loader_batches
 from genlab.errors import GenlabError
 
 log = logging.getLogger("genlab")
@@ -81,7 +82,7 @@ def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> Non
     try:
         with Progress(transient=True, disable=not _tty()) as bar:
             task = bar.add_task("decoding", total=shape[0])
-            for images, _ in _batches(loader):
+            for images, _ in loader_batches(loader):
                 out[done : done + len(images)] = images.numpy()
                 done += len(images)
                 bar.update(task, completed=done)
@@ -99,17 +100,6 @@ def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> Non
             raise GenlabError(f"data.cache: writing {path} failed ({err.strerror or err}); free some space or pass "
                               "data.cache_dir=ANOTHER/FOLDER") from None
         raise
-
-
-def _batches(loader):
-    batches = iter(loader)
-    while True:
-        try:
-            yield next(batches)
-        except StopIteration:
-            return
-        except GenlabError as err:  # a bad image, from a worker process: its last line is the message
-            raise GenlabError(str(err).strip().splitlines()[-1].split("GenlabError: ")[-1]) from None
 
 
 def _tty() -> bool:
