@@ -181,19 +181,6 @@ def _defaults() -> dict[str, str]:
     return out
 
 
-def _finite(value):
-    """A JSON-ready copy: NaN and infinities become None."""
-    import math
-
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _device(name: str) -> str:
     """--device cpu|cuda|auto -> the device to use, or one line saying why not."""
     import torch
@@ -216,7 +203,7 @@ def sample(
     seed: int = typer.Option(0, "--seed", help="The same seed, n and labels give the same images."),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="A .png gets one grid; a folder one PNG per sample. Default RUN/generated/."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto (cuda where PyTorch sees a GPU, as `train` does)."),
 ) -> None:
     """Draw new samples from a trained run, from its checkpoint alone.
 
@@ -280,7 +267,7 @@ def translate(
     out: Path = typer.Argument(..., help="The output .png for one image; a new or empty folder for a folder."),
     direction: str = typer.Option("AtoB", "--direction", help="AtoB or BtoA (CycleGAN: G or F)."),
     seed: int = typer.Option(0, "--seed", help="Seeds pix2pix's test-time dropout: the same seed, the same output."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto (cuda where PyTorch sees a GPU, as `train` does)."),
 ) -> None:
     """Translate images with a trained run, from its checkpoint alone: one output per input, the same size.
 
@@ -388,7 +375,7 @@ def upscale(
         help="Context pixels around each tile (default: the generator's receptive radius: the same result as "
              "whole)."),
     whole: bool = typer.Option(False, "--whole", help="No tiles: each image through the generator at once."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto (cuda where PyTorch sees a GPU, as `train` does)."),
 ) -> None:
     """Up-scale images of any size with a trained super-resolution run, from its checkpoint alone.
 
@@ -441,7 +428,7 @@ def evaluate(
         None, "--metrics", help="Comma-separated, e.g. fd_domain,ms_ssim; default every metric that applies."),
     n: int = typer.Option(5000, "--n", "-n", min=10, help="Generated images per metric (at least 10)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated images."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, or auto."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto (cuda where PyTorch sees a GPU, as `train` does)."),
     ood_data: Optional[str] = typer.Option(
         None, "--ood-data",
         help="A second dataset for out-of-distribution AUROC/AUPRC: a data option, with data.KEY=VALUE settings "
@@ -471,7 +458,6 @@ def evaluate(
 
     * `genlab eval outputs/maf_fashion_mnist/RUN --anomaly`
     """
-    import json
     import logging
 
     import torch
@@ -480,7 +466,7 @@ def evaluate(
 
     import genlab
     from genlab.checkpoint import atomic_write
-    from genlab.evaluation import evaluate_run
+    from genlab.evaluation import evaluate_run, merge_metrics
     from genlab.registry import load_all
     from genlab.runs import load_run
 
@@ -504,16 +490,10 @@ def evaluate(
             except OSError as err:
                 raise GenlabError(f"cannot write {figure} ({err.strerror or err})") from None
             result["figures"][name] = str(figure.relative_to(target.path))
-    record = {"genlab_version": genlab.__version__, "run": str(target.path), "checkpoint": str(target.checkpoint),
-              "step": target.step, "model": target.cfg.model.name, "data": target.cfg.data.name,
-              "weights": "ema" if target.ema else "trained", **result}
     path = target.path / "metrics.json"
-    try:
-        # JSON has no NaN or Infinity: a non-finite number is written as null, so the file stays valid JSON
-        text = json.dumps(_finite(record), indent=2, allow_nan=False) + "\n"
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-    except OSError as err:
-        raise GenlabError(f"cannot write {path} ({err.strerror or err})") from None
+    merge_metrics(path, {"genlab_version": genlab.__version__, "run": str(target.path),
+                         "checkpoint": str(target.checkpoint), "step": target.step, "model": target.cfg.model.name,
+                         "data": target.cfg.data.name, "weights": "ema" if target.ema else "trained"}, result)
     table = Table(title=f"{target.name}", caption=f"full protocols in {path}")
     for column in ("metric", "value", "generated", "real", "split"):
         table.add_column(column, style="bold" if column == "metric" else None,

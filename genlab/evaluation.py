@@ -967,6 +967,51 @@ def anomaly(ctx: Context) -> dict:
     return out
 
 
+def _finite(value):
+    """A JSON-ready copy: NaN and infinities become None (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def merge_metrics(path: Path, header: dict, result: dict) -> dict:
+    """Write RUN/metrics.json with this call's numbers merged into those already there: each metric output keeps
+    its own value, protocol, time, checkpoint, step and weights, so `eval --metrics a` then `--metrics b` leaves
+    both. A metric scored again replaces its old outputs; a damaged file is replaced whole. Returns the record."""
+    import json
+    from datetime import datetime, timezone
+
+    old: dict = {}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            old = {}
+    old = old if isinstance(old, dict) else {}
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = {"time": when, "checkpoint": header.get("checkpoint"), "step": header.get("step"),
+             "weights": header.get("weights")}
+    fresh = {name: {**entry, **stamp} for name, entry in result["metrics"].items()}
+    ran = set(result.get("ran", ())) | set(result["skipped"])
+    kept = {name: entry for name, entry in (old.get("metrics") or {}).items()
+            if isinstance(entry, dict) and name not in fresh and entry.get("metric") not in ran}
+    skipped = {name: why for name, why in (old.get("skipped") or {}).items() if name not in ran}
+    figures = {**(old.get("figures") or {}), **result.get("figures", {})}
+    record = {**header, "time": when, "metrics": {**kept, **fresh}, "skipped": {**skipped, **result["skipped"]}}
+    if figures:
+        record["figures"] = figures
+    text = json.dumps(_finite(record), indent=2, allow_nan=False) + "\n"
+    try:
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    except OSError as err:
+        raise GenlabError(f"cannot write {path} ({err.strerror or err})") from None
+    return record
+
+
 def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: torch.device, log=print,
                  ood_data: str | None = None, anomaly: bool = False) -> dict:
     """Run each metric; a metric asked for by name that cannot run is an error, a default one is skipped
@@ -982,7 +1027,7 @@ def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: t
         raise GenlabError("--ood-data is read only by the ood metric: add it to --metrics")
     if ood_data is not None and not explicit and not_applicable("ood", ctx):
         raise GenlabError(f"--ood-data: the ood metric does not apply to this run: {not_applicable('ood', ctx)}")
-    results, skipped = {}, {}
+    results, skipped, ran = {}, {}, []
     for name in names or METRICS.in_order():
         why = not_applicable(name, ctx)
         if why is not None:
@@ -995,9 +1040,10 @@ def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: t
             if clash:
                 raise GenlabError(f"metric {name} reports {clash[0]}, which another metric reported already: "
                                   "give the family's metric outputs names of their own")
-            results.update(scores)
+            results.update({key: {**entry, "metric": name} for key, entry in scores.items()})
+            ran.append(name)
         except MetricUnavailable as why:
             if explicit:
                 raise GenlabError(f"{name}: {why}") from None
             skipped[name] = str(why)
-    return {"metrics": results, "skipped": skipped, "figures": ctx.figures}
+    return {"metrics": results, "skipped": skipped, "figures": ctx.figures, "ran": ran}

@@ -126,10 +126,18 @@ def test_missing_inception_weights_is_one_line(digit_runs, tmp_path):
 
 def test_eval_of_a_conditional_vae_scores_classes_and_likelihood(tmp_path, train):
     train(tmp_path / "cvae", "model=cvae", "data.limit=64", "train.batch_size=32", "train.steps=2")
-    out = run_cli(["eval", "cvae", "--metrics", "fd_domain,ms_ssim,likelihood", "-n", "200"], tmp_path,
-                  env_extra={"GENLAB_CACHE": str(tmp_path / "cache")})
+    env = {"GENLAB_CACHE": str(tmp_path / "cache")}
+    out = run_cli(["eval", "cvae", "--metrics", "likelihood", "-n", "200"], tmp_path, env_extra=env)
+    assert out.returncode == 0, out.stderr
+    first = json.loads((tmp_path / "cvae" / "metrics.json").read_text())["metrics"]
+    assert {"nelbo", "bits_per_dim"} <= set(first) and "fd_domain" not in first
+    # a second call with other metrics adds to metrics.json: the first numbers stay, with their own time
+    out = run_cli(["eval", "cvae", "--metrics", "fd_domain,ms_ssim", "-n", "200"], tmp_path, env_extra=env)
     assert out.returncode == 0, out.stderr
     metrics = json.loads((tmp_path / "cvae" / "metrics.json").read_text())["metrics"]
+    assert {"fd_domain", "ms_ssim", "nelbo", "bits_per_dim"} <= set(metrics)
+    assert metrics["nelbo"] == first["nelbo"] and metrics["nelbo"]["metric"] == "likelihood"
+    assert metrics["fd_domain"]["metric"] == "fd_domain" and metrics["fd_domain"]["time"] >= first["nelbo"]["time"]
     assert metrics["nelbo"]["protocol"]["n_real"] == 359 and metrics["bits_per_dim"]["value"] > 0
     assert 0 <= metrics["conditional_accuracy"]["value"] <= 1
     assert metrics["ms_ssim"]["protocol"]["grouped_by"] == "requested label"
