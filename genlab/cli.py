@@ -641,6 +641,63 @@ def reconstruct(
     print(f"wrote {path}")
 
 
+weights_app = typer.Typer(
+    help="The optional pretrained weights genlab can use (Inception for FID, VGG19 for SRGAN): where each is looked "
+         "for, whether it is there and is the published file; `genlab weights add FILE` puts a download in place.",
+    invoke_without_command=True)
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.callback()
+def weights_list(ctx: typer.Context) -> None:
+    """List every optional weights file: what uses it, where it is looked for, whether it is there and its
+    checksum matches the published one. genlab never downloads: fetch the URL elsewhere, then `genlab weights add`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    from genlab import weights
+    from genlab.progress import bar
+
+    console = Console(highlight=False, soft_wrap=True)  # paths and URLs whole, whatever the width
+    for entry in weights.known():
+        found = entry.find()
+        if found is None:
+            status = "[red]missing[/red]"
+        else:
+            with bar(f"checking {found.name}", total=found.stat().st_size) as advance:
+                digest = weights.sha256_of(found, advance)
+            status = ("[green]ok[/green]: the published file" if digest.startswith(entry.sha256_prefix) else
+                      f"[yellow]not the published file[/yellow] (sha256 {digest[:8]}..., published "
+                      f"{entry.sha256_prefix}...): its numbers are not comparable with published ones")
+        console.print(f"[bold]{entry.name}[/bold]  {entry.file} (~{entry.megabytes} MB)  {status}")
+        console.print(f"  used by:     {escape(entry.used_by)}")
+        for k, (how, path) in enumerate(entry.places()):
+            here = "  <- found" if found is not None and path == found else ""
+            console.print(f"  {'looked for:' if k == 0 else '':12} {escape(str(path))} ({how}){here}")
+        if os.environ.get(entry.env) is None:
+            console.print(f"  {'':12} (or set {entry.env}=FILE)")
+        if found is None:
+            console.print(f"  get it:      download {entry.url}, then `genlab weights add FILE`")
+
+
+@weights_app.command("add")
+def weights_add(file: Path = typer.Argument(..., help="A weights file downloaded elsewhere (any name).")) -> None:
+    """Put a downloaded weights file where genlab looks for it (the torch hub cache, under its published name),
+    after checking its SHA-256 against the published one. The copy is written whole or not at all."""
+    from genlab import weights
+    from genlab.progress import bar
+
+    size = file.expanduser().stat().st_size if file.expanduser().is_file() else None
+    with bar(f"checking {file.name}", total=size) as advance:
+        entry, target, copied = weights.add(file, advance)
+    if copied:
+        print(f"{entry.name}: checksum ok; copied to {target}")
+    else:
+        print(f"{entry.name}: {target} is already this file; nothing to do")
+
+
 @config_app.command("show", context_settings=PASS_THROUGH)
 def config_show(ctx: typer.Context) -> None:
     """Print the resolved config that `genlab train OVERRIDES` would run, e.g. `genlab config show model=vae`."""

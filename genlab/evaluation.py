@@ -9,8 +9,8 @@ Metrics (METRICS registry; `genlab eval --metrics a,b`):
   accuracy and class coverage.
 - precision_recall: k-NN manifold precision and recall (Kynkaanniemi et al. 2019) in the same features.
 - ms_ssim: mean MS-SSIM of same-class pairs (lower = more diverse; the AC-GAN paper's measure), with real data's.
-- fid, kid, is: the standard Inception-v3 features (torchmetrics' NoTrainInceptionV3 with torch-fidelity's
-  weights, where those are on disk), computed once per image set and shared by the three.
+- fid, kid, is: the standard Inception-v3 features (torch-fidelity's public FeatureExtractorInceptionV3 with its
+  weights, where those are on disk: `genlab weights`), computed once per image set and shared by the three.
 - likelihood: what the model's own evaluate() reports on the test split (VAE -ELBO and bits/dim, VQ-VAE MSE).
 - translation: L1 and PSNR of a translation model's outputs (model.translates, model.translate) against the
   held-out targets, whole images one at a time where the data keeps them, beside the input-as-output baseline.
@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab import weights
 from genlab.checkpoint import atomic_write
 from genlab.errors import GenlabError
 from genlab.registry import METRICS
@@ -102,6 +103,19 @@ def accuracy(model: nn.Module, batches) -> float:
     return right / max(total, 1)
 
 
+def _classifier_epoch(model, batches, generator, optimizer, schedule, advance) -> None:
+    for x, y in ((b["image"], b["label"]) for b in batches):
+        # small shifts: the classifier should judge shapes, not exact pixel positions
+        shift = torch.randint(-2, 3, (2,), generator=generator).tolist()
+        x = torch.roll(x, shifts=shift, dims=(2, 3))
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        advance(1)
+
+
 def domain_classifier(data, data_cfg, device, log=print) -> tuple[DomainClassifier, dict]:
     """The dataset's classifier from the cache, or trained now on its train split (then cached)."""
     spec = data.spec
@@ -125,16 +139,11 @@ def domain_classifier(data, data_cfg, device, log=print) -> tuple[DomainClassifi
     epochs = max(2, min(20, math.ceil(1500 / batches)))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=epochs * batches)
     model.train()
-    for epoch in range(epochs):
-        for x, y in ((b["image"], b["label"]) for b in data.train.epoch(epoch)):
-            # small shifts: the classifier should judge shapes, not exact pixel positions
-            shift = torch.randint(-2, 3, (2,), generator=generator).tolist()
-            x = torch.roll(x, shifts=shift, dims=(2, 3))
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    from genlab.progress import bar
+
+    with bar(f"training the {spec.name} domain classifier", total=epochs * batches, unit="steps") as advance:
+        for epoch in range(epochs):
+            _classifier_epoch(model, data.train.epoch(epoch), generator, optimizer, schedule, advance)
     torch.set_rng_state(torch_state)
     model.eval()
     test = data.test if data.test is not None else data.train
@@ -399,7 +408,11 @@ class Context:
             try:
                 from genlab.runs import generate
 
-                parts = list(generate(self.run.model, self.n, self.seed, None))
+                parts = []
+                with self.progress(f"drawing {self.n} samples", self.n) as advance:
+                    for x, y in generate(self.run.model, self.n, self.seed, None):
+                        parts.append((x, y))
+                        advance(len(x))
             except GenlabError as err:
                 raise MetricUnavailable(str(err)) from None
             labels = None if parts[0][1] is None else torch.cat([y for _, y in parts])
@@ -416,6 +429,13 @@ class Context:
     def conditional_on_classes(self) -> bool:
         """Samples asked for class k should look like class k (not InfoGAN, whose code is unsupervised)."""
         return bool(getattr(self.run.model, "n_classes", 0)) and self.run.model.label_values == self.data.spec.n_classes
+
+    @staticmethod
+    def progress(label: str, total: int | None = None):
+        """A progress bar for one wait of a metric (genlab/progress.py: drawn on a terminal only)."""
+        from genlab.progress import bar
+
+        return bar(label, total)
 
     def protocol(self, **extra) -> dict:
         return {"n_generated": self.n, "seed": self.seed, "image_size": self.run.spec.size,
@@ -526,17 +546,58 @@ def ms_ssim_metric(ctx: Context, pairs: int = 100) -> dict:
     }
 
 
+INCEPTION = weights.register(weights.WeightsFile(
+    "inception", INCEPTION_FILE, INCEPTION_URL, "genlab eval: fid, kid, is, translation_fid", 92))
+
+
 def inception_weights() -> Path:
     """The torch-fidelity Inception-v3 weights (the ones FID is defined with), or MetricUnavailable."""
-    candidates = [os.environ.get("GENLAB_INCEPTION_WEIGHTS"), os.path.join(torch.hub.get_dir(), "checkpoints",
-                                                                          INCEPTION_FILE)]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    raise MetricUnavailable(
-        f"the Inception weights for FID/KID/IS are not on this machine ({candidates[1]}): download {INCEPTION_URL} "
-        f"into {Path(candidates[1]).parent} (or set GENLAB_INCEPTION_WEIGHTS=FILE); without them use fd_domain"
-    )
+    found = INCEPTION.find()
+    if found is None:
+        raise MetricUnavailable(
+            f"the Inception weights for FID/KID/IS are not on this machine ({INCEPTION.default_path}): download "
+            f"{INCEPTION_URL}, then `genlab weights add FILE` (or set {INCEPTION.env}=FILE); without them use "
+            "fd_domain")
+    return found
+
+
+def inception_extractor(path: Path, device) -> nn.Module:
+    """torch-fidelity's public Inception-v3 feature extractor (pool3 2048-d and the unbiased 1008 logits, its
+    TF1-compatible resize to 299) with the weights in `path`. The file is read here with torch.load's
+    weights_only unpickler, which runs no code, and handed on re-saved: torch-fidelity itself loads a path
+    with the full unpickler."""
+    import tempfile
+
+    try:
+        from torch_fidelity import FeatureExtractorInceptionV3
+    except ImportError:
+        raise MetricUnavailable("FID/KID/IS need torch-fidelity: pip install 'genlab[fid]'") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError("it holds no state dict of tensors")
+        with tempfile.TemporaryDirectory(prefix="genlab-inception-") as folder:
+            torch.save(state, Path(folder) / "inception.pth")
+            net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                              feature_extractor_weights_path=str(Path(folder) / "inception.pth"))
+    except Exception as err:  # a truncated download, another network's weights: one line
+        raise MetricUnavailable(f"{path} is not the torch-fidelity Inception weights file "
+                                f"({str(err).splitlines()[0][:160]}); download {INCEPTION_URL} again") from None
+    return net.to(device)
+
+
+@torch.no_grad()
+def inception_features(net: nn.Module, images: torch.Tensor, device, batch: int = 100,
+                       progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pool3 features [N, 2048], unbiased logits [N, 1008]) of [-1, 1] images, in float64 on the CPU."""
+    pools, logits = [], []
+    for start in range(0, len(images), batch):
+        pool, logit = net(_to_uint8_rgb(images[start : start + batch]).to(device))
+        pools.append(pool.double().cpu())
+        logits.append(logit.double().cpu())
+        if progress is not None:
+            progress(len(pool))
+    return torch.cat(pools), torch.cat(logits)
 
 
 def _to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
@@ -576,38 +637,24 @@ def _inception_features(ctx: Context, images: torch.Tensor, key: str) -> tuple[t
     """(pool3 features [N, 2048], unbiased logits [N, 1008]) of [-1, 1] images, computed once per set."""
     if key in ctx._real:
         return ctx._real[key]
-    weights = inception_weights()
-    try:
-        from torchmetrics.image.fid import NoTrainInceptionV3
-    except ImportError:
-        raise MetricUnavailable("FID/KID/IS need torchmetrics and torch-fidelity: pip install 'genlab[fid]'") from None
     if "inception" not in ctx._real:
-        # antialias=False: torch-fidelity's TF1-compatible resize to 299, as the reference FID code does
-        try:
-            net = NoTrainInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], str(weights),
-                                     antialias=False)
-        except ImportError:
-            raise MetricUnavailable("FID/KID/IS need torch-fidelity beside torchmetrics: pip install 'genlab[fid]'"
-                                    ) from None
-        except (RuntimeError, OSError, ValueError) as err:
-            raise MetricUnavailable(f"{weights} is not the torch-fidelity Inception weights file "
-                                    f"({str(err).splitlines()[0]}); download {INCEPTION_URL} again") from None
-        ctx._real["inception"] = net.to(ctx.device)
-    net = ctx._real["inception"]
-    pools, logits = [], []
-    with torch.no_grad():
-        for start in range(0, len(images), 100):
-            pool, logit = net._torch_fidelity_forward(_to_uint8_rgb(images[start : start + 100]).to(ctx.device))
-            pools.append(pool.double().cpu())
-            logits.append(logit.double().cpu())
-    ctx._real[key] = (torch.cat(pools), torch.cat(logits))
+        path = inception_weights()
+        ctx._real["inception_sha256"] = weights.sha256_of(path)
+        if not ctx._real["inception_sha256"].startswith(INCEPTION.sha256_prefix):
+            ctx.log(f"note: {path} is not the published {INCEPTION_FILE} (its sha256 starts "
+                    f"{ctx._real['inception_sha256'][:8]}): these FID/KID/IS are not comparable with published ones")
+        ctx._real["inception"] = inception_extractor(path, ctx.device)
+    with ctx.progress(f"Inception features ({key.removeprefix('inception_')})", len(images)) as advance:
+        ctx._real[key] = inception_features(ctx._real["inception"], images, ctx.device, progress=advance)
     return ctx._real[key]
 
 
 def _inception_protocol(ctx: Context, **extra) -> dict:
-    return ctx.protocol(features="Inception-v3 pool3, 2048-d (torch-fidelity weights, via torchmetrics' "
-                                 "NoTrainInceptionV3; TF1-compatible bilinear resize to 299)",
-                        weights=INCEPTION_FILE, **extra)
+    digest = ctx._real.get("inception_sha256", "")
+    return ctx.protocol(features="Inception-v3 pool3, 2048-d (torch-fidelity's FeatureExtractorInceptionV3; "
+                                 "TF1-compatible bilinear resize to 299)",
+                        weights=INCEPTION_FILE, weights_sha256=digest[:16],
+                        weights_published=digest.startswith(INCEPTION.sha256_prefix), **extra)
 
 
 def _real_inception(ctx: Context) -> tuple[torch.Tensor, str]:

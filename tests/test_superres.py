@@ -206,8 +206,9 @@ def test_the_vgg_loss_network_loads_torchvisions_file_and_is_never_saved(sr_root
     from genlab.runs import load_run
 
     monkeypatch.setenv("TORCH_HOME", str(sr_root / "torch"))
-    with pytest.raises(GenlabError, match="vgg19-dcbb9e9d.pth is not there: download https://download.pytorch.org/"
-                                          "models/vgg19-dcbb9e9d.pth into .*or pass model.content=mse"):
+    with pytest.raises(GenlabError, match="model.content needs vgg19-dcbb9e9d.pth, which is not on this machine .*"
+                                          "download https://download.pytorch.org/models/vgg19-dcbb9e9d.pth and run "
+                                          "`genlab weights add FILE`.*or pass model.content=mse"):
         vgg19_weights()
     reference = _vgg_file(sr_root / "torch" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth")
     x = torch.rand(2, 3, 24, 24) * 2 - 1

@@ -74,18 +74,17 @@ def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> Non
     except OSError as err:
         raise GenlabError(f"data.cache: cannot write the cache in {path.parent} ({err.strerror or err}); pass "
                           "data.cache_dir=SOME/WRITABLE/FOLDER, or data.cache=false") from None
-    from rich.progress import Progress
+    from genlab.progress import bar
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=256, shuffle=False, num_workers=num_workers)
     log.info(f"data.cache: decoding {shape[0]:,} images once into {path} ({np.prod(shape) / 2**30:.2f} GiB)")
     done = 0
     try:
-        with Progress(transient=True, disable=not _tty()) as bar:
-            task = bar.add_task("decoding", total=shape[0])
+        with bar(f"data.cache: decoding {path.parent.name}", total=shape[0], unit="images") as advance:
             for images, _ in loader_batches(loader):
                 out[done : done + len(images)] = images.numpy()
                 done += len(images)
-                bar.update(task, completed=done)
+                advance(len(images))
         out.flush()
         del out
         umask = os.umask(0)
@@ -100,9 +99,3 @@ def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> Non
             raise GenlabError(f"data.cache: writing {path} failed ({err.strerror or err}); free some space or pass "
                               "data.cache_dir=ANOTHER/FOLDER") from None
         raise
-
-
-def _tty() -> bool:
-    import sys
-
-    return sys.stderr.isatty()

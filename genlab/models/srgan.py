@@ -17,13 +17,13 @@ benchmark sets (Set5, Set14, BSD100), each beside MATLAB-bicubic up-scaling of t
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab import weights
 from genlab.config import check_choice, check_float, check_int
 from genlab.data.bicubic import upscale_bicubic
 from genlab.errors import GenlabError
@@ -115,17 +115,15 @@ VGG19_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 5
 VGG_CUTS = {"vgg22": 9, "vgg54": 36}  # torchvision's vgg19.features[:cut] ends at relu2_2 / relu5_4
 
 
+VGG19 = weights.register(weights.WeightsFile(
+    "vgg19", VGG19_FILE, VGG19_URL, "srgan: model.content=vgg22|vgg54 (the perceptual loss)", 548))
+
+
 def vgg19_weights() -> Path:
     """torchvision's VGG19 ImageNet weights in the torch cache (or GENLAB_VGG19_WEIGHTS), else one line."""
-    import torch.hub
-
-    default = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
-    override = os.environ.get("GENLAB_VGG19_WEIGHTS")
-    path = Path(override) if override else default
-    if not path.is_file():
-        raise GenlabError(f"model.content needs VGG19's ImageNet weights, and {path} is not there: download "
-                          f"{VGG19_URL} into {default.parent} (or set GENLAB_VGG19_WEIGHTS=FILE), or pass "
-                          "model.content=mse")
+    path = VGG19.find()
+    if path is None:
+        raise GenlabError(VGG19.missing("model.content", "or pass model.content=mse"))
     return path
 
 
