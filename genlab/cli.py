@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+import typer.core
 
+from genlab.completion import complete_run, complete_run_or_sweep
 from genlab.errors import GenlabError, interrupt_exit_code, raise_interrupted
 
 app = typer.Typer(
     name="genlab",
     help="Train, sweep and report deep generative models from one line of Hydra overrides.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: bash, zsh, fish (genlab/completion.py)
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
@@ -25,7 +27,16 @@ app.add_typer(config_app, name="config")
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-@app.command(context_settings=PASS_THROUGH)
+class TrainCommand(typer.core.TyperCommand):
+    """`genlab train`: its words are Hydra's, so completing them is genlab's (overrides, keys, values, flags)."""
+
+    def shell_complete(self, ctx, incomplete):
+        from genlab.completion import complete_train
+
+        return complete_train(ctx, incomplete)
+
+
+@app.command(context_settings=PASS_THROUGH, cls=TrainCommand)
 def train(ctx: typer.Context) -> None:
     """Train a model. Everything after `train` goes to Hydra: overrides, `-m` for sweeps, `--cfg job`.
 
@@ -56,6 +67,10 @@ def train(ctx: typer.Context) -> None:
                           "--nproc-per-node says how many)")
     distributed.PLANNED = nproc
     line = compose.check_command_line(args)
+    if "--hydra-help" in line.flags:
+        # Hydra composes this help without genlab's root config: an override of genlab's groups has nothing to
+        # change there (and would be Hydra's traceback), and genlab's help template is asked for here
+        line.overrides = [o for o in line.overrides if o.startswith("hydra")] + ["hydra/hydra_help=genlab"]
     if (nproc > 1 or distributed.world_size() > 1) and line.multirun:
         raise GenlabError("a data-parallel run is one job on several processes; for a sweep (-m) run each job as "
                           "its own `genlab train --nproc N ...` (or torchrun line)")
@@ -196,7 +211,8 @@ def _device(name: str) -> str:
 
 @app.command()
 def sample(
-    run: Path = typer.Argument(..., help="A run folder or one of its checkpoints; its dataset is not needed."),
+    run: Path = typer.Argument(..., help="A run folder or one of its checkpoints; its dataset is not needed.",
+                               autocompletion=complete_run),
     n: int = typer.Option(64, "--n", "-n", min=1, help="How many samples."),
     labels: Optional[str] = typer.Option(
         None, "--labels", help="Classes to draw, cycled, e.g. 0,1,2 (conditional models; InfoGAN: its category)."),
@@ -262,7 +278,8 @@ def sample(
 
 @app.command()
 def translate(
-    run: Path = typer.Argument(..., help="A pix2pix or cyclegan run folder, or one of its checkpoints."),
+    run: Path = typer.Argument(..., help="A pix2pix or cyclegan run folder, or one of its checkpoints.",
+                               autocompletion=complete_run),
     source: Path = typer.Argument(..., help="An image file, or a folder of images (any sizes)."),
     out: Path = typer.Argument(..., help="The output .png for one image; a new or empty folder for a folder."),
     direction: str = typer.Option("AtoB", "--direction", help="AtoB or BtoA (CycleGAN: G or F)."),
@@ -365,7 +382,8 @@ def _write_outputs(source: Path, out: Path, outputs) -> int:
 
 @app.command()
 def upscale(
-    run: Path = typer.Argument(..., help="A super-resolution run folder (srresnet, srgan), or one of its checkpoints."),
+    run: Path = typer.Argument(..., help="A super-resolution run folder (srresnet, srgan), or one of its checkpoints.",
+                               autocompletion=complete_run),
     source: Path = typer.Argument(..., help="An image file, or a folder of images (any sizes)."),
     out: Path = typer.Argument(..., help="The output .png for one image; a new or empty folder for a folder."),
     tile: Optional[int] = typer.Option(None, "--tile", min=1,
@@ -423,7 +441,7 @@ def upscale(
 
 @app.command("eval")
 def evaluate(
-    run: Path = typer.Argument(..., help="A run folder or one of its checkpoints."),
+    run: Path = typer.Argument(..., help="A run folder or one of its checkpoints.", autocompletion=complete_run),
     metrics: Optional[str] = typer.Option(
         None, "--metrics", help="Comma-separated, e.g. fd_domain,ms_ssim; default every metric that applies."),
     n: int = typer.Option(5000, "--n", "-n", min=10, help="Generated images per metric (at least 10)."),
@@ -532,7 +550,8 @@ def evaluate(
 
 @app.command()
 def report(
-    runs: List[Path] = typer.Argument(..., help="Run folders and/or multirun folders (outputs/multirun/<time>)."),
+    runs: List[Path] = typer.Argument(..., help="Run folders and/or multirun folders (outputs/multirun/<time>).",
+                                      autocompletion=complete_run_or_sweep),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Folder for the PNGs and index.html; default RUN/report (one path) or ./report."),
     epochs: Optional[str] = typer.Option(
@@ -583,7 +602,8 @@ def report(
 
 @app.command()
 def reconstruct(
-    run: Path = typer.Argument(..., help="An autoencoder run folder (vae, cvae, vqvae) or one of its checkpoints."),
+    run: Path = typer.Argument(..., help="An autoencoder run folder (vae, cvae, vqvae) or one of its checkpoints.",
+                               autocompletion=complete_run),
     images: List[Path] = typer.Argument(
         ..., help="Image files, folders of images, or other run folders (their model draws new samples)."),
     n: int = typer.Option(8, "--n", "-n", min=1, help="How many images to pass through."),
@@ -739,7 +759,7 @@ def main() -> None:
     # SIGTERM (timeout, SLURM pre-emption, kill) is a Ctrl-C: a run stops cleanly, a start leaves nothing behind
     signal.signal(signal.SIGTERM, raise_interrupted)
     try:
-        app()
+        app(prog_name="genlab")  # also under `python -m genlab`: completion scripts are for `genlab`
     except GenlabError as err:
         from genlab import distributed
 

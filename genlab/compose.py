@@ -25,8 +25,10 @@ REFUSED_FLAGS = {
                             "`genlab train train.resume=RUN_FOLDER` instead",
     "--config-path": "it replaces genlab's config tree; use --config-dir DIR to add your own configs beside it",
     "-cp": "it replaces genlab's config tree; use --config-dir DIR to add your own configs beside it",
-    "--shell-completion": "Hydra's completion is for `python app.py`, not for `genlab`",
-    "-sc": "Hydra's completion is for `python app.py`, not for `genlab`",
+    "--shell-completion": "its script completes `python app.py`, not `genlab`; install genlab's completion (bash, "
+                          "zsh, fish) with `genlab --install-completion`",
+    "-sc": "its script completes `python app.py`, not `genlab`; install genlab's completion (bash, zsh, fish) "
+           "with `genlab --install-completion`",
     "--version": "use `genlab --version`",
 }
 

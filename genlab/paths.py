@@ -16,15 +16,25 @@ CONFIG_GROUPS = ("model", "data", "loss", "optim", "device")
 
 
 def group_options(group: str, extra_dirs: tuple[Path, ...] = ()) -> dict[str, str]:
-    """Option name -> its one-line description (the YAML's first comment line)."""
+    """Option name -> its description: the YAML's leading comment lines (after any `# @package`), joined whole,
+    so a description that runs over several lines is not cut mid-sentence."""
     options: dict[str, str] = {}
     for root in (config_dir(), *extra_dirs):
         folder = Path(root) / group
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.yaml")):
-            comments = [line for line in path.read_text().splitlines()[:3]
-                        if line.startswith("#") and not line.startswith("# @package")]
-            text = comments[0].lstrip("#").strip() if comments else ""
-            options.setdefault(path.stem, text)
+            options.setdefault(path.stem, description(path.read_text()))
     return dict(sorted(options.items()))
+
+
+def description(text: str) -> str:
+    """The leading block of comment lines of a YAML text, as one line."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("# @package") and not lines:
+            continue
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return " ".join(part for part in lines if part)

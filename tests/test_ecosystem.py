@@ -119,3 +119,102 @@ def test_genlab_weights_cli_lists_missing_files_and_refuses_an_unknown_one(tmp_p
     out = run_cli(["weights", "add", "odd.pth"], tmp_path, env_extra=env)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "is none of the weights genlab knows" in out.stderr and not (tmp_path / "torch").exists()
+
+
+# ---- shell completion -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def installed_completion(tmp_path_factory) -> tuple[Path, dict]:
+    """`genlab --install-completion bash` into a fresh HOME, and a PATH whose `genlab` is this Python's."""
+    home = tmp_path_factory.mktemp("home")
+    bin_dir = home / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "genlab").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m genlab "$@"\n')
+    (bin_dir / "genlab").chmod(0o755)
+    env = {"HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SHELL": "/bin/bash"}
+    out = run_cli(["--install-completion", "bash"], home, env_extra=env)
+    assert out.returncode == 0, out.stderr
+    script = home / ".bash_completions" / "genlab.sh"
+    assert script.is_file() and str(script) in (home / ".bashrc").read_text()
+    return script, env
+
+
+def bash_complete(installed, words: list[str], cwd: Path) -> list[str]:
+    """What bash's TAB offers: COMP_WORDS / COMP_CWORD through the installed script's function. `words` are
+    bash's words (it splits `model=v` into `model`, `=`, `v`); the last one is the word under the cursor."""
+    script, env = installed
+    quoted = " ".join("'" + w.replace("'", "'\\''") + "'" for w in words)
+    program = (f"source '{script}'\nCOMP_WORDS=({quoted})\nCOMP_CWORD={len(words) - 1}\n"
+               "_genlab_completion genlab\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    out = subprocess.run(["bash", "--norc", "-c", program], cwd=cwd, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **env})
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    return [line for line in out.stdout.splitlines() if line]
+
+
+def test_bash_completes_model_names_keys_values_and_flags_of_genlab_train(installed_completion, tmp_path):
+    from genlab.paths import config_dir
+
+    models = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
+    assert sorted(bash_complete(installed_completion, ["genlab", "train", "model", "="], tmp_path)) == models
+    assert bash_complete(installed_completion, ["genlab", "train", "model", "=", "v"], tmp_path) == ["vae", "vqvae"]
+    assert bash_complete(installed_completion, ["genlab", "train", "mod"], tmp_path) == ["model=", "model."]
+    # a lone key is opened (bash would put a space after `experiment=`): every option, as experiment=NAME
+    experiments = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+    assert bash_complete(installed_completion, ["genlab", "train", "experi"], tmp_path) == \
+        [f"experiment={e}" for e in experiments]
+    assert bash_complete(installed_completion, ["genlab", "train", "train.epo"], tmp_path) == \
+        ["train.epochs=", "train.epochs=100"]  # and a lone leaf shows its current value (digits' tuned 100)
+    optim = bash_complete(installed_completion, ["genlab", "train", "optim."], tmp_path)
+    assert {"optim.lr=", "optim.betas=", "optim.schedule."} <= set(optim) and "train.epochs=" not in optim
+    # keys of the config the line composes so far: the VAE's, once model=vae is typed
+    vae = bash_complete(installed_completion, ["genlab", "train", "model", "=", "vae", "model."], tmp_path)
+    assert "model.latent_dim=" in vae and "model.ngf=" not in vae
+    assert bash_complete(installed_completion, ["genlab", "train", "train.epochs", "="], tmp_path) == ["100"]
+    assert "--nproc" in bash_complete(installed_completion, ["genlab", "train", "--"], tmp_path)
+    assert bash_complete(installed_completion, ["genlab", "tr"], tmp_path) == ["train", "translate"]
+
+
+def test_bash_completes_run_folders_for_the_commands_that_read_runs(installed_completion, tmp_path):
+    runs = ["outputs/dcgan_digits/2026-01-01_10-00-00", "outputs/dcgan_digits/2026-01-02_10-00-00",
+            "outputs/vae_digits/2026-01-03_10-00-00", "outputs/multirun/2026-01-04_10-00-00/0"]
+    for run in runs:
+        (tmp_path / run / "checkpoints").mkdir(parents=True)
+        (tmp_path / run / "checkpoints" / "last.pt").write_bytes(b"")
+    (tmp_path / "outputs" / "multirun" / "2026-01-04_10-00-00" / "multirun.yaml").write_text("")
+    (tmp_path / "notes").mkdir()  # a folder with no run in it is not offered
+    complete = lambda *words: bash_complete(installed_completion, ["genlab", *words], tmp_path)  # noqa: E731
+    assert complete("sample", "") == ["outputs/dcgan_digits/", "outputs/multirun/", "outputs/vae_digits/"]
+    assert complete("sample", "outputs/d") == runs[:2]
+    assert complete("eval", "outputs/v") == [runs[2]]  # a lone folder is opened down to its run
+    for command in ("translate", "upscale", "reconstruct"):
+        assert complete(command, "outputs/dcgan_digits/2026-01-02") == [runs[1]]
+    assert complete("report", "outputs/multirun/2") == ["outputs/multirun/2026-01-04_10-00-00",
+                                                        "outputs/multirun/2026-01-04_10-00-00/"]
+    assert complete("train", "train.resume", "=", "outputs/d") == runs[:2]
+
+
+def test_zsh_and_fish_get_whole_words_and_hydras_completion_hint_is_replaced(tmp_path):
+    zsh = run_cli([], tmp_path, env_extra={"_GENLAB_COMPLETE": "complete_zsh",
+                                           "_TYPER_COMPLETE_ARGS": "genlab train model=dc"})
+    assert zsh.returncode == 0 and '"model=dcgan"' in zsh.stdout and "\n" not in zsh.stdout.strip()
+    fish = run_cli([], tmp_path, env_extra={"_GENLAB_COMPLETE": "complete_fish", "_TYPER_COMPLETE_FISH_ACTION":
+                                            "get-args", "_TYPER_COMPLETE_ARGS": "genlab train data=fashion"})
+    assert fish.returncode == 0 and fish.stdout.split("\t")[0] == "data=fashion_mnist"
+    out = run_cli(["train", "-sc", "install=bash"], tmp_path)
+    assert out.returncode == 2 and "genlab --install-completion" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    help_text = run_cli(["train", "--hydra-help", "model=vae"], tmp_path)
+    assert help_text.returncode == 0, help_text.stderr
+    assert "genlab --install-completion" in help_text.stdout and "-sc install" not in help_text.stdout
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_genlab_list_shows_each_description_whole(tmp_path):
+    from genlab.paths import config_dir, description
+
+    out = run_cli(["list", "experiment"], tmp_path, env_extra={"COLUMNS": "1000"})
+    assert out.returncode == 0, out.stderr
+    for path in (config_dir() / "experiment").glob("*.yaml"):
+        text = description(path.read_text())
+        assert text and text in out.stdout, path.name
+    assert "the nine others, 90% of the test split, are the anomalies" in out.stdout  # a third comment line

@@ -1,0 +1,286 @@
+"""Shell completion: `genlab --install-completion` (bash, zsh, fish) through Typer.
+
+Typer completes the subcommands and their options. This module adds what it cannot know:
+- `genlab train`: Hydra overrides. `model=<TAB>` lists the models (each with its description where the shell
+  shows one), `optim.<TAB>` the keys of the optimiser chosen so far on the line, `train.epochs=<TAB>` the
+  current value, `train.resume=<TAB>` run folders, `-<TAB>` the flags genlab takes;
+- the RUN argument of sample, eval, report, translate, upscale and reconstruct: run folders (report: multirun
+  folders too), found under the folder typed so far.
+
+Bash splits a word at `=` (COMP_WORDBREAKS), so it asks for `model=dc` as the words `model`, `=`, `dc` and
+replaces only `dc`; zsh and fish keep the word whole and replace all of it. `train_items` answers each way.
+Completion must never fail loudly: any error gives no completions (the shell then completes file names).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Hydra's own groups genlab ships presets for (configs/hydra/<group>/); `basic` is Hydra's built-in default
+HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper")
+TRAIN_FLAGS = {
+    "-m": "a sweep: one job per combination of comma-separated values",
+    "--multirun": "the same as -m",
+    "--nproc": "one run on N processes (data-parallel)",
+    "--cfg": "print the config instead of running: job | hydra | all",
+    "--resolve": "with --cfg: resolve interpolations",
+    "--info": "Hydra's information: all | config | defaults | defaults-tree | plugins | searchpath",
+    "--config-dir": "add a folder of your own configs beside genlab's",
+    "--help": "genlab train's help",
+    "--hydra-help": "Hydra's flags and config groups",
+}
+SKIPPED_GROUPS = {"tuned"}  # chosen by the defaults list (model_data), not on the command line
+RUN_KEYS = {"train.resume", "train.init_from"}
+SEARCH_DEPTH = 3  # how far below a folder run folders are looked for
+
+
+def _shell() -> str:
+    """bash, zsh, fish or powershell: Typer's completion variable says which shell asked."""
+    value = os.environ.get("_GENLAB_COMPLETE", "")
+    return value.removeprefix("complete_").split("_")[0] if value.startswith("complete_") else ""
+
+
+def _bash_words() -> tuple[list[str], int] | None:
+    from typer._click.shell_completion import split_arg_string
+
+    if _shell() != "bash" or "COMP_WORDS" not in os.environ:
+        return None
+    try:
+        return split_arg_string(os.environ["COMP_WORDS"]), int(os.environ["COMP_CWORD"])
+    except ValueError:
+        return None
+
+
+def split_current(incomplete: str) -> tuple[str | None, str, bool]:
+    """(key, value typed so far, bare) for a `key=value` word being completed; key None while it is still a
+    key. bare: the shell replaces only the value (bash), so completions are the values alone."""
+    words = _bash_words()
+    if words is not None:
+        cwords, cword = words
+        current = cwords[cword] if cword < len(cwords) else ""
+        before = cwords[cword - 1] if 0 < cword <= len(cwords) else ""
+        if current == "=" and cword >= 2:  # `key=` with the cursor after `=`: bash asks for the word "="
+            return cwords[cword - 1], "", True
+        if before == "=" and cword >= 3:  # `key=val`
+            return cwords[cword - 2], current, True
+        return None, incomplete, True
+    key, sep, value = incomplete.partition("=")
+    if sep:
+        return key, value, False
+    return None, incomplete, False
+
+
+def _typed_overrides() -> list[str]:
+    """The overrides already on the command line (to compose the config the user is building)."""
+    words = _bash_words()
+    if words is not None:
+        cwords, cword = words
+        items, args, i = cwords[1:cword], [], 0
+        while i < len(items):  # bash's `key`, `=`, `value` back into `key=value`
+            if i + 1 < len(items) and items[i + 1] == "=":
+                if i + 2 < len(items):
+                    args.append(f"{items[i]}={items[i + 2]}")
+                i += 3
+            else:
+                args.append(items[i])
+                i += 1
+    else:
+        from typer._click.shell_completion import split_arg_string
+
+        args = split_arg_string(os.environ.get("_TYPER_COMPLETE_ARGS", ""))
+    return [a for a in args if "=" in a and not a.startswith("-")]
+
+
+def _group_choices(typed: list[str]) -> list[str]:
+    """The group choices typed so far (model=vae, data=...), the ones that name a real option."""
+    from genlab.paths import group_options
+
+    out = []
+    for override in typed:
+        key, _, value = override.partition("=")
+        if key in _groups() and value in group_options(key):
+            out.append(override)
+    return out
+
+
+def _groups() -> dict[str, dict[str, str]]:
+    """Group -> {option: description}, genlab's groups and the Hydra groups it has presets for."""
+    from genlab.paths import config_dir, group_options
+
+    groups = {p.name: group_options(p.name) for p in sorted(config_dir().iterdir())
+              if p.is_dir() and p.name != "hydra" and p.name not in SKIPPED_GROUPS}
+    for group in HYDRA_GROUPS:
+        options = {"basic": "Hydra's default"} if group == "hydra/sweeper" else {"basic": "Hydra's default: "
+                                                                                    "one job after another"}
+        options.update(group_options(group))
+        groups[group] = options
+    return groups
+
+
+def _leaves(typed: list[str]) -> dict[str, object]:
+    """Every key of the config `genlab train TYPED` composes -> its value (dotted), without hydra.*."""
+    from omegaconf import OmegaConf
+
+    from genlab.compose import compose
+
+    cfg = compose(_group_choices(typed))
+    flat: dict[str, object] = {}
+
+    def walk(node, prefix):
+        for key in node:
+            value = node._get_node(key)
+            path = f"{prefix}{key}"
+            if OmegaConf.is_dict(value):
+                flat[path + "."] = None
+                walk(value, path + ".")
+            else:
+                flat[path] = OmegaConf.to_container(OmegaConf.create({"v": value}), resolve=False)["v"] \
+                    if not OmegaConf.is_missing(node, key) else "???"
+
+    walk(cfg, "")
+    return flat
+
+
+def _text(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        import json
+
+        return json.dumps(value).replace(" ", "")
+    return str(value)
+
+
+def train_items(incomplete: str) -> list[tuple[str, str]]:
+    """(completion, help) pairs for the word being typed after `genlab train`."""
+    key, value, bare = split_current(incomplete)
+    if key is None and value.startswith("-"):
+        return [(flag, text) for flag, text in TRAIN_FLAGS.items() if flag.startswith(value)]
+    groups = _groups()
+    typed = _typed_overrides()
+    if key is not None:  # a value
+        prefix = "" if bare else f"{key}="
+        if key in groups:
+            return [(prefix + option, text) for option, text in groups[key].items() if option.startswith(value)]
+        if key in RUN_KEYS:
+            found = ["auto"] if key == "train.resume" and "auto".startswith(value) else []
+            return [(prefix + p, "") for p in found + run_folders(value)]
+        leaves = _leaves(typed)
+        if key in leaves and key + "." not in leaves:
+            current = _text(leaves[key])
+            options = ["true", "false"] if isinstance(leaves[key], bool) else [current]
+            return [(prefix + o, "the current value" if o == current else "") for o in options if o.startswith(value)]
+        return []
+    # a key: groups (`model=`), and the config's keys (`train.epochs=`) and nodes (`optim.`), one level at a time
+    leaves = _leaves(typed)
+    items = [(f"{group}=", "one of: " + ", ".join(options)) for group, options in groups.items()
+             if group.startswith(value)]
+    items += _below(value, leaves)
+    for _ in range(8):  # a lone `key=` or `node.` would get a space after it from the shell: open it instead
+        if len(items) != 1 or not items[0][0].endswith(("=", ".")):
+            break
+        word = items[0][0]
+        if word.endswith("="):
+            key = word[:-1]
+            if key in groups:
+                items = [(f"{key}={option}", text) for option, text in groups[key].items()] or items
+            else:
+                items = [(word, ""), (word + _text(leaves.get(key)), "the current value")]
+            break
+        items = _below(word, leaves) or items
+    return items
+
+
+def _below(prefix: str, leaves: dict[str, object]) -> list[tuple[str, str]]:
+    """The keys (`optim.lr=`) and nodes (`optim.schedule.`) one level below what is typed."""
+    out = []
+    start = prefix.rpartition(".")[0] + "." if "." in prefix else ""
+    for path, current in leaves.items():
+        rest = path[len(start):].rstrip(".")
+        if not path.startswith(prefix) or path == prefix or "." in rest:
+            continue
+        out.append((path, "") if path.endswith(".") else (f"{path}=", f"now {_text(current)}"))
+    return out
+
+
+def complete_train(ctx, incomplete: str):
+    """The Typer/Click hook of `genlab train` (see TrainCommand in cli.py)."""
+    from typer._click.shell_completion import CompletionItem
+
+    try:
+        items = train_items(incomplete)
+    except Exception:  # noqa: BLE001  (a broken config on the line: complete nothing rather than fail)
+        return []
+    return [CompletionItem(value, help=_short(text)) for value, text in items]
+
+
+def _short(text: str, width: int = 60) -> str | None:
+    """A help text for one line of the shell's menu (Typer's zsh/fish output must not wrap)."""
+    text = " ".join(text.split())
+    return None if not text else text if len(text) <= width else text[: width - 3].rstrip() + "..."
+
+
+# ---- run folders -------------------------------------------------------------------------------------------------
+def _is_run(path: Path) -> bool:
+    return (path / "checkpoints" / "last.pt").is_file() or (path / ".hydra" / "config.yaml").is_file() and \
+        (path / "metrics.jsonl").is_file()
+
+
+def _is_multirun(path: Path) -> bool:
+    return (path / "multirun.yaml").is_file()
+
+
+def _holds_runs(path: Path, depth: int, multirun: bool) -> bool:
+    if depth < 0:
+        return False
+    try:
+        children = [c for c in path.iterdir() if c.is_dir() and not c.name.startswith(".")]
+    except OSError:
+        return False
+    return any(_is_run(c) or (multirun and _is_multirun(c)) or _holds_runs(c, depth - 1, multirun)
+               for c in children)
+
+
+def run_folders(incomplete: str, multirun: bool = False) -> list[str]:
+    """Run folders (and, with multirun, sweep folders) that start with what is typed, as typed; folders that
+    only hold runs end in `/`, and a lone one is opened for the user (no space after it from the shell)."""
+    typed_dir, _, partial = incomplete.rpartition("/")
+    base = typed_dir + "/" if typed_dir or incomplete.startswith("/") else ""
+    folder = Path(base or ".").expanduser()
+    out = []
+    try:
+        children = sorted(c for c in folder.iterdir() if c.is_dir())
+    except OSError:
+        return []
+    for child in children:
+        if not child.name.startswith(partial) or (child.name.startswith(".") and not partial.startswith(".")):
+            continue
+        if _is_run(child) or (multirun and _is_multirun(child)):
+            out.append(base + child.name)
+            if multirun and _is_multirun(child):
+                out.append(base + child.name + "/")  # its jobs, one by one
+        elif _holds_runs(child, SEARCH_DEPTH, multirun):
+            out.append(base + child.name + "/")
+    if len(out) == 1 and out[0].endswith("/"):
+        deeper = run_folders(out[0], multirun)
+        return deeper or out
+    return out
+
+
+def complete_run(incomplete: str) -> list[str]:
+    """Typer autocompletion for a RUN argument."""
+    try:
+        return run_folders(incomplete)
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def complete_run_or_sweep(incomplete: str) -> list[str]:
+    """Typer autocompletion for `genlab report`'s arguments: runs and multirun folders."""
+    try:
+        return run_folders(incomplete, multirun=True)
+    except Exception:  # noqa: BLE001
+        return []
