@@ -230,7 +230,13 @@ def _is_run(path: Path) -> bool:
 
 
 def _is_multirun(path: Path) -> bool:
-    return (path / "multirun.yaml").is_file()
+    """A sweep folder: Hydra's multirun.yaml (basic sweeper) or optimization_results.yaml (Optuna), or jobs."""
+    if (path / "multirun.yaml").is_file() or (path / "optimization_results.yaml").is_file():
+        return True
+    try:
+        return any(c.name.isdigit() and _is_run(c) for c in path.iterdir())
+    except OSError:
+        return False
 
 
 def _holds_runs(path: Path, depth: int, multirun: bool) -> bool:

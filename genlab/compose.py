@@ -118,6 +118,12 @@ def _check_group_choices(overrides: list[str], extra_dirs: tuple[Path, ...], mul
         if not sep or key not in groups or not value or value == "null":
             continue
         options = group_options(key, extra_dirs)
+        if value.startswith("[") and value.endswith("]"):  # several options of one group at once: logger=[a,b]
+            for item in (v.strip() for v in value[1:-1].split(",") if v.strip()):
+                if item not in options:
+                    raise GenlabError(f"unknown {key} '{item}'{did_you_mean(item, options)}; "
+                                      f"choose from: {', '.join(options)}")
+            continue
         if value not in options:
             if "," in value and not multirun:
                 raise GenlabError(f"{override} lists several values: add -m to sweep over them "
@@ -312,22 +318,46 @@ LAUNCHER_PLUGINS = {"local": "hydra_plugins.hydra_joblib_launcher", "joblib": "h
                     "submitit_slurm": "hydra_plugins.hydra_submitit_launcher"}
 
 
+SWEEPER_PLUGINS = {"optuna": ("hydra_plugins.hydra_optuna_sweeper", "optuna")}
+
+
 def check_launcher(overrides: list[str]) -> None:
-    """hydra/launcher=local|slurm|joblib|submitit_*: one line naming the extra when its plugin is missing."""
+    """hydra/launcher=local|slurm|joblib|submitit_* and hydra/sweeper=optuna: one line naming the extra when the
+    plugin is missing."""
     import importlib.util
 
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
-        if key != "hydra/launcher" or value not in LAUNCHER_PLUGINS:
+        if key == "hydra/launcher" and value in LAUNCHER_PLUGINS:
+            module, extra, what = LAUNCHER_PLUGINS[value], "launchers", "launcher"
+        elif key == "hydra/sweeper" and value in SWEEPER_PLUGINS:
+            (module, extra), what = SWEEPER_PLUGINS[value], "sweeper"
+        else:
             continue
-        module = LAUNCHER_PLUGINS[value]
         try:
             found = importlib.util.find_spec(module) is not None
         except ModuleNotFoundError:
             found = False
         if not found:
-            raise GenlabError(f"hydra/launcher={value} needs Hydra's {module.split('_')[-2]} launcher, which is not "
-                              "installed: pip install 'genlab[launchers]'")
+            raise GenlabError(f"{key}={value} needs Hydra's {module.split('_')[-2]} {what}, which is not "
+                              f"installed: pip install 'genlab[{extra}]'")
+
+
+def check_sweeper(line: CommandLine, first: DictConfig) -> None:
+    """An optimising sweeper (Optuna) needs a number from every job: the objective must be named, and its
+    direction (the model's or the metric's, or train.objective_direction) is handed to the sweeper unless the
+    line sets hydra.sweeper.direction itself. Its sqlite storage fails with SQLAlchemy 2: in-memory is the default."""
+    from genlab.objective import optuna_direction, spec
+
+    target = str(OmegaConf.select(first, "hydra.sweeper._target_", default="") or "")
+    if "optuna" not in target.lower():
+        return
+    name, direction = spec(first)
+    if name is None:
+        raise GenlabError(f"hydra/sweeper=optuna optimises train.objective, and {first.model.name} states none: pass "
+                          "train.objective=NAME, a logged scalar or an eval metric (e.g. train.objective=fd_domain)")
+    if not any(o.startswith("hydra.sweeper.direction=") for o in line.overrides):
+        line.overrides.append(f"hydra.sweeper.direction={optuna_direction(direction)}")
 
 
 def check_command_line(args: list[str]) -> CommandLine:
@@ -347,6 +377,7 @@ def check_command_line(args: list[str]) -> CommandLine:
         variants = sweep_variants(line.overrides) if line.multirun else [line.overrides]
         if line.multirun:  # a sweep preset's hydra.sweeper.params are swept values too
             first = compose(variants[0], line.config_dir, line.config_name, with_hydra=True, multirun=True)
+            check_sweeper(line, first)
             params = OmegaConf.select(first, "hydra.sweeper.params") or {}
             given = {o.lstrip("+~").partition("=")[0] for o in line.overrides}
             preset = [f"{key}={value}" for key, value in params.items() if key not in given]

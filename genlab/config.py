@@ -92,6 +92,9 @@ def validate(cfg: DictConfig) -> None:
         raise GenlabError(f"model={get(cfg, 'model.name')} trains on {' or '.join(model.accepts)} data, and "
                           f"data={get(cfg, 'data.name')} gives {kind}: pick a matching pair (`genlab list`)")
     LOSSES[get(cfg, "loss.name")]
+    from genlab import loggers
+
+    loggers.validate(cfg)
 
     loss_keys = get(cfg, "loss")
     if "n_critic" in loss_keys:
@@ -119,7 +122,11 @@ def validate(cfg: DictConfig) -> None:
         raise GenlabError(f"train.ema: model {get(cfg, 'model.name')} names no network to average; drop train.ema")
     objective = get(cfg, "train.objective", None)
     if objective is not None and not isinstance(objective, str):
-        raise GenlabError(f"train.objective must be the name of a logged scalar, e.g. test_nelbo; got {objective!r}")
+        raise GenlabError(f"train.objective must be the name of a logged scalar or an eval metric, e.g. test_nelbo "
+                          f"or fd_domain; got {objective!r}")
+    if get(cfg, "train.objective_direction", None) is not None:
+        check_choice(cfg, "train.objective_direction", ("min", "max"))
+    check_int(cfg, "train.objective_n", minimum=10, optional=True)
     init_from = get(cfg, "train.init_from", None)
     if init_from is not None and not isinstance(init_from, str):
         raise GenlabError(f"train.init_from must be a run folder or a checkpoint file; got {init_from!r}")

@@ -200,36 +200,9 @@ def train(cfg: DictConfig) -> float | None:
     run_training(cfg, run_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
-    # a sweep job: its overrides and final numbers for TensorBoard's HParams, and its objective for the sweeper
-    from genlab.runwriter import RunWriter
-    from genlab.tracking import NOT_CURVES, read_metrics
+    # a sweep job (its hparams went to the loggers at its end): its objective, for a sweeper that optimises
+    from genlab.tracking import final_scalars, read_metrics
 
-    records = read_metrics(run_dir / "metrics.jsonl")
-    final: dict[str, float] = {}
-    for record in records:
-        final.update({k: v for k, v in record.items() if k not in NOT_CURVES})
-    step = max((r.get("step", 0) for r in records), default=0)
-    RunWriter(run_dir).hparams(list(hydra_cfg.overrides.task), final, step)
-    return objective(cfg, final)
+    from genlab import objective
 
-
-def objective(cfg: DictConfig, final: dict[str, float]) -> float | None:
-    """The number a sweeper that optimises (Optuna, Ax) gets: the final value of train.objective, or of the
-    model's own `objective` (name, direction); its direction is logged, for the sweeper's `direction`."""
-    from genlab.registry import MODELS, load_all
-
-    load_all()
-    name, direction = cfg.train.get("objective"), None
-    if name is None:
-        name, direction = getattr(MODELS[cfg.model.name], "objective", (None, None))
-    if name is None:
-        log.info(f"objective: {cfg.model.name} states none (its training scalars do not rank runs; "
-                 "`genlab eval` does); pass train.objective=NAME to give sweepers a number")
-        return None
-    value = final.get(name)
-    if value is None:
-        log.info(f"objective: this run logged no {name}; it logged {', '.join(sorted(final))}")
-        return None
-    log.info(f"objective: {name} = {value:.6g}" + (" (lower is better)" if direction == "min" else
-                                                    " (higher is better)" if direction == "max" else ""))
-    return float(value)
+    return objective.value(cfg, run_dir, final_scalars(read_metrics(run_dir / "metrics.jsonl")))

@@ -442,15 +442,16 @@ class Context:
                 "channels": self.run.spec.channels, **extra}
 
 
-def metric(name: str, kinds: tuple[str, ...] | None = ("images",), when=None):
+def metric(name: str, kinds: tuple[str, ...] | None = ("images",), when=None, better: str | None = None):
     """Register a metric: fn(ctx) -> {name: {"value", "protocol"}}. `kinds`: the data kinds it scores (None:
-    any); `when(ctx)`: None where it applies, else the reason it does not. `genlab eval` runs every registered
+    any); `when(ctx)`: None where it applies, else the reason it does not; `better`: "min" or "max" where its
+    number of the same name ranks runs (a sweeper's train.objective=NAME then knows its direction). `genlab eval` runs every registered
     metric that applies, quietly leaving out the others; a metric asked for by name that does not apply is one
     line. A family registers its own in its model file; the docstring's first line is its `genlab list
     metrics` help."""
 
     def add(fn):
-        fn.kinds, fn.when = kinds, when
+        fn.kinds, fn.when, fn.better = kinds, when, better
         return METRICS.register(name)(fn)
 
     return add
@@ -474,7 +475,7 @@ def metric_help(name: str) -> str:
     return f"{line} ({kinds})" if line else f"({kinds})"
 
 
-@metric("fd_domain")
+@metric("fd_domain", better="min")
 def fd_domain(ctx: Context) -> dict:
     """Frechet distance of samples to the test split in a classifier trained on the dataset (no download)."""
     fake_x, fake_y = ctx.fake  # first: a model that cannot sample is skipped before any classifier work
@@ -524,7 +525,7 @@ def precision_recall_metric(ctx: Context) -> dict:
     return {"precision": {"value": precision, "protocol": protocol}, "recall": {"value": recall, "protocol": protocol}}
 
 
-@metric("ms_ssim")
+@metric("ms_ssim", better="min")
 def ms_ssim_metric(ctx: Context, pairs: int = 100) -> dict:
     """Within-class MS-SSIM of samples (grouped by requested label, else by the classifier's call) and of real
     test images; lower is more diverse."""
@@ -664,7 +665,7 @@ def _real_inception(ctx: Context) -> tuple[torch.Tensor, str]:
     return _inception_features(ctx, real_x, f"inception_{split}")[0], split
 
 
-@metric("fid")
+@metric("fid", better="min")
 def fid(ctx: Context) -> dict:
     """FID: Frechet distance in Inception-v3 pool features (needs the torch-fidelity weights on disk)."""
     fake, _ = _inception_features(ctx, ctx.fake[0], "inception_fake")
@@ -673,7 +674,7 @@ def fid(ctx: Context) -> dict:
                     "protocol": _inception_protocol(ctx, n_real=len(real), real_split=split)}}
 
 
-@metric("kid")
+@metric("kid", better="min")
 def kid(ctx: Context) -> dict:
     """KID: kernel (polynomial MMD) distance in Inception-v3 features, unbiased for small sets."""
     fake, _ = _inception_features(ctx, ctx.fake[0], "inception_fake")
@@ -684,7 +685,7 @@ def kid(ctx: Context) -> dict:
     return {"kid": {"value": mean, "protocol": protocol}}
 
 
-@metric("is")
+@metric("is", better="max")
 def inception_score_metric(ctx: Context) -> dict:
     """Inception score of the samples (10 splits)."""
     _, logits = _inception_features(ctx, ctx.fake[0], "inception_fake")

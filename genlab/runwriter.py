@@ -1,7 +1,8 @@
 """RunWriter: the one object that writes into a run folder while it trains.
 
-Checkpoints, TensorBoard events, metrics.jsonl, sample PNGs, curves.png, the history a resumed run copies,
-init_from.txt / resumed_from.txt and a sweep job's hparams all go through it. Hydra writes .hydra/ and
+Checkpoints, metrics.jsonl, sample PNGs, curves.png, the history a resumed run copies, init_from.txt /
+resumed_from.txt, and what goes to the loggers chosen (genlab/loggers.py: TensorBoard events in tb/, a wandb
+run in wandb/; the config once, scalars, images, a sweep job's hparams) all go through it. Hydra writes .hydra/ and
 train.log; rundir.py removes what a failed start made; nothing else touches the folder.
 
 With several processes (torchrun), only the first writes: every other rank's writer is silent (`active` is
@@ -24,8 +25,7 @@ from PIL import Image
 
 from genlab.checkpoint import atomic_write, save_checkpoint
 from genlab.errors import GenlabError
-from genlab.tracking import (NOT_CURVES, Plot, draw_curves, hparam_summaries, image_grid, read_metrics,
-                             save_png, titled_rows)
+from genlab.tracking import NOT_CURVES, Plot, draw_curves, hparams_of, image_grid, read_metrics, save_png, titled_rows
 
 
 def is_main_process() -> bool:
@@ -45,11 +45,24 @@ def _silent_on_other_ranks(method):
     return guarded
 
 
+def sweep_overrides() -> list[str] | None:
+    """The task overrides of a Hydra multirun job (its hyper-parameters), or None outside a sweep."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+    except ImportError:
+        return None
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return list(HydraConfig.get().overrides.task)
+
+
 class RunWriter:
     def __init__(self, run_dir: Path, active: bool | None = None):
         self.run_dir = Path(run_dir)
         self.active = is_main_process() if active is None else active
-        self.events = self._jsonl = None
+        self.loggers: list = []
+        self._jsonl = None
         self.curve_groups: dict[str, list[str]] = {}
         self.title = ""
         if self.active:
@@ -61,19 +74,24 @@ class RunWriter:
 
     # ---- records -----------------------------------------------------------------------------------------
     @_silent_on_other_ranks
-    def open(self, curve_groups: dict[str, list[str]], title: str = "", purge_step: int | None = None) -> None:
-        """Start the TensorBoard events (dropping any copied ones after purge_step) and metrics.jsonl."""
-        from torch.utils.tensorboard import SummaryWriter
+    def open(self, curve_groups: dict[str, list[str]], title: str = "", purge_step: int | None = None,
+             cfg=None) -> None:
+        """Start metrics.jsonl and the loggers of cfg.logger (TensorBoard by default; its copied events after
+        purge_step are dropped)."""
+        from genlab import loggers
 
         self.curve_groups, self.title = curve_groups, title
         (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        self.events = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
         self._jsonl = open(self.metrics_path, "a", buffering=1)
+        for logger in loggers.build(cfg):
+            logger.start(self.run_dir, cfg, purge_step)
+            self.loggers.append(logger)
 
     @_silent_on_other_ranks
     def scalars(self, step: int, epoch: float, scalars: dict[str, float], elapsed: float) -> None:
-        """TensorBoard: lr/* as they are, run figures under perf/, test_* under test/, the rest under train/;
+        """The loggers: lr/* as they are, run figures under perf/, test_* under test/, the rest under train/;
         and one metrics.jsonl line (a non-finite value as null, so every line stays valid JSON)."""
+        tags = {}
         for name, value in scalars.items():
             if "/" in name:
                 tag = name
@@ -83,10 +101,17 @@ class RunWriter:
                 tag = f"test/{name[5:]}"
             else:
                 tag = f"train/{name}"
-            self.events.add_scalar(tag, value, step)
+            tags[tag] = value
+        for logger in self.loggers:
+            logger.scalars(tags, step)
         record = {"step": step, "epoch": round(epoch, 4), "time": round(elapsed, 3), **scalars}
         record = {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in record.items()}
         self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
+
+    def _image(self, tag: str, image: Image.Image, step: int) -> None:
+        array = np.asarray(image.convert("RGB")).copy()
+        for logger in self.loggers:
+            logger.image(tag, array, step)
 
     @_silent_on_other_ranks
     def visuals(self, step: int, epoch: int, visuals: dict[str, torch.Tensor],
@@ -107,9 +132,9 @@ class RunWriter:
             path = self.run_dir / "samples" / f"epoch_{epoch:03d}{suffix}.png"
             save_png(grid, path)
             paths.append(path)
-            array = torch.from_numpy(np.asarray(grid.convert("RGB")).copy()).permute(2, 0, 1)
-            self.events.add_image(f"visuals/{name}", array, step)
-        self.events.flush()
+            self._image(f"visuals/{name}", grid, step)
+        for logger in self.loggers:
+            logger.flush()
         return paths
 
     @_silent_on_other_ranks
@@ -120,9 +145,9 @@ class RunWriter:
         path = self.run_dir / "samples" / f"epoch_{epoch:03d}_{name}.png"
         atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
         with Image.open(io.BytesIO(data)) as image:
-            array = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
-        self.events.add_image(f"visuals/{name}", array, step)
-        self.events.flush()
+            self._image(f"visuals/{name}", image, step)
+        for logger in self.loggers:
+            logger.flush()
         return path
 
     @_silent_on_other_ranks
@@ -133,22 +158,12 @@ class RunWriter:
         draw_curves(read_metrics(self.metrics_path), self.run_dir / "curves.png", self.curve_groups, self.title)
 
     @_silent_on_other_ranks
-    def hparams(self, overrides: list[str], final: dict[str, float], step: int) -> None:
-        """A sweep job's overrides as TensorBoard hyper-parameters and its final scalars (final/<name>) as their
-        metrics, so the HParams tab compares the jobs of a multirun."""
-        from torch.utils.tensorboard import SummaryWriter
-
-        summaries, metrics = hparam_summaries(overrides, final)
-        if not summaries:
-            return
-        writer = SummaryWriter(str(self.run_dir / "tb"))
-        try:
-            for summary in summaries:
-                writer.file_writer.add_summary(summary)
-            for tag, value in metrics.items():
-                writer.add_scalar(tag, value, step)
-        finally:
-            writer.close()
+    def final(self, overrides: list[str], final: dict[str, float], step: int) -> None:
+        """A sweep job's overrides as hyper-parameters and its final scalars (final/<name>) as their metrics, to
+        every logger once at its end (TensorBoard's HParams tab compares the jobs of a multirun)."""
+        params, metrics = hparams_of(overrides, final)
+        for logger in self.loggers:
+            logger.final(params, metrics, step)
 
     @_silent_on_other_ranks
     def note(self, name: str, text: str) -> None:
@@ -195,9 +210,9 @@ class RunWriter:
         self.note("resumed_from.txt", f"{Path(checkpoint).resolve()}\nstep {step}\n")
 
     def close(self) -> None:
-        if self.events is not None:
-            self.events.close()
-            self.events = None
+        loggers, self.loggers = self.loggers, []
+        for logger in loggers:
+            logger.close()
         if self._jsonl is not None:
             self._jsonl.close()
             self._jsonl = None

@@ -215,18 +215,24 @@ def _hparam_value(text: str):
         return text
 
 
-def hparam_summaries(overrides: list[str], final: dict[str, float]) -> tuple[list, dict[str, float]]:
-    """A sweep job's task overrides as TensorBoard HParams summaries (experiment, session start and end) and
-    its final scalars as their metrics, final/<name>; ([], {}) when there is nothing to compare."""
-    from torch.utils.tensorboard.summary import hparams
-
+def hparams_of(overrides: list[str], final: dict[str, float]) -> tuple[dict, dict[str, float]]:
+    """A sweep job's task overrides as hyper-parameters (numbers, bools or strings; not hydra.*) and its final
+    scalars as their metrics, final/<name>; ({}, {}) when there is nothing to compare."""
     params = {}
     for override in overrides:
         key, _, value = override.partition("=")
         key = key.lstrip("+~")
-        if key and not key.startswith("hydra."):
+        if key and not key.startswith("hydra.") and not key.startswith("hydra/"):
             params[key] = _hparam_value(value)
     metrics = {f"final/{k}": float(v) for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)}
     if not params or not metrics:
-        return [], {}
-    return list(hparams(params, metrics)), metrics
+        return {}, {}
+    return params, metrics
+
+
+def final_scalars(records: list[dict]) -> dict[str, float]:
+    """The last logged value of every model scalar (not step, time or speed) in metrics.jsonl's records."""
+    final: dict[str, float] = {}
+    for record in records:
+        final.update({k: v for k, v in record.items() if k not in NOT_CURVES})
+    return final

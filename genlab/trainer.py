@@ -23,9 +23,9 @@ from genlab.ema import build_ema
 from genlab.optim import describe
 from genlab.checkpoint import rng_state
 from genlab.resume import Position, checkpoint_state, init_from, position_of, resolve_resume, restore
-from genlab.runwriter import RunWriter
+from genlab.runwriter import RunWriter, sweep_overrides
 from genlab.schedules import Schedule, schedule_from
-from genlab.tracking import Plot
+from genlab.tracking import Plot, final_scalars, read_metrics
 
 log = logging.getLogger("genlab")
 
@@ -317,7 +317,8 @@ class Trainer:
         engine, guard = self._attach(model)
         writer = self.writer = RunWriter(self.run_dir)
         position = self._start(model, engine, writer)
-        writer.open(model.curve_groups, self.title, purge_step=position.step + 1 if position.step else None)
+        writer.open(model.curve_groups, self.title, purge_step=position.step + 1 if position.step else None,
+                    cfg=self.cfg)
         rates = self._announce(model, data)
         fixed = data.fixed_batch(t.n_samples)
         if position.step == 0:
@@ -346,6 +347,9 @@ class Trainer:
             if self.resumed and distributed.rank0s(not self.last_pt.is_file()):
                 self._save(model, engine, position, keep=False)
                 writer.curves()
+            overrides = sweep_overrides()
+            if overrides is not None:  # a sweep job: its overrides against its final numbers, once, at its end
+                writer.final(overrides, final_scalars(read_metrics(writer.metrics_path)), position.step)
             distributed.barrier()  # every rank ends after rank 0 has written the end of the run
         except TrainingStopped:
             progress.close()

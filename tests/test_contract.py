@@ -212,20 +212,27 @@ def test_init_from_refuses_a_model_without_a_mapping_and_a_resume_beside_it(tmp_
         check_command_line(["train.init_from=/no/such/run"])
 
 
-def test_the_sweep_objective_is_a_named_scalar_with_a_direction(compose, caplog):
+def test_the_sweep_objective_is_a_named_scalar_with_a_direction(compose, caplog, tmp_path):
     import logging
 
-    from genlab.entry import objective
+    from genlab.objective import spec, value
 
     final = {"d_loss": 0.7, "g_loss": 2.0, "test_nelbo": 410.5, "loss": 400.0}
     with caplog.at_level(logging.INFO, logger="genlab"):
-        assert objective(compose("model=vae"), final) == 410.5  # the VAE's own: test_nelbo, lower is better
+        assert value(compose("model=vae"), tmp_path, final) == 410.5  # the VAE's own: test_nelbo, lower is better
         assert "test_nelbo = 410.5 (lower is better)" in caplog.text
-        assert objective(compose("train.objective=g_loss"), final) == 2.0
-        assert objective(compose(), final) is None  # a GAN's training scalars rank nothing: it states none
+        assert value(compose("train.objective=g_loss"), tmp_path, final) == 2.0
+        assert value(compose(), tmp_path, final) is None  # a GAN's training scalars rank nothing: it states none
         assert "dcgan states none" in caplog.text
-        assert objective(compose("train.objective=fd_domain"), final) is None
-        assert "logged no fd_domain" in caplog.text
+        assert value(compose("train.objective=nothing_logged"), tmp_path, final) is None
+        assert "logged no nothing_logged" in caplog.text
+    # the direction: the model's, the metric's, min for another scalar, or train.objective_direction
+    assert spec(compose("model=vae")) == ("test_nelbo", "min")
+    assert spec(compose("model=srresnet", "data=sr_photos")) == ("test_psnr_y", "max")
+    assert spec(compose("train.objective=fd_domain")) == ("fd_domain", "min")
+    assert spec(compose("train.objective=is")) == ("is", "max")
+    assert spec(compose("train.objective=g_loss")) == ("g_loss", "min")
+    assert spec(compose("train.objective=d_real", "train.objective_direction=max")) == ("d_real", "max")
 
 
 def test_only_the_run_writer_writes_and_it_is_silent_on_other_ranks(tmp_path, train, monkeypatch):

@@ -218,3 +218,137 @@ def test_genlab_list_shows_each_description_whole(tmp_path):
         text = description(path.read_text())
         assert text and text in out.stdout, path.name
     assert "the nine others, 90% of the test split, are the anomalies" in out.stdout  # a third comment line
+
+
+# ---- loggers ----------------------------------------------------------------------------------------------------
+def wandb_records(path: Path) -> list:
+    """The records of a wandb run file (run-<id>.wandb), read back with wandb's own protobuf messages. The file
+    is a LevelDB-style log: a 7-byte header, then 32 KiB blocks of chunks (crc32 4, length 2, type 1: full,
+    first, middle, last), a block's tail of under 7 bytes being padding."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    block, records, pos, pending = 32768, [], 7, b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind == 0:  # zero padding to the end of the block
+            pos += block - pos % block if pos % block else 0
+            continue
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def test_a_wandb_run_in_offline_mode_writes_its_folder_with_the_scalars_config_and_images(tmp_path):
+    pytest.importorskip("wandb", reason="pip install 'genlab[wandb]'")
+    out = run_cli(["train", "logger=[tensorboard,wandb]", "logger.wandb.tags=[smoke]", "data.limit=256",
+                   "train.steps=12", "train.log_every=4", "train.batch_size=32", "hydra.run.dir=run"], tmp_path,
+                  )
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "run"
+    assert "wandb: offline run in" in out.stderr + out.stdout and "wandb sync" in out.stderr + out.stdout
+    files = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 1
+    records = wandb_records(files[0])
+    history = {}
+    for record in records:
+        if record.WhichOneof("record_type") == "history":
+            items = {}
+            for item in record.history.item:  # a key, or a nested one: [tag, field] for an image's fields
+                path = [item.key] if item.key else list(item.nested_key)
+                node = items
+                for part in path[:-1]:
+                    node = node.setdefault(part, {})
+                node[path[-1]] = json.loads(item.value_json)
+            history.setdefault(items.pop("_step"), {}).update(items)
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r for r in logged if "g_loss" in r]
+    assert [r["step"] for r in losses] == [4, 8, 12]
+    for record in logged:  # every scalar of metrics.jsonl, at its step, under TensorBoard's tag
+        for name, tag in (("g_loss", "train/g_loss"), ("lr/g", "lr/g"), ("epoch_img_per_s", "perf/epoch_img_per_s")):
+            if name in record:
+                assert history[record["step"]][tag] == pytest.approx(record[name])
+    grid = history[0]["visuals/samples"]  # the sample grid before the first step, its PNG beside the log
+    assert grid["_type"] == "image-file" and (files[0].parent / "files" / grid["path"]).is_file()
+    (start,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    config = {u.key: json.loads(u.value_json) for u in start.config.update}
+    assert config["model"]["name"] == "dcgan" and config["train"]["steps"] == 12
+    assert (start.run_group, start.display_name, list(start.tags)) == ("dcgan_digits", "run", ["smoke"])
+    # TensorBoard beside it, read back by its own reader, with the config once
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb")).Reload()
+    assert [e.step for e in events.Scalars("train/g_loss")] == [4, 8, 12]
+    assert "config/text_summary" in events.Tags()["tensors"]
+
+
+def test_logger_choices_and_settings_are_checked_in_one_line(tmp_path):
+    for overrides, expected in ((["logger=wandbb"], "unknown logger 'wandbb' (did you mean wandb?)"),
+                                (["logger=[tensorboard,wandbb]"], "unknown logger 'wandbb'"),
+                                (["logger=wandb", "logger.wandb.mode=cloud"], "logger.wandb.mode must be one of"),
+                                (["logger=wandb", "logger.wandb.tags=smoke"], "logger.wandb.tags must be a list")):
+        out = run_cli(["train", *overrides], tmp_path)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert expected in out.stderr, out.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_logger_wandb_alone_writes_no_tensorboard_events(tmp_path, train):
+    pytest.importorskip("wandb", reason="pip install 'genlab[wandb]'")
+    train(tmp_path / "run", "logger=wandb", "data.limit=64", "train.batch_size=32", "train.steps=2")
+    assert not (tmp_path / "run" / "tb").exists() and list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert (tmp_path / "run" / "metrics.jsonl").is_file() and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+
+
+# ---- the Optuna sweeper -----------------------------------------------------------------------------------------
+def test_an_optuna_sweep_gets_the_objectives_direction_and_needs_an_objective():
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install 'genlab[optuna]'")
+    from genlab.compose import check_command_line
+    from genlab.errors import GenlabError
+
+    line = check_command_line(["-m", "hydra/sweeper=optuna", "model=vae", "optim.lr=interval(1e-4,1e-2)"])
+    assert "hydra.sweeper.direction=minimize" in line.overrides  # the VAE's test_nelbo: lower is better
+    line = check_command_line(["-m", "sweep=tune_vae_lr", "model=srresnet", "data=sr_photos",
+                               "train.objective=test_psnr_y"])
+    assert "hydra.sweeper.direction=maximize" in line.overrides  # the preset's sweeper, SRResNet's own direction
+    line = check_command_line(["-m", "hydra/sweeper=optuna", "hydra.sweeper.direction=maximize", "model=vae",
+                               "optim.lr=interval(1e-4,1e-2)"])
+    assert [o for o in line.overrides if o.startswith("hydra.sweeper.direction")] == ["hydra.sweeper.direction=maximize"]
+    with pytest.raises(GenlabError, match="dcgan states none: pass train.objective=NAME"):
+        check_command_line(["-m", "hydra/sweeper=optuna", "optim.lr=interval(1e-4,1e-2)"])
+    line = check_command_line(["-m", "sweep=tune_gan_lr"])  # the GAN preset names fd_domain, scored at the end
+    assert "hydra.sweeper.direction=minimize" in line.overrides
+
+
+@pytest.mark.slow
+def test_an_optuna_sweep_of_three_trials_completes_and_keeps_the_best(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install 'genlab[optuna]'")
+    import yaml
+
+    out = run_cli(["train", "-m", "sweep=tune_vae_lr", "model=vae", "hydra.sweeper.n_trials=3", "data.limit=128",
+                   "train.epochs=1", "hydra.sweep.dir=sweep"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
+    assert [j.name for j in jobs] == ["0", "1", "2"]
+    rates, scores = [], []
+    for job in jobs:
+        config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+        records = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+        rates.append(config["optim"]["lr"])
+        scores.append([r["test_bits_per_dim"] for r in records if "test_bits_per_dim" in r][-1])
+    assert len(set(rates)) == 3 and all(1e-4 <= r <= 1e-2 for r in rates)  # sampled, log-uniform in the range
+    best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(min(scores))  # minimised: the lowest test bits/dim
+    assert best["best_params"]["optim.lr"] == pytest.approx(rates[scores.index(min(scores))])

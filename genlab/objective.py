@@ -1,0 +1,93 @@
+"""The number a sweep job returns to a sweeper that optimises (hydra/sweeper=optuna), and its direction.
+
+train.objective names it:
+- null: the model's own (`objective = (name, "min"|"max")` on its class: VAE test_nelbo, flows test_nll,
+  SRResNet test_psnr_y); a GAN states none, since its training losses do not rank runs;
+- a scalar the run logs (its final value in metrics.jsonl), e.g. test_bits_per_dim;
+- a `genlab eval` metric whose number has its name (fd_domain, ms_ssim, fid, kid, is): scored at the end of the
+  job on train.objective_n generated images, and merged into the job's metrics.json with its protocol.
+train.objective_direction (min | max) overrides the direction; otherwise it is the model's or the metric's
+(`better=`), and min for a scalar neither states.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from genlab.errors import GenlabError
+
+log = logging.getLogger("genlab")
+
+
+def spec(cfg: DictConfig) -> tuple[str | None, str]:
+    """(name, "min" | "max") of the run's objective; name None where neither train.objective nor the model
+    names one."""
+    import genlab.evaluation  # noqa: F401  (registers the shared metrics)
+    from genlab.registry import METRICS, MODELS, load_all
+
+    load_all()
+    name = cfg.train.get("objective")
+    own, own_direction = getattr(MODELS[cfg.model.name], "objective", (None, None))
+    direction = cfg.train.get("objective_direction")
+    if name is None:
+        name = own
+    if direction is None:
+        if name is not None and name == own:
+            direction = own_direction
+        elif name in METRICS and getattr(METRICS[name], "better", None):
+            direction = METRICS[name].better
+    if direction not in (None, "min", "max"):
+        raise GenlabError(f"train.objective_direction must be min or max, got {direction!r}")
+    return name, direction or "min"
+
+
+def optuna_direction(direction: str) -> str:
+    return {"min": "minimize", "max": "maximize"}[direction]
+
+
+def value(cfg: DictConfig, run_dir: Path, final: dict[str, float]) -> float | None:
+    """The objective's value for this finished job, logged with its direction; None (a failed trial to a
+    sweeper) where the run has none."""
+    from genlab.registry import METRICS
+
+    name, direction = spec(cfg)
+    if name is None:
+        log.info(f"objective: {cfg.model.name} states none (its training scalars do not rank runs; "
+                 "`genlab eval` does); pass train.objective=NAME (a logged scalar, or an eval metric such as "
+                 "fd_domain) to give sweepers a number")
+        return None
+    number = final.get(name)
+    if number is None and name in METRICS:
+        number = _score(cfg, run_dir, name)
+    if number is None:
+        log.info(f"objective: this run logged no {name}; it logged {', '.join(sorted(final))}")
+        return None
+    better = "lower" if direction == "min" else "higher"
+    log.info(f"objective: {name} = {number:.6g} ({better} is better)")
+    return float(number)
+
+
+def _score(cfg: DictConfig, run_dir: Path, name: str) -> float | None:
+    """train.objective=<metric>: `genlab eval RUN --metrics <metric> -n train.objective_n` on the finished job."""
+    import torch
+
+    import genlab
+    from genlab.evaluation import evaluate_run, merge_metrics
+    from genlab.runs import load_run
+    from genlab.trainer import resolve_device
+
+    n = int(cfg.train.get("objective_n") or 1000)
+    device = resolve_device(cfg.device)
+    target = load_run(run_dir, str(device))
+    log.info(f"objective: scoring {name} on {n} generated images")
+    result = evaluate_run(target, [name], n, 0, torch.device(device), log=log.info)
+    result.pop("figures", None)
+    merge_metrics(run_dir / "metrics.json", {
+        "genlab_version": genlab.__version__, "run": str(target.path), "checkpoint": str(target.checkpoint),
+        "step": target.step, "model": target.cfg.model.name, "data": target.cfg.data.name,
+        "weights": "ema" if target.ema else "trained"}, result)
+    entry = result["metrics"].get(name)
+    return None if entry is None else entry["value"]
