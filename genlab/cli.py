@@ -75,6 +75,10 @@ def train(ctx: typer.Context) -> None:
         raise GenlabError("a data-parallel run is one job on several processes; for a sweep (-m) run each job as "
                           "its own `genlab train --nproc N ...` (or torchrun line)")
     if not line.informational:
+        from genlab import summary
+
+        if distributed.rank() == 0 and not summary.quiet() and line.first is not None:
+            summary.print_start(line.first, line, line.swept)
         key = "hydra.sweep.dir" if line.multirun else "hydra.run.dir"
         if distributed.world_size() > 1:  # a rank of a data-parallel job (torchrun, or --nproc below)
             distributed.init()
@@ -99,6 +103,11 @@ def train(ctx: typer.Context) -> None:
     sys.argv = ["genlab train", *line.hydra_argv()]
     try:
         hydra_train()
+        if line.multirun and not line.informational and distributed.rank() == 0:
+            from genlab import summary
+
+            if not summary.quiet():
+                print("next:\n" + "\n".join(f"  {c}" for c in summary.next_for_sweep(Path(folder))))
     except SystemExit as done:
         if done.code not in (0, None):  # Hydra failed (its own message is printed): leave no empty folder
             rundir.remove_claimed()

@@ -44,6 +44,8 @@ class CommandLine:
     config_dir: str | None = None
     config_name: str = "config"
 
+    first: DictConfig | None = None  # the first job's composed config (check_command_line)
+    swept: list[str] = field(default_factory=list)  # the keys a multirun sweeps
     out_dir: str | None = None  # the run (or sweep) folder the first job would get
     timestamped: bool = True  # that folder's pattern has ${now:...}: genlab may add a suffix to make it unique
     resume: str | None = None
@@ -241,6 +243,14 @@ def _one_line(err: Exception) -> str:
     return " ".join(lines[:2]) if lines else type(err).__name__
 
 
+def _swept_keys(overrides: list[str]) -> list[str]:
+    """The keys of the overrides that sweep (a,b / range() / interval() / choice())."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [raw.split("=", 1)[0] for raw, override in zip(overrides, parsed) if override.is_sweep_override()]
+
+
 def sweep_variants(overrides: list[str]) -> list[list[str]]:
     """For a multirun, enough single-run override lists to try each swept value once."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -383,6 +393,7 @@ def check_command_line(args: list[str]) -> CommandLine:
             preset = [f"{key}={value}" for key, value in params.items() if key not in given]
             if preset:
                 variants = sweep_variants(line.overrides + preset)
+            line.swept = _swept_keys(line.overrides) + [key for key in params if key not in given]
     except GenlabError:
         raise
     except Exception as err:
@@ -401,6 +412,7 @@ def check_command_line(args: list[str]) -> CommandLine:
         out = OmegaConf.select(cfg, key)
         check_writable(out)
         if line.out_dir is None:
+            line.first = cfg
             line.out_dir, line.resume = str(out), resume
             line.timestamped = "${now:" in str(OmegaConf.to_container(cfg.hydra, resolve=False)[key.split(".")[1]]["dir"])
     return line

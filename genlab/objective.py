@@ -55,6 +55,8 @@ def value(cfg: DictConfig, run_dir: Path, final: dict[str, float]) -> float | No
 
     name, direction = spec(cfg)
     if name is None:
+        if not _optimising():  # Hydra's basic sweeper only runs the jobs: no number is missed
+            return None
         log.info(f"objective: {cfg.model.name} states none (its training scalars do not rank runs; "
                  "`genlab eval` does); pass train.objective=NAME (a logged scalar, or an eval metric such as "
                  "fd_domain) to give sweepers a number")
@@ -68,6 +70,17 @@ def value(cfg: DictConfig, run_dir: Path, final: dict[str, float]) -> float | No
     better = "lower" if direction == "min" else "higher"
     log.info(f"objective: {name} = {number:.6g} ({better} is better)")
     return float(number)
+
+
+def _optimising() -> bool:
+    """Whether this job's sweeper uses the returned number (Optuna, Nevergrad, Ax), not Hydra's basic one."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        target = str(HydraConfig.get().sweeper.get("_target_", "")) if HydraConfig.initialized() else ""
+    except Exception:  # noqa: BLE001
+        return True
+    return "BasicSweeper" not in target
 
 
 def _score(cfg: DictConfig, run_dir: Path, name: str) -> float | None:

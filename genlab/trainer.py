@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from genlab import distributed
+from genlab import distributed, summary
 from genlab.data import Batch, Data
 from genlab.data.base import check_batches
 from genlab.errors import GenlabError, Interrupted, TrainingStopped
@@ -362,6 +362,11 @@ class Trainer:
         where = (f"samples, curves.png and checkpoints/last.pt are in {self.run_dir}" if writer.active
                  else "this process writes nothing (RANK > 0); rank 0 saved the run")
         log.info(f"done: {position.step} steps in {time.perf_counter() - self.started:.0f} s; {where}")
+        if writer.active and sweep_overrides() is None and not summary.quiet():
+            from genlab.loggers import selected
+
+            log.info("next:\n" + "\n".join(f"  {line}" for line in summary.next_commands(
+                self.run_dir, model, self.spec.kind, list(selected(self.cfg)))))
         return self.last
 
     # ---- before the loop ---------------------------------------------------------------------------------
