@@ -149,6 +149,13 @@ class Wandb(Logger):
 
         run_dir = Path(run_dir).resolve()
         s = self.settings
+        import os
+
+        # wandb-core's own debug logs go to its cache folder (~/.cache/wandb): into the run folder instead,
+        # unless the user chose a cache folder
+        if "WANDB_CACHE_DIR" not in os.environ or os.environ.get("_GENLAB_SET_WANDB_CACHE") == "1":
+            os.environ["WANDB_CACHE_DIR"] = str(run_dir / "wandb" / "cache")
+            os.environ["_GENLAB_SET_WANDB_CACHE"] = "1"
         from genlab.runwriter import sweep_overrides
 
         sweep = sweep_overrides() is not None  # a job of a Hydra multirun: grouped by its sweep folder

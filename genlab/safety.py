@@ -95,6 +95,16 @@ def check_config_safety(cfg: DictConfig) -> None:
     if callbacks:
         raise GenlabError(f"hydra.callbacks ({', '.join(map(str, callbacks))}): genlab runs no Hydra callbacks "
                           "from configs; remove them")
+    custom = _raw(hydra, "sweeper.custom_search_space")
+    if custom is not None:
+        raise GenlabError(f"hydra.sweeper.custom_search_space={custom}: it names a Python function for the sweeper "
+                          "to import and call; genlab runs no code named in configs: give the search space as "
+                          "hydra.sweeper.params (e.g. 'optim.lr=tag(log,interval(1e-5,1e-3))')")
+    storage = _raw(hydra, "sweeper.storage")
+    if storage is not None:
+        raise GenlabError(f"hydra.sweeper.storage={storage}: a study database is written outside the sweep folder "
+                          "(and optuna's sqlite storage fails with SQLAlchemy 2); leave it null: the study is in "
+                          "memory and the best trial is written to the sweep folder's optimization_results.yaml")
     env = OmegaConf.select(hydra, "job.env_set")
     if env:
         raise GenlabError(f"hydra.job.env_set ({', '.join(map(str, env))}): genlab sets no environment variables "

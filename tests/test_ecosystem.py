@@ -131,8 +131,10 @@ def installed_completion(tmp_path_factory) -> tuple[Path, dict]:
     (bin_dir / "genlab").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m genlab "$@"\n')
     (bin_dir / "genlab").chmod(0o755)
     env = {"HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SHELL": "/bin/bash"}
-    out = run_cli(["--install-completion", "bash"], home, env_extra=env)
-    assert out.returncode == 0, out.stderr
+    # typed in bash, as a user would: Typer finds the shell from the parent process
+    out = subprocess.run(["bash", "--norc", "-c", "genlab --install-completion"], cwd=home, capture_output=True,
+                         text=True, timeout=120, env={**os.environ, **env})
+    assert out.returncode == 0 and "bash completion installed" in out.stdout, out.stdout + out.stderr
     script = home / ".bash_completions" / "genlab.sh"
     assert script.is_file() and str(script) in (home / ".bashrc").read_text()
     return script, env
@@ -253,10 +255,13 @@ def wandb_records(path: Path) -> list:
 
 def test_a_wandb_run_in_offline_mode_writes_its_folder_with_the_scalars_config_and_images(tmp_path):
     pytest.importorskip("wandb", reason="pip install 'genlab[wandb]'")
+    home = tmp_path / "home"
+    home.mkdir()
     out = run_cli(["train", "logger=[tensorboard,wandb]", "logger.wandb.tags=[smoke]", "data.limit=256",
                    "train.steps=12", "train.log_every=4", "train.batch_size=32", "hydra.run.dir=run"], tmp_path,
-                  )
+                  env_extra={"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")})
     assert out.returncode == 0, out.stderr
+    assert not [p for p in home.rglob("*") if "wandb" in p.name]  # wandb wrote nothing outside the run folder
     run = tmp_path / "run"
     assert "wandb: offline run in" in out.stderr + out.stdout and "wandb sync" in out.stderr + out.stdout
     files = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
