@@ -768,7 +768,11 @@ def main() -> None:
     # SIGTERM (timeout, SLURM pre-emption, kill) is a Ctrl-C: a run stops cleanly, a start leaves nothing behind
     signal.signal(signal.SIGTERM, raise_interrupted)
     try:
-        app(prog_name="genlab")  # also under `python -m genlab`: completion scripts are for `genlab`
+        # prog_name: also under `python -m genlab`, completion scripts are for `genlab`. Not standalone: a
+        # mistake Typer finds (an unknown command or option, a missing argument) is one line here, not a box
+        code = app(prog_name="genlab", standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(code), or Ctrl-C (130) while parsing
+            raise SystemExit(code)
     except GenlabError as err:
         from genlab import distributed
 
@@ -784,3 +788,26 @@ def main() -> None:
             rundir.remove_claimed()
             sys.exit(interrupt_exit_code(KeyboardInterrupt()))
         raise
+    except Exception as err:
+        if not _usage_error(err):
+            raise
+        if type(err).__name__ == "NoArgsIsHelpError":  # `genlab`, `genlab config`: their help
+            app(prog_name="genlab", args=[*sys.argv[1:], "--help"])
+        print(f"genlab: {_usage_line(err)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _usage_error(err: Exception) -> bool:
+    """A mistake on the command line as Typer (its Click) reports it: a message and an exit code of 2 (or 1 for
+    an Abort, which is no mistake: it propagates)."""
+    return callable(getattr(err, "format_message", None)) and getattr(err, "exit_code", None) == 2
+
+
+def _usage_line(err: Exception) -> str:
+    """`No such option: --metric (Possible options: --device, --metrics)` -> one line with where to look."""
+    message = " ".join(str(err.format_message()).split())
+    ctx = getattr(err, "ctx", None)
+    path = getattr(ctx, "command_path", None) or "genlab"
+    message = message[0].lower() + message[1:] if message[:1].isupper() and message[1:2].islower() else message
+    command = path.removeprefix("genlab").strip()
+    return f"{command + ': ' if command else ''}{message.rstrip('.')} (see `{path} --help`)"

@@ -15,6 +15,8 @@ Completion must never fail loudly: any error gives no completions (the shell the
 from __future__ import annotations
 
 import os
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 # Hydra's own groups genlab ships presets for (configs/hydra/<group>/); `basic` is Hydra's built-in default
@@ -41,13 +43,28 @@ def _shell() -> str:
     return value.removeprefix("complete_").split("_")[0] if value.startswith("complete_") else ""
 
 
-def _bash_words() -> tuple[list[str], int] | None:
-    from typer._click.shell_completion import split_arg_string
+@dataclass
+class Item:
+    """One completion, as Typer's shell classes read it (value, help, type)."""
 
+    value: str
+    help: str | None = None
+    type: str = "plain"
+
+
+def _split(text: str) -> list[str]:
+    """Words as the shell would split them; with an unfinished quote, split at the spaces."""
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def _bash_words() -> tuple[list[str], int] | None:
     if _shell() != "bash" or "COMP_WORDS" not in os.environ:
         return None
     try:
-        return split_arg_string(os.environ["COMP_WORDS"]), int(os.environ["COMP_CWORD"])
+        return _split(os.environ["COMP_WORDS"]), int(os.environ["COMP_CWORD"])
     except ValueError:
         return None
 
@@ -86,9 +103,7 @@ def _typed_overrides() -> list[str]:
                 args.append(items[i])
                 i += 1
     else:
-        from typer._click.shell_completion import split_arg_string
-
-        args = split_arg_string(os.environ.get("_TYPER_COMPLETE_ARGS", ""))
+        args = _split(os.environ.get("_TYPER_COMPLETE_ARGS", ""))
     return [a for a in args if "=" in a and not a.startswith("-")]
 
 
@@ -208,13 +223,11 @@ def _below(prefix: str, leaves: dict[str, object]) -> list[tuple[str, str]]:
 
 def complete_train(ctx, incomplete: str):
     """The Typer/Click hook of `genlab train` (see TrainCommand in cli.py)."""
-    from typer._click.shell_completion import CompletionItem
-
     try:
         items = train_items(incomplete)
     except Exception:  # noqa: BLE001  (a broken config on the line: complete nothing rather than fail)
         return []
-    return [CompletionItem(value, help=_short(text)) for value, text in items]
+    return [Item(value, help=_short(text)) for value, text in items]
 
 
 def _short(text: str, width: int = 60) -> str | None:

@@ -90,7 +90,7 @@ class TensorBoard(Logger):
 
         self.run_dir = Path(run_dir)
         self.events = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
-        if purge_step is None:  # a fresh run: the config once (a resumed run has it in the copied events)
+        if purge_step is None and cfg is not None:  # a fresh run: the config once (a resumed run has it already)
             text = OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
             self.events.add_text("config", "```\n" + text + "```", 0)
 

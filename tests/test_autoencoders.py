@@ -218,6 +218,7 @@ def test_vqvae_on_digits_reports_codebook_use_that_has_not_collapsed(tmp_path, t
     assert (tmp_path / "samples" / "epoch_004_reconstructions.png").is_file()
 
 
+@pytest.mark.slow  # the tuned preset's whole training (about a minute on 2 cores)
 def test_cvae_on_digits_draws_the_requested_class(tmp_path, train, digit_classifier):
     from genlab.checkpoint import load_checkpoint
 

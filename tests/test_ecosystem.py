@@ -131,9 +131,10 @@ def installed_completion(tmp_path_factory) -> tuple[Path, dict]:
     (bin_dir / "genlab").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m genlab "$@"\n')
     (bin_dir / "genlab").chmod(0o755)
     env = {"HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SHELL": "/bin/bash"}
-    # typed in bash, as a user would: Typer finds the shell from the parent process
-    out = subprocess.run(["bash", "--norc", "-c", "genlab --install-completion"], cwd=home, capture_output=True,
-                         text=True, timeout=120, env={**os.environ, **env})
+    # Typer finds a user's shell from the parent processes; under pytest there may be none, so the shell is named
+    # (Typer's switch for tests turns --install-completion into an option that takes it)
+    out = subprocess.run(["genlab", "--install-completion", "bash"], cwd=home, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, **env, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert out.returncode == 0 and "bash completion installed" in out.stdout, out.stdout + out.stderr
     script = home / ".bash_completions" / "genlab.sh"
     assert script.is_file() and str(script) in (home / ".bashrc").read_text()
@@ -153,40 +154,64 @@ def bash_complete(installed, words: list[str], cwd: Path) -> list[str]:
     return [line for line in out.stdout.splitlines() if line]
 
 
-def test_bash_completes_model_names_keys_values_and_flags_of_genlab_train(installed_completion, tmp_path):
+def in_process(monkeypatch, words: list[str]) -> list[str]:
+    """What the installed script's call answers, run in this process by Typer's test runner, with the
+    environment bash gives: COMP_WORDS joined by newlines, COMP_CWORD, _GENLAB_COMPLETE=complete_bash."""
+    from typer.testing import CliRunner
+
+    from genlab.cli import app
+
+    result = CliRunner().invoke(app, [], prog_name="genlab", env={
+        "_GENLAB_COMPLETE": "complete_bash", "COMP_WORDS": "\n".join(words), "COMP_CWORD": str(len(words) - 1)})
+    assert result.exit_code == 0, result.output
+    return [line for line in result.output.splitlines() if line]
+
+
+def test_bash_completes_model_names_and_run_folders_through_the_installed_script(installed_completion, tmp_path):
     from genlab.paths import config_dir
 
     models = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
+    # bash splits `model=` into `model`, `=`: the cursor after `=`, then on a started value
     assert sorted(bash_complete(installed_completion, ["genlab", "train", "model", "="], tmp_path)) == models
     assert bash_complete(installed_completion, ["genlab", "train", "model", "=", "v"], tmp_path) == ["vae", "vqvae"]
-    assert bash_complete(installed_completion, ["genlab", "train", "mod"], tmp_path) == ["model=", "model."]
-    # a lone key is opened (bash would put a space after `experiment=`): every option, as experiment=NAME
-    experiments = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
-    assert bash_complete(installed_completion, ["genlab", "train", "experi"], tmp_path) == \
-        [f"experiment={e}" for e in experiments]
-    assert bash_complete(installed_completion, ["genlab", "train", "train.epo"], tmp_path) == \
-        ["train.epochs=", "train.epochs=100"]  # and a lone leaf shows its current value (digits' tuned 100)
-    optim = bash_complete(installed_completion, ["genlab", "train", "optim."], tmp_path)
-    assert {"optim.lr=", "optim.betas=", "optim.schedule."} <= set(optim) and "train.epochs=" not in optim
-    # keys of the config the line composes so far: the VAE's, once model=vae is typed
-    vae = bash_complete(installed_completion, ["genlab", "train", "model", "=", "vae", "model."], tmp_path)
-    assert "model.latent_dim=" in vae and "model.ngf=" not in vae
-    assert bash_complete(installed_completion, ["genlab", "train", "train.epochs", "="], tmp_path) == ["100"]
-    assert "--nproc" in bash_complete(installed_completion, ["genlab", "train", "--"], tmp_path)
+    runs = _run_tree(tmp_path)
+    assert bash_complete(installed_completion, ["genlab", "sample", ""], tmp_path) == \
+        ["outputs/dcgan_digits/", "outputs/multirun/", "outputs/vae_digits/"]
+    assert bash_complete(installed_completion, ["genlab", "sample", "outputs/d"], tmp_path) == runs[:2]
     assert bash_complete(installed_completion, ["genlab", "tr"], tmp_path) == ["train", "translate"]
 
 
-def test_bash_completes_run_folders_for_the_commands_that_read_runs(installed_completion, tmp_path):
+def _run_tree(root: Path) -> list[str]:
     runs = ["outputs/dcgan_digits/2026-01-01_10-00-00", "outputs/dcgan_digits/2026-01-02_10-00-00",
             "outputs/vae_digits/2026-01-03_10-00-00", "outputs/multirun/2026-01-04_10-00-00/0"]
     for run in runs:
-        (tmp_path / run / "checkpoints").mkdir(parents=True)
-        (tmp_path / run / "checkpoints" / "last.pt").write_bytes(b"")
-    (tmp_path / "outputs" / "multirun" / "2026-01-04_10-00-00" / "multirun.yaml").write_text("")
-    (tmp_path / "notes").mkdir()  # a folder with no run in it is not offered
-    complete = lambda *words: bash_complete(installed_completion, ["genlab", *words], tmp_path)  # noqa: E731
-    assert complete("sample", "") == ["outputs/dcgan_digits/", "outputs/multirun/", "outputs/vae_digits/"]
-    assert complete("sample", "outputs/d") == runs[:2]
+        (root / run / "checkpoints").mkdir(parents=True)
+        (root / run / "checkpoints" / "last.pt").write_bytes(b"")
+    (root / "outputs" / "multirun" / "2026-01-04_10-00-00" / "multirun.yaml").write_text("")
+    (root / "notes").mkdir()  # a folder with no run in it is not offered
+    return runs
+
+
+def test_train_completion_opens_keys_of_the_composed_config_and_their_values(monkeypatch, tmp_path):
+    from genlab.paths import config_dir
+
+    monkeypatch.chdir(tmp_path)
+    complete = lambda *words: in_process(monkeypatch, ["genlab", *words])  # noqa: E731
+    assert complete("train", "mod") == ["model=", "model."]
+    # a lone key is opened (bash would put a space after `experiment=`): every option, as experiment=NAME
+    experiments = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+    assert complete("train", "experi") == [f"experiment={e}" for e in experiments]
+    # a lone leaf shows its current value (digits' tuned 100 epochs)
+    assert complete("train", "train.epo") == ["train.epochs=", "train.epochs=100"]
+    assert complete("train", "train.epochs", "=") == ["100"]
+    optim = complete("train", "optim.")
+    assert {"optim.lr=", "optim.betas=", "optim.schedule."} <= set(optim) and "train.epochs=" not in optim
+    # keys of the config the line composes so far: the VAE's, once model=vae is typed
+    vae = complete("train", "model", "=", "vae", "model.")
+    assert "model.latent_dim=" in vae and "model.ngf=" not in vae
+    assert "--nproc" in complete("train", "--")
+    assert "tune" in complete("train", "hydra/sweeper", "=")
+    runs = _run_tree(tmp_path)
     assert complete("eval", "outputs/v") == [runs[2]]  # a lone folder is opened down to its run
     for command in ("translate", "upscale", "reconstruct"):
         assert complete(command, "outputs/dcgan_digits/2026-01-02") == [runs[1]]
@@ -300,13 +325,22 @@ def test_a_wandb_run_in_offline_mode_writes_its_folder_with_the_scalars_config_a
 
 
 def test_logger_choices_and_settings_are_checked_in_one_line(tmp_path):
-    for overrides, expected in ((["logger=wandbb"], "unknown logger 'wandbb' (did you mean wandb?)"),
-                                (["logger=[tensorboard,wandbb]"], "unknown logger 'wandbb'"),
+    from genlab.compose import check_command_line
+    from genlab.errors import GenlabError
+
+    for overrides, expected in ((["logger=[tensorboard,wandbb]"], "unknown logger 'wandbb'"),
                                 (["logger=wandb", "logger.wandb.mode=cloud"], "logger.wandb.mode must be one of"),
-                                (["logger=wandb", "logger.wandb.tags=smoke"], "logger.wandb.tags must be a list")):
-        out = run_cli(["train", *overrides], tmp_path)
-        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
-        assert expected in out.stderr, out.stderr
+                                (["logger=wandb", "logger.wandb.tags=smoke"], "logger.wandb.tags must be a list"),
+                                (["train.objective_direction=up"], "train.objective_direction must be one of min, max"),
+                                (["-m", "hydra/sweeper=tune", "model=vae", "hydra.sweeper.custom_search_space=os.system"],
+                                 "genlab runs no code named in configs"),
+                                (["-m", "hydra/sweeper=tune", "model=vae", "hydra.sweeper.storage=sqlite:///s.db"],
+                                 "a study database is written outside the sweep folder")):
+        with pytest.raises(GenlabError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+            check_command_line(overrides)
+    out = run_cli(["train", "logger=wandbb"], tmp_path)  # and as the user sees it
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == \
+        ["genlab: unknown logger 'wandbb' (did you mean wandb?); choose one of: tensorboard, wandb"]
     assert not list(tmp_path.iterdir())
 
 
