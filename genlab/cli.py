@@ -281,7 +281,7 @@ def sample(
         return
     if out.suffix:
         raise GenlabError(f"--out must be a .png file or a folder, got {out}")
-    write_png_folder(generate(target.model, n, seed, wanted), out)
+    write_png_folder(generate(target.model, n, seed, wanted), out, total=n)
     print(f"{n} samples from {target.name}: wrote {n} PNG files to {out}")
 
 
@@ -342,7 +342,7 @@ def translate(
                 notes.add(how)
             yield f"{path.stem}.png", result
 
-    count = _write_outputs(source, out, outputs())
+    count = _write_outputs(source, out, outputs(), len(files))
     for note in sorted(notes)[:3]:
         print(note)
     if len(notes) > 3:
@@ -374,7 +374,7 @@ def _image_inputs(source: Path, out: Path) -> list[Path]:
     return files
 
 
-def _write_outputs(source: Path, out: Path, outputs) -> int:
+def _write_outputs(source: Path, out: Path, outputs, total: int | None = None) -> int:
     """One image file in: OUTPUT.png written atomically; a folder in: a new folder, all or nothing."""
     from genlab.checkpoint import atomic_write
     from genlab.runs import to_pil, write_named_pngs
@@ -386,7 +386,7 @@ def _write_outputs(source: Path, out: Path, outputs) -> int:
         except OSError as err:
             raise GenlabError(f"cannot write {out} ({err.strerror or err})") from None
         return 1
-    return write_named_pngs(outputs, out)
+    return write_named_pngs(outputs, out, total=total)
 
 
 @app.command()
@@ -442,7 +442,7 @@ def upscale(
                 result = tiles.translate(model, x, tile=size, overlap=overlap)
             yield f"{path.stem}.png", result[0].cpu()
 
-    count = _write_outputs(source, out, outputs())
+    count = _write_outputs(source, out, outputs(), len(files))
     how = "whole" if size is None else f"tiles of {size} px, {model.receptive_radius if overlap is None else overlap} " \
                                        "px of context"
     print(f"wrote {count} image{'s' if count != 1 else ''} x{model.output_scale} to {out} ({target.name}, {how})")

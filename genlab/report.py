@@ -382,13 +382,17 @@ def build_report(paths: list[Path], out: Path | None, epochs: list[int] | None =
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise GenlabError(f"cannot make the report folder {out} ({err.strerror or err}); pass --out DIR") from None
+    from genlab.progress import bar
+
     report = Report(out, epochs)
-    for i, path in enumerate(paths):
-        prefix = f"{i}_" if len(paths) > 1 else ""
-        if is_run_folder(path):
-            report.add_run(RunFolder(path), prefix)
-        else:
-            report.add_multirun(path, prefix)
+    with bar("building the report", total=len(paths), unit="folders") as advance:
+        for i, path in enumerate(paths):
+            prefix = f"{i}_" if len(paths) > 1 else ""
+            if is_run_folder(path):
+                report.add_run(RunFolder(path), prefix)
+            else:
+                report.add_multirun(path, prefix)
+            advance(1)
     title = "genlab report: " + ", ".join(p.name for p in paths)
     return report, report.write_index(title)
 

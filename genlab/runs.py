@@ -157,7 +157,8 @@ def generate(model: GenerativeModel, n: int, seed: int, labels: list[int] | None
         yield images.float().cpu(), part
 
 
-def write_png_folder(batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]], out: Path) -> int:
+def write_png_folder(batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]], out: Path,
+                     total: int | None = None) -> int:
     """One PNG per image ([-1, 1] batches, optional labels -> 000000_class3.png) into a new or empty folder
     `out`, all or nothing (see write_named_pngs). Returns the count."""
 
@@ -168,7 +169,7 @@ def write_png_folder(batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]]
                 yield f"{index:06d}" + (f"_class{int(labels[i])}" if labels is not None else "") + ".png", image
                 index += 1
 
-    return write_named_pngs(named(), out)
+    return write_named_pngs(named(), out, total)
 
 
 def to_pil(image: torch.Tensor):
@@ -179,7 +180,7 @@ def to_pil(image: torch.Tensor):
     return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
 
-def write_named_pngs(items: Iterable[tuple[str, torch.Tensor]], out: Path) -> int:
+def write_named_pngs(items: Iterable[tuple[str, torch.Tensor]], out: Path, total: int | None = None) -> int:
     """(file name, [-1, 1] CHW image) pairs as PNGs into a new or empty folder `out`, all or nothing: files go
     to a hidden sibling folder that is renamed to `out` at the end. Returns the count. zlib level 1 (still
     lossless) saves a little time over PIL's default."""
@@ -190,11 +191,15 @@ def write_named_pngs(items: Iterable[tuple[str, torch.Tensor]], out: Path) -> in
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     except OSError as err:
         raise GenlabError(f"cannot write beside {out} ({err.strerror or err}); pass -o SOMEWHERE/WRITABLE") from None
+    from genlab.progress import bar
+
     index = 0
     try:
-        for name, image in items:
-            to_pil(image).save(staging / name, compress_level=1)
-            index += 1
+        with bar(f"writing {out.name}/", total=total, unit="images") as advance:
+            for name, image in items:
+                to_pil(image).save(staging / name, compress_level=1)
+                index += 1
+                advance(1)
         if out.exists():
             out.rmdir()
         os.replace(staging, out)

@@ -51,6 +51,10 @@ def changed_values(cfg: DictConfig, line) -> list[tuple[str, str, str]]:
     for group in (*ROOT_GROUPS, "experiment", "sweep"):
         if group in _groups() and choices.get(group) != root_choices.get(group):
             rows.append((group, _text(choices.get(group)), _text(root_choices.get(group))))
+    from genlab.loggers import DEFAULT, selected
+
+    if list(selected(cfg)) != list(DEFAULT):
+        rows.append(("logger", ",".join(selected(cfg)), ",".join(DEFAULT)))
     keep = [k for k in cfg.keys() if k != "hydra"]
     now = _flat(OmegaConf.to_container(OmegaConf.masked_copy(cfg, keep), resolve=True))
     before = _flat(OmegaConf.to_container(base, resolve=True))

@@ -391,3 +391,43 @@ def test_an_optuna_sweep_of_three_trials_completes_and_keeps_the_best(tmp_path):
     best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(min(scores))  # minimised: the lowest test bits/dim
     assert best["best_params"]["optim.lr"] == pytest.approx(rates[scores.index(min(scores))])
+
+
+def test_typers_own_usage_errors_are_one_line_with_where_to_look(tmp_path):
+    for args, expected in ((["trian"], "genlab: no such command 'trian'. Did you mean 'train'? (see `genlab --help`)"),
+                           (["eval", "run", "--metric", "fid"], "genlab: eval: no such option: --metric (Possible "
+                                                                 "options: --device, --metrics) (see `genlab eval --help`)"),
+                           (["sample"], "genlab: sample: missing argument 'run' (see `genlab sample --help`)")):
+        out = run_cli(args, tmp_path)
+        assert out.returncode == 2 and out.stderr.strip().splitlines() == [expected], out.stderr
+
+
+def test_waits_show_a_progress_bar_on_a_terminal_and_nothing_in_a_log(tmp_path, train):
+    """`genlab sample -o FOLDER/` on a terminal (a pseudo-terminal here) draws a bar while it writes; with its
+    output in a file it prints only its result line."""
+    import pty
+    import select
+
+    train(tmp_path / "run", "data.limit=64", "train.batch_size=32", "train.steps=1", "model.ngf=8", "model.ndf=8")
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "genlab", "sample", "run", "-n", "400", "-o", "many/"],
+                               cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "COLUMNS": "100"})
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed: the process ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert process.wait(timeout=60) == 0, seen.decode(errors="replace")
+    os.close(master)
+    text = seen.decode(errors="replace")
+    assert "writing many/" in text and "400 samples from" in text and len(list((tmp_path / "many").iterdir())) == 400
+    logged = run_cli(["sample", "run", "-n", "20", "-o", "few/"], tmp_path)
+    assert logged.returncode == 0 and "writing few/" not in logged.stdout + logged.stderr
