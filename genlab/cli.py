@@ -77,8 +77,13 @@ def train(ctx: typer.Context) -> None:
     if not line.informational:
         from genlab import summary
 
-        if distributed.rank() == 0 and not summary.quiet() and line.first is not None:
-            summary.print_start(line.first, line, line.swept)
+        # once: by `--nproc` before it starts the ranks (which run with HELD_ENV set), else by rank 0
+        if distributed.rank() == 0 and not os.environ.get(distributed.HELD_ENV) and not summary.quiet() \
+                and line.first is not None:
+            try:
+                summary.print_start(line.first, line, line.swept)
+            except Exception as err:  # noqa: BLE001  (a courtesy table: it never stops a run)
+                print(f"(genlab could not list the changed values: {str(err).splitlines()[0][:120]})")
         key = "hydra.sweep.dir" if line.multirun else "hydra.run.dir"
         if distributed.world_size() > 1:  # a rank of a data-parallel job (torchrun, or --nproc below)
             distributed.init()
@@ -145,7 +150,7 @@ def _quote(path) -> str:
 
 @app.command("list")
 def list_options(group: Optional[str] = typer.Argument(None, help="Only this config group (model, data, ...), or `metrics`.")) -> None:
-    """Show the options of every config group with a one-line description."""
+    """Show the options of every config group with its description."""
     from rich.console import Console
     from rich.table import Table
 
@@ -789,10 +794,15 @@ def main() -> None:
             sys.exit(interrupt_exit_code(KeyboardInterrupt()))
         raise
     except Exception as err:
+        if type(err).__name__ == "Abort":  # Click's Abort (an EOF at a prompt): what standalone Click prints
+            print("Aborted!", file=sys.stderr)
+            rundir.remove_claimed()
+            sys.exit(1)
         if not _usage_error(err):
             raise
-        if type(err).__name__ == "NoArgsIsHelpError":  # `genlab`, `genlab config`: their help
-            app(prog_name="genlab", args=[*sys.argv[1:], "--help"])
+        if type(err).__name__ == "NoArgsIsHelpError":  # `genlab`, `genlab config`: their help, exit 2 as before
+            app(prog_name="genlab", args=[*sys.argv[1:], "--help"], standalone_mode=False)
+            sys.exit(2)
         print(f"genlab: {_usage_line(err)}", file=sys.stderr)
         sys.exit(2)
 

@@ -125,11 +125,26 @@ def _groups() -> dict[str, dict[str, str]]:
 
     groups = {p.name: group_options(p.name) for p in sorted(config_dir().iterdir())
               if p.is_dir() and p.name != "hydra" and p.name not in SKIPPED_GROUPS}
+    import importlib.util
+
+    from genlab.compose import LAUNCHER_PLUGINS, SWEEPER_PLUGINS
+
+    def installed(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            return False
+
+    plugins = {"hydra/launcher": {name: module for name, module in LAUNCHER_PLUGINS.items()},
+               "hydra/sweeper": {name: module for name, (module, _) in SWEEPER_PLUGINS.items()}}
     for group in HYDRA_GROUPS:
-        options = {"basic": "Hydra's default"} if group == "hydra/sweeper" else {"basic": "Hydra's default: "
-                                                                                    "one job after another"}
+        options = {"basic": "Hydra's default: one job after another"} if group == "hydra/launcher" else \
+            {"basic": "Hydra's default: every combination of the swept values"}
         options.update(group_options(group))
-        groups[group] = options
+        for name, module in plugins[group].items():  # the plugins' own options, where they are installed
+            if name not in options and installed(module):
+                options[name] = f"Hydra's {name} plugin"
+        groups[group] = dict(sorted(options.items()))
     return groups
 
 
@@ -169,8 +184,52 @@ def _text(value) -> str:
     return str(value)
 
 
+# flags that take a value: what completes it (None: nothing of genlab's, so the shell completes file names)
+FLAG_VALUES = {"--cfg": ("job", "hydra", "all"), "-c": ("job", "hydra", "all"),
+               "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+               "-i": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+               "--config-dir": None, "-cd": None, "--config-name": None, "-cn": None, "--nproc": None,
+               "--package": None, "-p": None}
+
+
+def _previous_word() -> str:
+    words = _bash_words()
+    if words is not None:
+        cwords, cword = words
+        return cwords[cword - 1] if 0 < cword <= len(cwords) else ""
+    args = _split(os.environ.get("_TYPER_COMPLETE_ARGS", ""))
+    typed = os.environ.get("_TYPER_COMPLETE_ARGS", "")
+    if args and not typed.endswith(" "):
+        args = args[:-1]  # the last word is the one being completed
+    return args[-1] if args else ""
+
+
 def train_items(incomplete: str) -> list[tuple[str, str]]:
     """(completion, help) pairs for the word being typed after `genlab train`."""
+    previous = _previous_word()
+    if previous in FLAG_VALUES:  # the value of a flag: its choices, or the shell's own file completion
+        return [(c, "") for c in FLAG_VALUES[previous] or () if c.startswith(incomplete)]
+    items = _train_items(incomplete)
+    if _shell() == "zsh":  # zsh puts a space after any word picked from its menu: offer whole overrides there
+        items = _whole(items)
+    return items
+
+
+def _whole(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    groups, out = _groups(), []
+    leaves = None
+    for word, text in items:
+        if word.endswith("=") and word[:-1] in groups:
+            out += [(word + option, help_) for option, help_ in groups[word[:-1]].items()]
+        elif word.endswith("="):
+            leaves = _leaves(_typed_overrides()) if leaves is None else leaves
+            out.append((word + _text(leaves.get(word[:-1])), text))
+        else:
+            out.append((word, text))
+    return list(dict(out).items())
+
+
+def _train_items(incomplete: str) -> list[tuple[str, str]]:
     key, value, bare = split_current(incomplete)
     if key is None and value.startswith("-"):
         return [(flag, text) for flag, text in TRAIN_FLAGS.items() if flag.startswith(value)]
@@ -238,8 +297,8 @@ def _short(text: str, width: int = 60) -> str | None:
 
 # ---- run folders -------------------------------------------------------------------------------------------------
 def _is_run(path: Path) -> bool:
-    return (path / "checkpoints" / "last.pt").is_file() or (path / ".hydra" / "config.yaml").is_file() and \
-        (path / "metrics.jsonl").is_file()
+    """What `genlab report` and `load_run` take for a run folder (report.is_run_folder)."""
+    return (path / "metrics.jsonl").is_file() or (path / "checkpoints" / "last.pt").is_file()
 
 
 def _is_multirun(path: Path) -> bool:
@@ -252,20 +311,28 @@ def _is_multirun(path: Path) -> bool:
         return False
 
 
+class _Budget:
+    """At most this many folders looked into per TAB: a TAB at / or in a big home stays quick."""
+
+    left = 0
+
+
 def _holds_runs(path: Path, depth: int, multirun: bool) -> bool:
-    if depth < 0:
+    if depth < 0 or _Budget.left <= 0:
         return False
+    _Budget.left -= 1
     try:
-        children = [c for c in path.iterdir() if c.is_dir() and not c.name.startswith(".")]
+        children = [c for c in path.iterdir() if not c.name.startswith(".") and c.is_dir()]
     except OSError:
         return False
     return any(_is_run(c) or (multirun and _is_multirun(c)) or _holds_runs(c, depth - 1, multirun)
                for c in children)
 
 
-def run_folders(incomplete: str, multirun: bool = False) -> list[str]:
+def run_folders(incomplete: str, multirun: bool = False, budget: int = 400) -> list[str]:
     """Run folders (and, with multirun, sweep folders) that start with what is typed, as typed; folders that
     only hold runs end in `/`, and a lone one is opened for the user (no space after it from the shell)."""
+    _Budget.left = budget
     typed_dir, _, partial = incomplete.rpartition("/")
     base = typed_dir + "/" if typed_dir or incomplete.startswith("/") else ""
     folder = Path(base or ".").expanduser()
@@ -284,7 +351,7 @@ def run_folders(incomplete: str, multirun: bool = False) -> list[str]:
         elif _holds_runs(child, SEARCH_DEPTH, multirun):
             out.append(base + child.name + "/")
     if len(out) == 1 and out[0].endswith("/"):
-        deeper = run_folders(out[0], multirun)
+        deeper = run_folders(out[0], multirun, budget)
         return deeper or out
     return out
 

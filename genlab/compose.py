@@ -111,22 +111,37 @@ def _groups() -> set[str]:
     return {p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra"}
 
 
+MULTI_GROUPS = ("logger",)  # config groups whose options combine (logger=[tensorboard,wandb])
+
+
 def _check_group_choices(overrides: list[str], extra_dirs: tuple[Path, ...], multirun: bool) -> None:
     """`model=foo` -> one line listing the real options (Hydra's own message spans several lines)."""
     groups = _groups()
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
         key = key.split("@")[0]
+        if sep and key in MULTI_GROUPS and value in ("null", ""):
+            raise GenlabError(f"{override} chooses no {key}: pick logger=tensorboard, logger=wandb or both, "
+                              "logger=[tensorboard,wandb]")
         if not sep or key not in groups or not value or value == "null":
             continue
         options = group_options(key, extra_dirs)
         if value.startswith("[") and value.endswith("]"):  # several options of one group at once: logger=[a,b]
+            if key not in MULTI_GROUPS:
+                raise GenlabError(f"{override}: {key} takes one option (only {', '.join(MULTI_GROUPS)} combines "
+                                  f"several); to try each, sweep: genlab train -m {key}={value[1:-1]}")
+            if not value[1:-1].strip():
+                raise GenlabError(f"{override} chooses no {key}: pick logger=tensorboard, logger=wandb or both, "
+                                  "logger=[tensorboard,wandb]")
             for item in (v.strip() for v in value[1:-1].split(",") if v.strip()):
                 if item not in options:
                     raise GenlabError(f"unknown {key} '{item}'{did_you_mean(item, options)}; "
-                                      f"choose from: {', '.join(options)}")
+                                      f"choose one of: {', '.join(options)}")
             continue
         if value not in options:
+            if "," in value and key in MULTI_GROUPS and not multirun:
+                raise GenlabError(f"{override}: to use several {key}s at once, list them: {key}=[{value}] "
+                                  f"(with -m, {key}={value} would sweep over them instead)")
             if "," in value and not multirun:
                 raise GenlabError(f"{override} lists several values: add -m to sweep over them "
                                   f"(genlab train -m {override})")
@@ -166,6 +181,10 @@ def compose(overrides: list[str], config_dir_extra: str | None = None, config_na
             key = message.split()[2].rstrip(":")
             known = _leaf_keys(compose(_selections(overrides), config_dir_extra, config_name))
             message = (f"unknown key {key}{did_you_mean(key, known)}: `genlab config show` prints every key")
+            logger = key.split(".")[1] if key.startswith("logger.") and key.count(".") >= 1 else None
+            if logger in group_options("logger", tuple(Path(d) for d in [config_dir_extra] if d)):
+                message = (f"unknown key {key}: the {logger} logger's settings exist once it is chosen: add "
+                           f"logger={logger} (or logger=[tensorboard,{logger}])")
         raise GenlabError(message) from None
     finally:
         GlobalHydra.instance().clear()
@@ -354,20 +373,33 @@ def check_launcher(overrides: list[str]) -> None:
 
 
 def check_sweeper(line: CommandLine, first: DictConfig) -> None:
-    """An optimising sweeper (Optuna) needs a number from every job: the objective must be named, and its
-    direction (the model's or the metric's, or train.objective_direction) is handed to the sweeper unless the
-    line sets hydra.sweeper.direction itself. Its sqlite storage fails with SQLAlchemy 2: in-memory is the default."""
-    from genlab.objective import optuna_direction, spec
+    """An optimising sweeper (Optuna) needs a number from every job: the objective must be named and scorable,
+    and the sweeper must go its way. genlab sets hydra.sweeper.direction where nothing set it (the `tune` preset
+    leaves it null) or where it contradicts a direction genlab knows (the model's, the metric's, or
+    train.objective_direction: PSNR is never minimised); one set on the command line against a known direction
+    is refused. Its sqlite storage fails with SQLAlchemy 2: in-memory is the default."""
+    from genlab import objective
 
     target = str(OmegaConf.select(first, "hydra.sweeper._target_", default="") or "")
     if "optuna" not in target.lower():
         return
-    name, direction = spec(first)
+    name, direction, known = objective.spec_known(first)
     if name is None:
         raise GenlabError(f"hydra/sweeper=optuna optimises train.objective, and {first.model.name} states none: pass "
                           "train.objective=NAME, a logged scalar or an eval metric (e.g. train.objective=fd_domain)")
-    if not any(o.startswith("hydra.sweeper.direction=") for o in line.overrides):
-        line.overrides.append(f"hydra.sweeper.direction={optuna_direction(direction)}")
+    objective.check(first)
+    wanted = objective.optuna_direction(direction)
+    composed = OmegaConf.select(first, "hydra.sweeper.direction", default=None)
+    composed = None if composed is None else str(getattr(composed, "name", composed)).rpartition(".")[2]
+    given = [o for o in line.overrides if o.startswith("hydra.sweeper.direction=")]
+    if given:
+        if known and composed in ("minimize", "maximize") and composed != wanted:
+            raise GenlabError(f"{given[-1]} but train.objective {name} is better "
+                              f"{'lower' if direction == 'min' else 'higher'}: drop it (genlab sets "
+                              f"hydra.sweeper.direction={wanted}), or set train.objective_direction")
+        return
+    if composed is None or (known and composed != wanted):
+        line.overrides.append(f"hydra.sweeper.direction={wanted}")
 
 
 def check_command_line(args: list[str]) -> CommandLine:

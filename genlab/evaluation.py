@@ -548,17 +548,15 @@ def ms_ssim_metric(ctx: Context, pairs: int = 100) -> dict:
 
 
 INCEPTION = weights.register(weights.WeightsFile(
-    "inception", INCEPTION_FILE, INCEPTION_URL, "genlab eval: fid, kid, is, translation_fid", 92))
+    "inception", INCEPTION_FILE, INCEPTION_URL, "genlab eval: fid, kid, is, translation_fid", 92,
+    "the Inception weights"))
 
 
 def inception_weights() -> Path:
     """The torch-fidelity Inception-v3 weights (the ones FID is defined with), or MetricUnavailable."""
     found = INCEPTION.find()
     if found is None:
-        raise MetricUnavailable(
-            f"the Inception weights for FID/KID/IS are not on this machine ({INCEPTION.default_path}): download "
-            f"{INCEPTION_URL}, then `genlab weights add FILE` (or set {INCEPTION.env}=FILE); without them use "
-            "fd_domain")
+        raise MetricUnavailable(INCEPTION.missing("FID/KID/IS", "without them use fd_domain"))
     return found
 
 
@@ -573,17 +571,32 @@ def inception_extractor(path: Path, device) -> nn.Module:
         from torch_fidelity import FeatureExtractorInceptionV3
     except ImportError:
         raise MetricUnavailable("FID/KID/IS need torch-fidelity: pip install 'genlab[fid]'") from None
+    def first_line(err: Exception) -> str:
+        return (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+
+    bad_file = f"{path} is not the torch-fidelity Inception weights file ({{}}); download {INCEPTION_URL} again"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ValueError("it holds no state dict of tensors")
-        with tempfile.TemporaryDirectory(prefix="genlab-inception-") as folder:
-            torch.save(state, Path(folder) / "inception.pth")
+    except Exception as err:  # a truncated download, a file that pickles code: one line, nothing ran
+        raise MetricUnavailable(bad_file.format(first_line(err))) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise MetricUnavailable(bad_file.format("it holds no state dict of tensors"))
+    try:
+        folder = tempfile.TemporaryDirectory(prefix="genlab-inception-")
+        staged = Path(folder.name) / "inception.pth"
+        torch.save(state, staged)
+    except (OSError, RuntimeError) as err:  # a full temporary folder is not the file's fault
+        raise MetricUnavailable(f"cannot stage the Inception weights in the temporary folder ({first_line(err)}); "
+                                "free some space there or set TMPDIR") from None
+    try:
+        with folder:
             net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
-                                              feature_extractor_weights_path=str(Path(folder) / "inception.pth"))
-    except Exception as err:  # a truncated download, another network's weights: one line
-        raise MetricUnavailable(f"{path} is not the torch-fidelity Inception weights file "
-                                f"({str(err).splitlines()[0][:160]}); download {INCEPTION_URL} again") from None
+                                              feature_extractor_weights_path=str(staged))
+    except RuntimeError as err:  # load_state_dict: missing or mis-shaped tensors, another network's weights
+        raise MetricUnavailable(bad_file.format(first_line(err))) from None
+    except Exception as err:  # noqa: BLE001  (an API change of torch-fidelity: say so, not "bad file")
+        raise MetricUnavailable(f"torch-fidelity could not build its Inception extractor ({first_line(err)}); "
+                                "genlab is tested with torch-fidelity 0.3 and 0.4") from None
     return net.to(device)
 
 
@@ -1044,8 +1057,10 @@ def merge_metrics(path: Path, header: dict, result: dict) -> dict:
     stamp = {"time": when, "checkpoint": header.get("checkpoint"), "step": header.get("step"),
              "weights": header.get("weights")}
     fresh = {name: {**entry, **stamp} for name, entry in result["metrics"].items()}
-    ran = set(result.get("ran", ())) | set(result["skipped"])
-    kept = {name: entry for name, entry in (old.get("metrics") or {}).items()
+    ran = set(result.get("ran", ()))  # only a metric scored now replaces its old numbers (not one skipped now)
+    # an entry from before entries carried their own stamp gets the old file's: it was scored then, not now
+    old_stamp = {key: old.get(key) for key in ("time", "checkpoint", "step", "weights")}
+    kept = {name: {**old_stamp, **entry} for name, entry in (old.get("metrics") or {}).items()
             if isinstance(entry, dict) and name not in fresh and entry.get("metric") not in ran}
     skipped = {name: why for name, why in (old.get("skipped") or {}).items() if name not in ran}
     figures = {**(old.get("figures") or {}), **result.get("figures", {})}

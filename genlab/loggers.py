@@ -20,7 +20,6 @@ holding `<name>: {settings}`, and optionally a `check(settings)` that names a mi
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -167,7 +166,7 @@ class Wandb(Logger):
                 name=s.get("name") or (f"{run_dir.parent.name}/{run_dir.name}" if sweep else run_dir.name),
                 tags=list(s.get("tags") or []), notes=s.get("notes"), mode=s.get("mode", "offline"),
                 # one wandb run per run folder: a resume into the same folder continues it
-                id=hashlib.sha1(str(run_dir).encode()).hexdigest()[:16], resume="allow",
+                id=self._run_id(run_dir), resume="allow",
                 config=config, settings=wandb.Settings(silent=True, console="off"))
         except Exception as err:  # no login for mode=online, a bad entity...: one line
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -178,6 +177,23 @@ class Wandb(Logger):
 
             logging.getLogger("genlab").info(f"wandb: offline run in {run_dir / 'wandb'}; upload it with "
                                              f"`wandb sync {run_dir / 'wandb'}/offline-run-*`")
+
+    @staticmethod
+    def _run_id(run_dir: Path) -> str:
+        """A random id made on the run folder's first start (RUN/wandb/genlab_run_id), read back on a resume into
+        the same folder: a new folder at the same path (or on another machine) is a new wandb run."""
+        import secrets
+
+        from genlab.checkpoint import atomic_write
+
+        path = run_dir / "wandb" / "genlab_run_id"
+        if path.is_file():
+            text = path.read_text().strip()
+            if text.isalnum() and 8 <= len(text) <= 64:
+                return text
+        text = secrets.token_hex(8)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+        return text
 
     def scalars(self, tags, step):
         self.run.log(dict(tags), step=step)

@@ -25,6 +25,13 @@ log = logging.getLogger("genlab")
 def spec(cfg: DictConfig) -> tuple[str | None, str]:
     """(name, "min" | "max") of the run's objective; name None where neither train.objective nor the model
     names one."""
+    name, direction, _ = spec_known(cfg)
+    return name, direction
+
+
+def spec_known(cfg: DictConfig) -> tuple[str | None, str, bool]:
+    """spec, and whether the direction is known (stated by train.objective_direction, the model or the metric)
+    rather than min for want of anything better."""
     import genlab.evaluation  # noqa: F401  (registers the shared metrics)
     from genlab.registry import METRICS, MODELS, load_all
 
@@ -41,7 +48,35 @@ def spec(cfg: DictConfig) -> tuple[str | None, str]:
             direction = METRICS[name].better
     if direction not in (None, "min", "max"):
         raise GenlabError(f"train.objective_direction must be min or max, got {direction!r}")
-    return name, direction or "min"
+    return name, direction or "min", direction is not None
+
+
+def check(cfg: DictConfig) -> None:
+    """Before a sweep that optimises: the objective a metric names must be scorable for every trial (its
+    number has its name, it applies to this data, its weights are here), so no trial trains in vain."""
+    from genlab.evaluation import MetricUnavailable, inception_weights
+    from genlab.registry import DATASETS, METRICS
+
+    name, _ = spec(cfg)
+    if name is None or name not in METRICS:
+        return
+    metric = METRICS[name]
+    if getattr(metric, "better", None) is None:
+        usable = ", ".join(m for m in METRICS.in_order() if getattr(METRICS[m], "better", None))
+        raise GenlabError(f"train.objective={name}: that metric's numbers have other names, so none ranks the "
+                          f"trials; name a metric whose number has its name ({usable}) or a logged scalar")
+    kind = DATASETS[cfg.data.name].kind
+    if metric.kinds is not None and kind not in metric.kinds:
+        raise GenlabError(f"train.objective={name} scores {' or '.join(metric.kinds)} data and data={cfg.data.name} "
+                          f"gives {kind}: pick another objective")
+    if name in ("fid", "kid", "is"):
+        try:
+            inception_weights()
+            import torch_fidelity  # noqa: F401
+        except MetricUnavailable as why:
+            raise GenlabError(f"train.objective={name}: {why}") from None
+        except ImportError:
+            raise GenlabError(f"train.objective={name} needs torch-fidelity: pip install 'genlab[fid]'") from None
 
 
 def optuna_direction(direction: str) -> str:
@@ -49,13 +84,14 @@ def optuna_direction(direction: str) -> str:
 
 
 def value(cfg: DictConfig, run_dir: Path, final: dict[str, float]) -> float | None:
-    """The objective's value for this finished job, logged with its direction; None (a failed trial to a
-    sweeper) where the run has none."""
+    """The objective's value for this finished job, logged with its direction. None where the run has none
+    and the sweeper does not optimise; for one that does (Optuna), a missing number is a GenlabError."""
     from genlab.registry import METRICS
 
     name, direction = spec(cfg)
+    optimising = _optimising()
     if name is None:
-        if not _optimising():  # Hydra's basic sweeper only runs the jobs: no number is missed
+        if not optimising:  # Hydra's basic sweeper only runs the jobs: no number is missed
             return None
         log.info(f"objective: {cfg.model.name} states none (its training scalars do not rank runs; "
                  "`genlab eval` does); pass train.objective=NAME (a logged scalar, or an eval metric such as "
@@ -65,7 +101,11 @@ def value(cfg: DictConfig, run_dir: Path, final: dict[str, float]) -> float | No
     if number is None and name in METRICS:
         number = _score(cfg, run_dir, name)
     if number is None:
-        log.info(f"objective: this run logged no {name}; it logged {', '.join(sorted(final))}")
+        why = f"this run logged no {name}; it logged {', '.join(sorted(final)) or 'nothing'}"
+        if optimising:  # the sweeper would count a failed trial and then end in a traceback: one line instead
+            raise GenlabError(f"train.objective={name}: {why}; pass train.objective=ONE_OF_THOSE (the trial's run "
+                              f"is kept in {run_dir})")
+        log.info(f"objective: {why}")
         return None
     better = "lower" if direction == "min" else "higher"
     log.info(f"objective: {name} = {number:.6g} ({better} is better)")

@@ -10,6 +10,7 @@ keeps every file Hydra writes inside the run folder.
 
 from __future__ import annotations
 
+import functools
 import pickle
 import re
 from pathlib import PurePath
@@ -74,6 +75,24 @@ def _plain_relative(value: str) -> bool:
     return bool(parts) and not PurePath(value).is_absolute() and ".." not in parts and "${" not in value
 
 
+@functools.lru_cache(maxsize=64)
+def _plugin_class(name: str) -> bool:
+    """`module.Class`, the module under one of _TARGET_MODULES and the class defined there. A prefix alone is not
+    enough: Hydra's locate follows attributes, so `hydra_plugins.x._impl.logging.os.system` names os.system."""
+    import importlib
+    import inspect
+
+    module_name, _, attribute = name.rpartition(".")
+    if not module_name or not attribute.isidentifier() or not (module_name + ".").startswith(_TARGET_MODULES):
+        return False
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:  # noqa: BLE001  (not a module: a path through attributes, or a plugin not installed)
+        return False
+    obj = getattr(module, attribute, None)
+    return inspect.isclass(obj) and (obj.__module__ + ".").startswith(_TARGET_MODULES)
+
+
 def check_config_safety(cfg: DictConfig) -> None:
     """Raise GenlabError for anything in the composed config (hydra part included) that would run code or
     write outside the run folder."""
@@ -85,9 +104,9 @@ def check_config_safety(cfg: DictConfig) -> None:
                 raise GenlabError(
                     f"{path}={value}: genlab builds objects only from its own registries and does not "
                     "instantiate _target_ from configs; remove it (pick a model with model=NAME)")
-            if not (isinstance(value, str) and value.startswith(_TARGET_MODULES)):
-                raise GenlabError(f"{path}={value}: a launcher or sweeper must be a Hydra plugin "
-                                  f"(hydra_plugins.*), not {value!r}")
+            if not (isinstance(value, str) and _plugin_class(value)):
+                raise GenlabError(f"{path}={value}: a launcher or sweeper (and an Optuna sampler or pruner) must be "
+                                  f"a class of a Hydra plugin (hydra_plugins.*) or of optuna, not {value!r}")
     hydra = cfg.get("hydra") if isinstance(cfg, DictConfig) and "hydra" in cfg else None
     if hydra is None:
         return

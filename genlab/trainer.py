@@ -319,10 +319,14 @@ class Trainer:
         position = self._start(model, engine, writer)
         writer.open(model.curve_groups, self.title, purge_step=position.step + 1 if position.step else None,
                     cfg=self.cfg)
-        rates = self._announce(model, data)
-        fixed = data.fixed_batch(t.n_samples)
-        if position.step == 0:
-            self._visuals(model, fixed, data, step=0, epoch=0)
+        try:
+            rates = self._announce(model, data)
+            fixed = data.fixed_batch(t.n_samples)
+            if position.step == 0:
+                self._visuals(model, fixed, data, step=0, epoch=0)
+        except BaseException:  # the loggers are open (a wandb run): close them before the failed start is removed
+            writer.close()
+            raise
 
         progress = Progress(t.progress if writer.active else "none", self.total, position.step)
         self.last: dict[str, float] = {}

@@ -31,6 +31,7 @@ class WeightsFile:
     url: str  # where to download it
     used_by: str  # what needs it, e.g. "genlab eval: fid, kid, is"
     megabytes: int  # its size, roughly (to tell a truncated download at a glance)
+    what: str = "the weights"  # in a sentence: "FID/KID/IS needs <what> (<file>)"
 
     @property
     def env(self) -> str:
@@ -50,26 +51,27 @@ class WeightsFile:
         return Path(torch.hub.get_dir()) / "checkpoints" / self.file
 
     def places(self) -> list[tuple[str, Path]]:
-        """Where it is looked for, in order: (how, path)."""
-        out = []
+        """Where it is looked for: $GENLAB_<NAME>_WEIGHTS alone where it is set, else the torch hub cache."""
         if os.environ.get(self.env):
-            out.append((f"${self.env}", Path(os.environ[self.env]).expanduser()))
-        out.append(("torch hub cache", self.default_path))
-        return out
+            return [(f"${self.env}", Path(os.environ[self.env]).expanduser())]
+        return [("torch hub cache", self.default_path)]
 
     def find(self) -> Path | None:
-        """The first place that holds a file, or None."""
-        for _, path in self.places():
-            if path.is_file():
-                return path
-        return None
+        """The file, or None. A variable set to a missing file is not quietly replaced by the cache's copy."""
+        (_, path), = self.places()
+        return path if path.is_file() else None
 
     def verified(self, path: Path) -> bool:
         return sha256_of(path).startswith(self.sha256_prefix)
 
     def missing(self, needed_for: str, instead: str) -> str:
         """The one line for a missing file: what needs it, where to put it, what to do without it."""
-        return (f"{needed_for} needs {self.file}, which is not on this machine ({self.default_path}): download "
+        if os.environ.get(self.env):
+            return (f"{needed_for} needs {self.what} ({self.file}), and {self.env}={os.environ[self.env]} is not a "
+                    f"file: point it "
+                    f"at the downloaded file, or unset it to use the torch hub cache ({self.default_path}); {instead}")
+        return (f"{needed_for} needs {self.what} ({self.file}), which is not on this machine ({self.default_path}): "
+                f"download "
                 f"{self.url} and run `genlab weights add FILE` (or set {self.env}=FILE); {instead}")
 
 

@@ -120,7 +120,7 @@ def test_missing_inception_weights_is_one_line(digit_runs, tmp_path):
                   env_extra={"TORCH_HOME": str(tmp_path / "torch"), "GENLAB_CACHE": str(tmp_path / "cache")})
     assert out.returncode == 2 and "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("genlab: fid: the Inception weights")
+    assert len(lines) == 1 and lines[0].startswith("genlab: fid: FID/KID/IS needs the Inception weights")
     assert "weights-inception-2015-12-05-6726825d.pth" in lines[0] and "fd_domain" in lines[0]
 
 

@@ -206,7 +206,8 @@ def test_the_vgg_loss_network_loads_torchvisions_file_and_is_never_saved(sr_root
     from genlab.runs import load_run
 
     monkeypatch.setenv("TORCH_HOME", str(sr_root / "torch"))
-    with pytest.raises(GenlabError, match="model.content needs vgg19-dcbb9e9d.pth, which is not on this machine .*"
+    with pytest.raises(GenlabError, match="model.content needs VGG19's ImageNet weights \\(vgg19-dcbb9e9d.pth\\), "
+                                          "which is not on this machine .*"
                                           "download https://download.pytorch.org/models/vgg19-dcbb9e9d.pth and run "
                                           "`genlab weights add FILE`.*or pass model.content=mse"):
         vgg19_weights()

@@ -116,7 +116,8 @@ VGG_CUTS = {"vgg22": 9, "vgg54": 36}  # torchvision's vgg19.features[:cut] ends 
 
 
 VGG19 = weights.register(weights.WeightsFile(
-    "vgg19", VGG19_FILE, VGG19_URL, "srgan: model.content=vgg22|vgg54 (the perceptual loss)", 548))
+    "vgg19", VGG19_FILE, VGG19_URL, "srgan: model.content=vgg22|vgg54 (the perceptual loss)", 548,
+    "VGG19's ImageNet weights"))
 
 
 def vgg19_weights() -> Path:
