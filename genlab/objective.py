@@ -117,9 +117,11 @@ def _optimising() -> bool:
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        target = str(HydraConfig.get().sweeper.get("_target_", "")) if HydraConfig.initialized() else ""
+        if not HydraConfig.initialized():  # not a Hydra job: no sweeper waits for the number
+            return False
+        target = str(HydraConfig.get().sweeper.get("_target_", ""))
     except Exception:  # noqa: BLE001
-        return True
+        return False
     return "BasicSweeper" not in target
 
 

@@ -105,8 +105,8 @@ def check_config_safety(cfg: DictConfig) -> None:
                     f"{path}={value}: genlab builds objects only from its own registries and does not "
                     "instantiate _target_ from configs; remove it (pick a model with model=NAME)")
             if not (isinstance(value, str) and _plugin_class(value)):
-                raise GenlabError(f"{path}={value}: a launcher or sweeper (and an Optuna sampler or pruner) must be "
-                                  f"a class of a Hydra plugin (hydra_plugins.*) or of optuna, not {value!r}")
+                raise GenlabError(f"{path}={value}: a launcher or sweeper (or an Optuna sampler or pruner) must be "
+                                  f"a class defined in a Hydra plugin (hydra_plugins.*) or in optuna, not {value!r}")
     hydra = cfg.get("hydra") if isinstance(cfg, DictConfig) and "hydra" in cfg else None
     if hydra is None:
         return

@@ -86,6 +86,7 @@ def digit_runs(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # two evaluations of 1,000 samples and the classifier's training: about a minute on 2 cores
 def test_domain_fd_ranks_real_below_trained_below_untrained(digit_runs, tmp_path):
     env = {"GENLAB_CACHE": str(tmp_path / "cache"), "TORCH_HOME": str(tmp_path / "torch")}
     scores = {}
@@ -167,6 +168,9 @@ def test_fid_kid_is_run_end_to_end_with_inception_weights_on_disk(digit_runs, tm
     metrics = json.loads((digit_runs / "trained" / "metrics.json").read_text())["metrics"]
     assert metrics["fid"]["value"] > 0 and math.isfinite(metrics["kid"]["value"]) and metrics["is"]["value"] >= 1
     assert metrics["fid"]["protocol"]["n_real"] == 359 and "Inception-v3" in metrics["fid"]["protocol"]["features"]
+    # stand-in weights are not the published file: said, and recorded with their checksum
+    assert metrics["fid"]["protocol"]["weights_published"] is False and metrics["fid"]["protocol"]["weights_sha256"]
+    assert "not comparable with published ones" in out.stdout + out.stderr
 
 
 @pytest.mark.skipif(not FASHION_SYSTEM.is_dir(), reason="apt-get install dataset-fashion-mnist")

@@ -100,7 +100,10 @@ def test_hydra_callbacks_and_targets_are_refused(tmp_path, how):
 
 
 @pytest.mark.parametrize("override,expected", [
-    ("hydra.launcher._target_=os.system", "must be a Hydra plugin"),
+    ("hydra.launcher._target_=os.system", "must be a class defined in a Hydra plugin"),
+    # Hydra's locate follows attributes: an allowed prefix may lead on to os.system
+    ("hydra.launcher._target_=hydra_plugins.hydra_joblib_launcher.joblib_launcher.os.system",
+     "must be a class defined in a Hydra plugin"),
     ("+hydra.job_logging.formatters.plain.class=os.system", "logging handlers must be standard"),
     ("hydra.job_logging.handlers.file.filename=/tmp/genlab_elsewhere.log", "inside the run folder"),
     ("hydra.output_subdir=../../elsewhere", "inside the run folder"),
