@@ -83,7 +83,8 @@ def train(ctx: typer.Context) -> None:
             try:
                 summary.print_start(line.first, line, line.swept)
             except Exception as err:  # noqa: BLE001  (a courtesy table: it never stops a run)
-                print(f"(genlab could not list the changed values: {str(err).splitlines()[0][:120]})")
+                print(f"(genlab could not list the changed values: "
+                      f"{(str(err).splitlines() or [type(err).__name__])[0][:120]})")
         key = "hydra.sweep.dir" if line.multirun else "hydra.run.dir"
         if distributed.world_size() > 1:  # a rank of a data-parallel job (torchrun, or --nproc below)
             distributed.init()
@@ -712,7 +713,10 @@ def weights_list(ctx: typer.Context) -> None:
             console.print(f"  {'looked for:' if k == 0 else '':12} {escape(str(path))} ({how}){here}")
         if os.environ.get(entry.env) is None:
             console.print(f"  {'':12} (or set {entry.env}=FILE)")
-        if found is None:
+        if found is None and os.environ.get(entry.env):
+            console.print(f"  get it:      download {entry.url}, then point {entry.env} at it (or unset "
+                          f"{entry.env} and run `genlab weights add FILE`)")
+        elif found is None:
             console.print(f"  get it:      download {entry.url}, then `genlab weights add FILE`")
 
 

@@ -221,9 +221,11 @@ def _whole(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
     for word, text in items:
         if word.endswith("=") and word[:-1] in groups:
             out += [(word + option, help_) for option, help_ in groups[word[:-1]].items()]
-        elif word.endswith("="):
+        elif word.endswith("=") and word[:-1] in RUN_KEYS:
+            out += [(word, text), (word + "auto", "")] if word[:-1] == "train.resume" else [(word, text)]
+        elif word.endswith("="):  # the bare key too: with two words zsh inserts what they share, with no space
             leaves = _leaves(_typed_overrides()) if leaves is None else leaves
-            out.append((word + _text(leaves.get(word[:-1])), text))
+            out += [(word, ""), (word + _text(leaves.get(word[:-1])), text)]
         else:
             out.append((word, text))
     return list(dict(out).items())
@@ -331,8 +333,8 @@ def _holds_runs(path: Path, depth: int, multirun: bool) -> bool:
 
 def run_folders(incomplete: str, multirun: bool = False, budget: int = 400) -> list[str]:
     """Run folders (and, with multirun, sweep folders) that start with what is typed, as typed; folders that
-    only hold runs end in `/`, and a lone one is opened for the user (no space after it from the shell)."""
-    _Budget.left = budget
+    only hold runs end in `/`, and a lone one is opened for the user (no space after it from the shell). At most
+    `budget` folders are looked into below each candidate."""
     typed_dir, _, partial = incomplete.rpartition("/")
     base = typed_dir + "/" if typed_dir or incomplete.startswith("/") else ""
     folder = Path(base or ".").expanduser()
@@ -344,6 +346,7 @@ def run_folders(incomplete: str, multirun: bool = False, budget: int = 400) -> l
     for child in children:
         if not child.name.startswith(partial) or (child.name.startswith(".") and not partial.startswith(".")):
             continue
+        _Budget.left = budget  # each folder its own: a big sibling does not hide the runs beside it
         if _is_run(child) or (multirun and _is_multirun(child)):
             out.append(base + child.name)
             if multirun and _is_multirun(child):

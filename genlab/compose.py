@@ -103,6 +103,8 @@ def parse_command_line(args: list[str]) -> CommandLine:
             raise GenlabError(f"unknown option {arg}: `genlab train --help` lists the options")
         else:
             line.overrides.append(shorthand(arg))
+            if arg.replace(" ", "") in ("hydra.mode=MULTIRUN", "++hydra.mode=MULTIRUN", "+hydra.mode=MULTIRUN"):
+                line.multirun = True  # the same as -m: every swept value is checked, the sweeper too
         i += 1
     return line
 
@@ -182,7 +184,10 @@ def compose(overrides: list[str], config_dir_extra: str | None = None, config_na
             known = _leaf_keys(compose(_selections(overrides), config_dir_extra, config_name))
             message = (f"unknown key {key}{did_you_mean(key, known)}: `genlab config show` prints every key")
             logger = key.split(".")[1] if key.startswith("logger.") and key.count(".") >= 1 else None
-            if logger in group_options("logger", tuple(Path(d) for d in [config_dir_extra] if d)):
+            chosen = [o.partition("=")[2] for o in overrides if o.partition("=")[0] == "logger"]
+            chosen = chosen[-1].strip("[]").replace(" ", "").split(",") if chosen else ["tensorboard"]
+            if logger not in chosen and logger in group_options("logger", tuple(Path(d) for d in [config_dir_extra]
+                                                                                  if d)):
                 message = (f"unknown key {key}: the {logger} logger's settings exist once it is chosen: add "
                            f"logger={logger} (or logger=[tensorboard,{logger}])")
         raise GenlabError(message) from None
@@ -391,7 +396,10 @@ def check_sweeper(line: CommandLine, first: DictConfig) -> None:
     wanted = objective.optuna_direction(direction)
     composed = OmegaConf.select(first, "hydra.sweeper.direction", default=None)
     composed = None if composed is None else str(getattr(composed, "name", composed)).rpartition(".")[2]
-    given = [o for o in line.overrides if o.startswith("hydra.sweeper.direction=")]
+    if composed not in (None, "minimize", "maximize"):
+        raise GenlabError(f"hydra.sweeper.direction must be minimize or maximize, got {composed!r} (or leave it: "
+                          f"genlab sets {wanted} for train.objective {name})")
+    given = [o for o in line.overrides if o.lstrip("+").startswith("hydra.sweeper.direction=")]
     if given:
         if known and composed in ("minimize", "maximize") and composed != wanted:
             raise GenlabError(f"{given[-1]} but train.objective {name} is better "

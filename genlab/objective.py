@@ -46,6 +46,10 @@ def spec_known(cfg: DictConfig) -> tuple[str | None, str, bool]:
             direction = own_direction
         elif name in METRICS and getattr(METRICS[name], "better", None):
             direction = METRICS[name].better
+        else:  # a scalar another model states (SRGAN logs SRResNet's test_psnr_y): that model's direction
+            stated = {getattr(MODELS[m], "objective", (None, None)) for m in MODELS.names()}
+            directions = {d for n, d in stated if n == name and d}
+            direction = directions.pop() if len(directions) == 1 else None
     if direction not in (None, "min", "max"):
         raise GenlabError(f"train.objective_direction must be min or max, got {direction!r}")
     return name, direction or "min", direction is not None

@@ -75,10 +75,19 @@ def _plain_relative(value: str) -> bool:
     return bool(parts) and not PurePath(value).is_absolute() and ".." not in parts and "${" not in value
 
 
+# what a `_target_` at each place must build: Hydra's Launcher or Sweeper, and under a sweeper (its sampler,
+# pruner and their parts) an Optuna sampler or pruner
+_TARGET_BASES = {"hydra.launcher._target_": (("hydra.plugins.launcher", "Launcher"),),
+                 "hydra.sweeper._target_": (("hydra.plugins.sweeper", "Sweeper"),)}
+_NESTED_BASES = (("optuna.samplers", "BaseSampler"), ("optuna.pruners", "BasePruner"))
+
+
 @functools.lru_cache(maxsize=64)
-def _plugin_class(name: str) -> bool:
-    """`module.Class`, the module under one of _TARGET_MODULES and the class defined there. A prefix alone is not
-    enough: Hydra's locate follows attributes, so `hydra_plugins.x._impl.logging.os.system` names os.system."""
+def _plugin_class(name: str, path: str) -> bool:
+    """`module.Class`: the module under one of _TARGET_MODULES, the class defined there and a subclass of what
+    that place builds (a Launcher, a Sweeper, an Optuna sampler or pruner). A prefix alone is not enough: Hydra's
+    locate follows attributes (`hydra_plugins.x._impl.logging.os.system` is os.system), and other classes of
+    Hydra's internals import modules by name."""
     import importlib
     import inspect
 
@@ -87,10 +96,24 @@ def _plugin_class(name: str) -> bool:
         return False
     try:
         module = importlib.import_module(module_name)
-    except Exception:  # noqa: BLE001  (not a module: a path through attributes, or a plugin not installed)
-        return False
+    except ModuleNotFoundError as err:  # a path through attributes, or a plugin that is not installed
+        if err.name and module_name.startswith(err.name):
+            return False
+        raise GenlabError(f"{path}={name}: importing {module_name} failed ({err})") from None
+    except Exception as err:  # noqa: BLE001  (a broken install of a real plugin: say so, not "forbidden")
+        raise GenlabError(f"{path}={name}: importing {module_name} failed "
+                          f"({(str(err).splitlines() or [type(err).__name__])[0][:160]})") from None
     obj = getattr(module, attribute, None)
-    return inspect.isclass(obj) and (obj.__module__ + ".").startswith(_TARGET_MODULES)
+    if not inspect.isclass(obj) or not (obj.__module__ + ".").startswith(_TARGET_MODULES):
+        return False
+    for base_module, base_name in _TARGET_BASES.get(path, _NESTED_BASES):
+        try:
+            base = getattr(importlib.import_module(base_module), base_name)
+        except (ImportError, AttributeError):
+            continue
+        if issubclass(obj, base):
+            return True
+    return False
 
 
 def check_config_safety(cfg: DictConfig) -> None:
@@ -104,7 +127,7 @@ def check_config_safety(cfg: DictConfig) -> None:
                 raise GenlabError(
                     f"{path}={value}: genlab builds objects only from its own registries and does not "
                     "instantiate _target_ from configs; remove it (pick a model with model=NAME)")
-            if not (isinstance(value, str) and _plugin_class(value)):
+            if not (isinstance(value, str) and _plugin_class(value, path)):
                 raise GenlabError(f"{path}={value}: a launcher or sweeper (or an Optuna sampler or pruner) must be "
                                   f"a class defined in a Hydra plugin (hydra_plugins.*) or in optuna, not {value!r}")
     hydra = cfg.get("hydra") if isinstance(cfg, DictConfig) and "hydra" in cfg else None

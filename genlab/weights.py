@@ -4,8 +4,9 @@ Nothing is downloaded at run time. A family registers the files it can use with 
 (evaluation.py: Inception-v3 for FID/KID/IS; models/srgan.py: VGG19 for the perceptual loss), and
 `genlab weights` lists them; `genlab weights add FILE` puts a file downloaded elsewhere in place.
 
-A file is looked for at its environment variable (GENLAB_<NAME>_WEIGHTS=FILE), then in torch's hub cache
-($TORCH_HOME/hub/checkpoints/<file>, where torch.hub.load_state_dict_from_url would put it). Its published
+A file is looked for at its environment variable (GENLAB_<NAME>_WEIGHTS=FILE) where that is set, and only
+there; else in torch's hub cache ($TORCH_HOME/hub/checkpoints/<file>, where torch.hub.load_state_dict_from_url
+would put it, and where `genlab weights add` copies it). Its published
 checksum is the torch.hub convention: the file name ends in the first hex digits of its SHA-256.
 """
 
@@ -123,6 +124,9 @@ def add(source: Path, progress=None) -> tuple[WeightsFile, Path, bool]:
         raise GenlabError(f"{source} (sha256 {digest[:12]}...) is none of the weights genlab knows: {names}. "
                           "A different file is not comparable; to use one anyway, set GENLAB_<NAME>_WEIGHTS=FILE")
     weights = match[0]
+    if os.environ.get(weights.env):  # the copy would go where genlab does not look while the variable is set
+        raise GenlabError(f"{weights.env}={os.environ[weights.env]} is set, and genlab reads {weights.name} only "
+                          f"there: point it at {source} instead, or unset it and run `genlab weights add` again")
     target = weights.default_path
     if target.is_file() and sha256_of(target) == digest:
         return weights, target, False

@@ -84,6 +84,7 @@ def test_a_weights_file_that_runs_code_or_is_not_inception_is_one_line(tmp_path)
 # ---- genlab weights ---------------------------------------------------------------------------------------------
 def test_genlab_weights_lists_every_file_and_add_puts_a_checked_download_in_place(tmp_path, monkeypatch):
     from genlab import weights
+    from genlab.errors import GenlabError
 
     content = b"stand-in weights\n"
     digest = hashlib.sha256(content).hexdigest()
@@ -104,8 +105,12 @@ def test_genlab_weights_lists_every_file_and_add_puts_a_checked_download_in_plac
     assert target.read_bytes() == content and fake.find() == target and fake.verified(target)
     assert not [p for p in target.parent.iterdir() if p.name.endswith(".part")]
     assert weights.add(download)[2] is False  # the same file again: nothing to do
-    monkeypatch.setenv("GENLAB_STANDIN_WEIGHTS", str(download))  # the variable is looked at first
-    assert fake.places()[0] == ("$GENLAB_STANDIN_WEIGHTS", download) and fake.find() == download
+    monkeypatch.setenv("GENLAB_STANDIN_WEIGHTS", str(download))  # the variable is looked at, alone
+    assert fake.places() == [("$GENLAB_STANDIN_WEIGHTS", download)] and fake.find() == download
+    monkeypatch.setenv("GENLAB_STANDIN_WEIGHTS", str(tmp_path / "nowhere.pth"))  # the cache's copy is not used
+    assert fake.find() is None and "GENLAB_STANDIN_WEIGHTS=" in fake.missing("a test", "or not")
+    with pytest.raises(GenlabError, match="GENLAB_STANDIN_WEIGHTS=.* is set, and genlab reads standin only there"):
+        weights.add(download)  # a copy into the cache would not be read while the variable is set
 
 
 def test_genlab_weights_cli_lists_missing_files_and_refuses_an_unknown_one(tmp_path):
@@ -376,16 +381,24 @@ def test_an_optuna_sweep_gets_the_objectives_direction_and_needs_an_objective(tm
     from genlab.errors import GenlabError
 
     def direction(*args):
-        line = check_command_line(["-m", *args])
+        line = check_command_line(args if "hydra.mode=MULTIRUN" in args else ["-m", *args])
         return [o for o in line.overrides if o.startswith("hydra.sweeper.direction")]
 
-    # the tune preset leaves it to genlab: the VAE's test_nelbo, lower is better
-    assert direction("hydra/sweeper=tune", "model=vae", "optim.lr=interval(1e-4,1e-2)") == \
-        ["hydra.sweeper.direction=minimize"]
+    # the VAE's test_nelbo, lower is better: the sweeper's minimize stands; SRGAN logs SRResNet's test_psnr_y,
+    # which SRResNet states is better higher, so genlab turns it round
+    assert direction("hydra/sweeper=tune", "model=vae", "optim.lr=interval(1e-4,1e-2)") == []
+    assert direction("hydra/sweeper=tune", "model=srgan", "data=sr_photos", "model.content=mse",
+                     "model.from_scratch=true", "train.objective=test_psnr_y", "optim.lr=interval(1e-5,1e-4)") == \
+        ["hydra.sweeper.direction=maximize"]
+    # hydra.mode=MULTIRUN is -m: checked the same way
+    assert direction("hydra.mode=MULTIRUN", "hydra/sweeper=tune", "model=srresnet", "data=sr_photos",
+                     "optim.lr=interval(1e-5,1e-3)") == ["hydra.sweeper.direction=maximize"]
+    with pytest.raises(GenlabError, match="hydra.sweeper.direction must be minimize or maximize, got 'MAXIMIZE'"):
+        direction("hydra/sweeper=tune", "model=vae", "hydra.sweeper.direction=MAXIMIZE", "optim.lr=interval(1e-4,1e-2)")
     # the plugin's own default (minimize) against SRResNet's PSNR: genlab knows better
     assert direction("hydra/sweeper=optuna", "model=srresnet", "data=sr_photos", "optim.lr=interval(1e-5,1e-3)") == \
         ["hydra.sweeper.direction=maximize"]
-    assert direction("sweep=tune_gan_lr") == ["hydra.sweeper.direction=minimize"]  # fd_domain, scored at the end
+    assert direction("sweep=tune_gan_lr") == []  # fd_domain (scored at the end): lower is better, as set
     # a direction set on the line stays, unless it contradicts one genlab knows
     assert direction("hydra/sweeper=tune", "hydra.sweeper.direction=maximize", "train.objective=d_real",
                      "optim.lr=interval(1e-4,1e-2)") == ["hydra.sweeper.direction=maximize"]

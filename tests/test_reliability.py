@@ -104,6 +104,9 @@ def test_hydra_callbacks_and_targets_are_refused(tmp_path, how):
     # Hydra's locate follows attributes: an allowed prefix may lead on to os.system
     ("hydra.launcher._target_=hydra_plugins.hydra_joblib_launcher.joblib_launcher.os.system",
      "must be a class defined in a Hydra plugin"),
+    # a class of Hydra's internals that imports a module by name is no sweeper
+    ("hydra.sweeper._target_=hydra._internal.core_plugins.structured_config_source.StructuredConfigSource",
+     "must be a class defined in a Hydra plugin"),
     ("+hydra.job_logging.formatters.plain.class=os.system", "logging handlers must be standard"),
     ("hydra.job_logging.handlers.file.filename=/tmp/genlab_elsewhere.log", "inside the run folder"),
     ("hydra.output_subdir=../../elsewhere", "inside the run folder"),
