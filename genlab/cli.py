@@ -162,7 +162,9 @@ def list_options(group: Optional[str] = typer.Argument(None, help="Only this con
         return _list_metrics()
     if group is not None and group not in groups:
         raise GenlabError(f"unknown config group '{group}'; choose one of: {', '.join(groups)}, or metrics")
-    defaults = _defaults()
+    from genlab.paths import root_defaults
+
+    defaults = root_defaults()
     table = Table(title="genlab config groups (* = default)", show_lines=False)
     table.add_column("group", style="bold cyan")
     table.add_column("option", style="bold")
@@ -194,21 +196,6 @@ def _list_metrics() -> None:
         table.add_row(name, metric_help(name))
     Console().print(table)
     print("Run them with `genlab eval RUN` (all that apply) or `genlab eval RUN --metrics a,b`.")
-
-
-def _defaults() -> dict[str, str]:
-    from omegaconf import OmegaConf
-
-    from genlab.paths import config_dir
-
-    root = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False)
-    out = {}
-    for entry in root.get("defaults", []):
-        if isinstance(entry, dict):
-            for key, value in entry.items():
-                if not str(key).startswith(("override", "optional")):
-                    out[str(key)] = value
-    return out
 
 
 def _device(name: str) -> str:
@@ -497,9 +484,8 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    import genlab
     from genlab.checkpoint import atomic_write
-    from genlab.evaluation import evaluate_run, merge_metrics
+    from genlab.evaluation import evaluate_run, merge_metrics, run_header
     from genlab.registry import load_all
     from genlab.runs import load_run
 
@@ -524,9 +510,7 @@ def evaluate(
                 raise GenlabError(f"cannot write {figure} ({err.strerror or err})") from None
             result["figures"][name] = str(figure.relative_to(target.path))
     path = target.path / "metrics.json"
-    merge_metrics(path, {"genlab_version": genlab.__version__, "run": str(target.path),
-                         "checkpoint": str(target.checkpoint), "step": target.step, "model": target.cfg.model.name,
-                         "data": target.cfg.data.name, "weights": "ema" if target.ema else "trained"}, result)
+    merge_metrics(path, run_header(target), result)
     table = Table(title=f"{target.name}", caption=f"full protocols in {path}")
     for column in ("metric", "value", "generated", "real", "split"):
         table.add_column(column, style="bold" if column == "metric" else None,
@@ -708,9 +692,8 @@ def weights_list(ctx: typer.Context) -> None:
                       f"{entry.sha256_prefix}...): its numbers are not comparable with published ones")
         console.print(f"[bold]{entry.name}[/bold]  {entry.file} (~{entry.megabytes} MB)  {status}")
         console.print(f"  used by:     {escape(entry.used_by)}")
-        for k, (how, path) in enumerate(entry.places()):
-            here = "  <- found" if found is not None and path == found else ""
-            console.print(f"  {'looked for:' if k == 0 else '':12} {escape(str(path))} ({how}){here}")
+        (how, path), = entry.places()
+        console.print(f"  looked for:  {escape(str(path))} ({how})")
         if os.environ.get(entry.env) is None:
             console.print(f"  {'':12} (or set {entry.env}=FILE)")
         if found is None and os.environ.get(entry.env):

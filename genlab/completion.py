@@ -14,10 +14,13 @@ Completion must never fail loudly: any error gives no completions (the shell the
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+
+from genlab.rundir import is_run_folder as _is_run  # what `genlab report` takes for a run
 
 # Hydra's own groups genlab ships presets for (configs/hydra/<group>/); `basic` is Hydra's built-in default
 HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper")
@@ -119,6 +122,7 @@ def _group_choices(typed: list[str]) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def _groups() -> dict[str, dict[str, str]]:
     """Group -> {option: description}, genlab's groups and the Hydra groups it has presets for."""
     from genlab.paths import config_dir, group_options
@@ -298,11 +302,6 @@ def _short(text: str, width: int = 60) -> str | None:
 
 
 # ---- run folders -------------------------------------------------------------------------------------------------
-def _is_run(path: Path) -> bool:
-    """What `genlab report` and `load_run` take for a run folder (report.is_run_folder)."""
-    return (path / "metrics.jsonl").is_file() or (path / "checkpoints" / "last.pt").is_file()
-
-
 def _is_multirun(path: Path) -> bool:
     """A sweep folder: Hydra's multirun.yaml (basic sweeper) or optimization_results.yaml (Optuna), or jobs."""
     if (path / "multirun.yaml").is_file() or (path / "optimization_results.yaml").is_file():

@@ -1039,6 +1039,15 @@ def _finite(value):
     return value
 
 
+def run_header(run: Run) -> dict:
+    """The top of a metrics.json: which run, checkpoint, step and weights its numbers are of."""
+    import genlab
+
+    return {"genlab_version": genlab.__version__, "run": str(run.path), "checkpoint": str(run.checkpoint),
+            "step": run.step, "model": run.cfg.model.name, "data": run.cfg.data.name,
+            "weights": "ema" if run.ema else "trained"}
+
+
 def merge_metrics(path: Path, header: dict, result: dict) -> dict:
     """Write RUN/metrics.json with this call's numbers merged into those already there: each metric output keeps
     its own value, protocol, time, checkpoint, step and weights, so `eval --metrics a` then `--metrics b` leaves

@@ -133,8 +133,7 @@ def _score(cfg: DictConfig, run_dir: Path, name: str) -> float | None:
     """train.objective=<metric>: `genlab eval RUN --metrics <metric> -n train.objective_n` on the finished job."""
     import torch
 
-    import genlab
-    from genlab.evaluation import evaluate_run, merge_metrics
+    from genlab.evaluation import evaluate_run, merge_metrics, run_header
     from genlab.runs import load_run
     from genlab.trainer import resolve_device
 
@@ -144,9 +143,6 @@ def _score(cfg: DictConfig, run_dir: Path, name: str) -> float | None:
     log.info(f"objective: scoring {name} on {n} generated images")
     result = evaluate_run(target, [name], n, 0, torch.device(device), log=log.info)
     result.pop("figures", None)
-    merge_metrics(run_dir / "metrics.json", {
-        "genlab_version": genlab.__version__, "run": str(target.path), "checkpoint": str(target.checkpoint),
-        "step": target.step, "model": target.cfg.model.name, "data": target.cfg.data.name,
-        "weights": "ema" if target.ema else "trained"}, result)
+    merge_metrics(run_dir / "metrics.json", run_header(target), result)
     entry = result["metrics"].get(name)
     return None if entry is None else entry["value"]

@@ -38,3 +38,18 @@ def description(text: str) -> str:
             break
         lines.append(line.lstrip("#").strip())
     return " ".join(part for part in lines if part)
+
+
+def root_defaults() -> dict[str, object]:
+    """The group choices of the root config's defaults list (model: dcgan, logger: tensorboard, experiment:
+    None, ...), read from config.yaml without composing it."""
+    from omegaconf import OmegaConf
+
+    root = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False)
+    out = {}
+    for entry in root.get("defaults", []):
+        if isinstance(entry, dict):
+            for key, value in entry.items():
+                if not str(key).startswith(("override", "optional")):
+                    out[str(key)] = value
+    return out

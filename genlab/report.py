@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from genlab.checkpoint import atomic_write
 from genlab.errors import GenlabError
+from genlab.rundir import is_run_folder
 from genlab.figures import FAMILY_FIGURES, Figure
 from genlab.tracking import NOT_CURVES, draw_curves, read_metrics
 
@@ -104,10 +105,6 @@ def _read_config(path: Path) -> dict:
 
         return load_checkpoint(checkpoint)["config"]
     return {}
-
-
-def is_run_folder(path: Path) -> bool:
-    return (path / "metrics.jsonl").is_file() or (path / "checkpoints" / "last.pt").is_file()
 
 
 def jobs_of(path: Path) -> list[Path]:

@@ -142,3 +142,8 @@ def remove_claimed() -> None:
     for folder in _CLAIMED:
         if folder.is_dir() and not trained(folder) and not any(trained(job) for job in folder.iterdir() if job.is_dir()):
             remove_failed_start(folder)
+
+
+def is_run_folder(path: Path) -> bool:
+    """A folder a run wrote (its metrics.jsonl or its last checkpoint): what `genlab report` and completion take."""
+    return (path / "metrics.jsonl").is_file() or (path / "checkpoints" / "last.pt").is_file()

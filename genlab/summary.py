@@ -45,8 +45,9 @@ def changed_values(cfg: DictConfig, line) -> list[tuple[str, str, str]]:
     base_overrides = [f"{g}={choices[g]}" for g in ROOT_GROUPS if choices.get(g)]
     base_overrides += [o for o in line.overrides if o.partition("=")[0] == "logger"]
     base = compose(base_overrides, line.config_dir, line.config_name)
-    root = compose([], line.config_dir, line.config_name, with_hydra=True)
-    root_choices = OmegaConf.to_container(root.hydra.runtime.choices)
+    from genlab.paths import root_defaults
+
+    root_choices = root_defaults()
     rows = []
     for group in (*ROOT_GROUPS, "experiment", "sweep"):
         if group in _groups() and choices.get(group) != root_choices.get(group):
