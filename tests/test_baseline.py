@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.baseline import FILE, RUNS, losses
+from tests.baseline import FILE, RUNS, capability, losses
 
 RECORDED = json.loads(FILE.read_text())
 FAST = {"default", "vae"}  # the default run and one of each family in the default selection; all with -m slow
@@ -12,8 +12,11 @@ FAST = {"default", "vae"}  # the default run and one of each family in the defau
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in RUNS])
 def test_first_50_losses_are_unchanged(name):
+    if capability() not in RECORDED:
+        pytest.skip(f"no losses recorded for {capability()} CPUs: record them with `python -m tests.baseline` on a "
+                    "commit whose numbers are known good")
     got = losses(RUNS[name])
-    want = RECORDED[name]
+    want = RECORDED[capability()][name]
     assert set(got) == set(want)
     for key in want:
         assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-6), key
