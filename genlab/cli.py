@@ -130,13 +130,25 @@ def _take_nproc(args: list[str]) -> tuple[int, list[str]]:
         if arg == "--nproc" or arg.startswith("--nproc="):
             value = arg.partition("=")[2] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
             i += 1 if "=" in arg else 2
-            if not value.isdigit() or int(value) < 1:
+            if not value.isdigit() or int(value) < 1 or len(value) > 6:
                 raise GenlabError(f"--nproc takes a number of processes, e.g. --nproc 2; got {value!r}")
             nproc = int(value)
+            most = _process_limit()
+            if nproc > most:
+                raise GenlabError(f"--nproc {nproc}: at most {most} processes on this machine (one per CPU core, or "
+                                  "one per GPU); for more, spread the run over machines with torchrun (docs/scale.md)")
             continue
         out.append(arg)
         i += 1
     return nproc, out
+
+
+def _process_limit() -> int:
+    """The most ranks `--nproc` starts here: one per CPU core, or one per CUDA GPU where there are more."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return max(os.cpu_count() or 1, gpus, 1)
 
 
 def _quote(path) -> str:
@@ -211,16 +223,43 @@ def _device(name: str) -> str:
     return name
 
 
+# the most a command makes or reads at once; each is named in its one-line refusal
+SEED_MAX = 2**63 - 1  # torch's generators take 64-bit seeds
+GRID_MAX = 1024  # samples in one PNG grid (a folder takes more)
+SAMPLES_MAX = 1_000_000  # samples written to a folder or a CSV file
+RECONSTRUCT_MAX = 1024
+EVAL_MAX = 100_000  # generated images per metric (all are held in memory)
+TRANSLATE_PIXELS = 2048 * 2048  # pixels of one image through a translation network (no tiles)
+UPSCALE_PIXELS = 2048 * 2048  # pixels of one input image up-scaled (4x: a 8192 x 8192 output)
+TILE_MAX = 4096
+
+
+def _output_area(out: Path | None, run_dir: Path, overwrite: bool) -> Path | None:
+    """Declare where a command that reads a run writes (genlab/files.py): a path the user named may replace an
+    existing file only with --overwrite; the default path is inside the run folder, which genlab made."""
+    from genlab import files
+
+    if out is None:
+        files.declare(run_dir, replace=True, what="the run folder")
+        return None
+    out = out.expanduser()
+    files.declare(files.absolute(out).parent, replace=overwrite, what="the output folder")
+    return out
+
+
 @app.command()
 def sample(
     run: Path = typer.Argument(..., help="A run folder or one of its checkpoints; its dataset is not needed.",
                                autocompletion=complete_run),
-    n: int = typer.Option(64, "--n", "-n", min=1, help="How many samples."),
+    n: int = typer.Option(64, "--n", "-n", min=1, max=SAMPLES_MAX,
+                          help=f"How many samples (a .png grid holds at most {GRID_MAX:,})."),
     labels: Optional[str] = typer.Option(
         None, "--labels", help="Classes to draw, cycled, e.g. 0,1,2 (conditional models; InfoGAN: its category)."),
-    seed: int = typer.Option(0, "--seed", help="The same seed, n and labels give the same images."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="The same seed, n and labels give the same images."),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="A .png gets one grid; a folder one PNG per sample. Default RUN/generated/."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file (or the files of the "
+                                                              "same names in an existing --out folder)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto (cuda where PyTorch sees a GPU, as `train` does)."),
 ) -> None:
     """Draw new samples from a trained run, from its checkpoint alone.
@@ -237,23 +276,31 @@ def sample(
     """
     import torch
 
-    from genlab.checkpoint import atomic_write
+    from genlab import files
     from genlab.runs import generate, load_run, parse_labels, write_png_folder
     from genlab.tracking import image_grid
 
     device = _device(device)
     target = load_run(run, device)
     wanted = parse_labels(labels, target.model)
+    out = _output_area(out, target.path, overwrite)
     if target.spec.kind == "vectors":  # points (a flow on toy2d): a CSV file, one point a line
         out = out if out is not None else target.path / "generated" / f"samples_n{n}_seed{seed}.csv"
         if out.suffix.lower() != ".csv":
             raise GenlabError(f"{target.cfg.model.name} on {target.cfg.data.name} draws points, not images: "
                               "pass -o FILE.csv")
+        files.check_target(out)
         points = torch.cat([part for part, _ in generate(target.model, n, seed, wanted)]).float().cpu()
         header = ",".join(f"x{i + 1}" for i in range(points.shape[1]))
-        text = header + "\n" + "\n".join(",".join(f"{v:.6g}" for v in row) for row in points.tolist()) + "\n"
+
+        def write_csv(tmp):
+            with open(tmp, "w") as f:
+                f.write(header + "\n")
+                for row in points.tolist():
+                    f.write(",".join(f"{v:.6g}" for v in row) + "\n")
+
         try:
-            atomic_write(out, lambda tmp: Path(tmp).write_text(text))
+            files.write(out, write_csv)
         except OSError as err:
             raise GenlabError(f"cannot write {out} ({err.strerror or err}); pass -o SOMEWHERE/WRITABLE.csv") from None
         print(f"{n} points from {target.name}: wrote {out}")
@@ -261,13 +308,17 @@ def sample(
     if out is None:
         out = target.path / "generated" / f"samples_n{n}_seed{seed}.png"
     if out.suffix.lower() == ".png":
+        if n > GRID_MAX:
+            raise GenlabError(f"-n {n}: one PNG grid holds at most {GRID_MAX:,} samples; for more, write one PNG per "
+                              f"sample into a folder: -o FOLDER/")
+        files.check_target(out)
         images = torch.cat([part for part, _ in generate(target.model, n, seed, wanted)])
         nrow = 8
         if wanted is not None and n % len(wanted) == 0 and len(wanted) > 1:
             nrow = len(wanted) * max(1, 8 // len(wanted))  # columns cycle through the labels
         grid = image_grid(images, nrow=nrow)
         try:
-            atomic_write(out, lambda tmp: grid.save(tmp, format="PNG"))
+            files.write(out, lambda tmp: grid.save(tmp, format="PNG"))
         except OSError as err:
             raise GenlabError(f"cannot write {out} ({err.strerror or err}); pass -o SOMEWHERE/WRITABLE.png") from None
         print(f"{n} samples from {target.name}: wrote {out}")
@@ -285,7 +336,10 @@ def translate(
     source: Path = typer.Argument(..., help="An image file, or a folder of images (any sizes)."),
     out: Path = typer.Argument(..., help="The output .png for one image; a new or empty folder for a folder."),
     direction: str = typer.Option("AtoB", "--direction", help="AtoB or BtoA (CycleGAN: G or F)."),
-    seed: int = typer.Option(0, "--seed", help="Seeds pix2pix's test-time dropout: the same seed, the same output."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX,
+                             help="Seeds pix2pix's test-time dropout: the same seed, the same output."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT file (or the files of the "
+                                                              "same names in an existing OUTPUT folder)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto (cuda where PyTorch sees a GPU, as `train` does)."),
 ) -> None:
     """Translate images with a trained run, from its checkpoint alone: one output per input, the same size.
@@ -318,7 +372,7 @@ def translate(
                           "or cyclegan run")
     side = "a" if direction == "AtoB" else "b"
     channels = target.spec.shape(side)[0]
-    files = _image_inputs(source, out)
+    files = _image_inputs(source, out, overwrite)
     source = source.expanduser()
     import numpy as np
 
@@ -327,7 +381,8 @@ def translate(
 
     def outputs():
         for path in files:
-            image = open_image(path, "RGB" if channels == 3 else "L")
+            image = open_image(path, "RGB" if channels == 3 else "L", max_pixels=TRANSLATE_PIXELS,
+                               why="pixels to translate in one piece")
             array = np.asarray(image, dtype=np.uint8)
             pixels = torch.from_numpy((array[None] if array.ndim == 2 else array.transpose(2, 0, 1)).copy())
             result, how = translate_image(model, pixels.float().div(127.5).sub(1), direction)
@@ -343,8 +398,10 @@ def translate(
     print(f"wrote {count} image{'s' if count != 1 else ''} to {out} ({target.name}, {direction})")
 
 
-def _image_inputs(source: Path, out: Path) -> list[Path]:
-    """The image files a translate/upscale command reads, and the checks on OUTPUT that go with them."""
+def _image_inputs(source: Path, out: Path, overwrite: bool) -> list[Path]:
+    """The image files a translate/upscale command reads, and the checks on OUTPUT that go with them (it may
+    replace an existing file only with --overwrite)."""
+    from genlab import files as writes
     from genlab.data.folders import IMAGE_SUFFIXES, list_images
 
     source = source.expanduser()
@@ -364,22 +421,24 @@ def _image_inputs(source: Path, out: Path) -> list[Path]:
         raise GenlabError(f"{out} is an input: write the outputs somewhere else")
     if len({f.stem for f in files}) != len(files):
         raise GenlabError(f"{source} holds files with the same name and different suffixes: rename them first")
+    _output_area(out, out.parent, overwrite)
+    writes.check_target(out.expanduser(), folder=source.is_dir())
     return files
 
 
 def _write_outputs(source: Path, out: Path, outputs, total: int | None = None) -> int:
     """One image file in: OUTPUT.png written atomically; a folder in: a new folder, all or nothing."""
-    from genlab.checkpoint import atomic_write
+    from genlab.files import atomic_write
     from genlab.runs import to_pil, write_named_pngs
 
     if source.expanduser().is_file():
         (_, image), = list(outputs)
         try:
-            atomic_write(out, lambda tmp: to_pil(image).save(tmp, format="PNG"))
+            atomic_write(out.expanduser(), lambda tmp: to_pil(image).save(tmp, format="PNG"))
         except OSError as err:
             raise GenlabError(f"cannot write {out} ({err.strerror or err})") from None
         return 1
-    return write_named_pngs(outputs, out, total=total)
+    return write_named_pngs(outputs, out.expanduser(), total=total)
 
 
 @app.command()
@@ -388,13 +447,15 @@ def upscale(
                                autocompletion=complete_run),
     source: Path = typer.Argument(..., help="An image file, or a folder of images (any sizes)."),
     out: Path = typer.Argument(..., help="The output .png for one image; a new or empty folder for a folder."),
-    tile: Optional[int] = typer.Option(None, "--tile", min=1,
+    tile: Optional[int] = typer.Option(None, "--tile", min=1, max=TILE_MAX,
                                        help="Input pixels per tile side (default: the run's eval.tile, 128)."),
     tile_overlap: Optional[int] = typer.Option(
-        None, "--tile-overlap", min=0,
+        None, "--tile-overlap", min=0, max=TILE_MAX,
         help="Context pixels around each tile (default: the generator's receptive radius: the same result as "
              "whole)."),
     whole: bool = typer.Option(False, "--whole", help="No tiles: each image through the generator at once."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT file (or the files of the "
+                                                              "same names in an existing OUTPUT folder)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto (cuda where PyTorch sees a GPU, as `train` does)."),
 ) -> None:
     """Up-scale images of any size with a trained super-resolution run, from its checkpoint alone.
@@ -422,14 +483,14 @@ def upscale(
         raise GenlabError(f"{run} is a {target.cfg.model.name} run, which does not up-scale images: pass an srresnet "
                           "or srgan run" + (" (translate images with `genlab translate`)" if target.spec.kind in
                                             ("paired", "unpaired") else ""))
-    files = _image_inputs(source, out)
+    files = _image_inputs(source, out, overwrite)
     size, overlap = tiles.settings(target.cfg, tile, tile_overlap)
     size = None if whole else size
     channels = target.spec.shape("lr")[0]
 
     def outputs():
         for path in files:
-            pixels = read_hr(path, channels)
+            pixels = read_hr(path, channels, max_pixels=UPSCALE_PIXELS, why="pixels to up-scale")
             x = pixels.float().div(127.5).sub(1)[None]
             with torch.no_grad():
                 result = tiles.translate(model, x, tile=size, overlap=overlap)
@@ -446,9 +507,14 @@ def evaluate(
     run: Path = typer.Argument(..., help="A run folder or one of its checkpoints.", autocompletion=complete_run),
     metrics: Optional[str] = typer.Option(
         None, "--metrics", help="Comma-separated, e.g. fd_domain,ms_ssim; default every metric that applies."),
-    n: int = typer.Option(5000, "--n", "-n", min=10, help="Generated images per metric (at least 10)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the generated images."),
+    n: int = typer.Option(5000, "--n", "-n", min=10, max=EVAL_MAX,
+                          help=f"Generated images per metric (10 to {EVAL_MAX:,})."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the generated images."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto (cuda where PyTorch sees a GPU, as `train` does)."),
+    data: Optional[str] = typer.Option(
+        None, "--data",
+        help="Where the run's dataset is, as data.KEY=VALUE settings, e.g. 'data.root=PATH' (genlab reads data only "
+             "where you say or where its defaults point, never where a checkpoint says)."),
     ood_data: Optional[str] = typer.Option(
         None, "--ood-data",
         help="A second dataset for out-of-distribution AUROC/AUPRC: a data option, with data.KEY=VALUE settings "
@@ -484,8 +550,8 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from genlab.checkpoint import atomic_write
-    from genlab.evaluation import evaluate_run, merge_metrics, run_header
+    from genlab.evaluation import evaluate_run, merge_metrics, parse_data_settings, run_header
+    from genlab.files import atomic_write
     from genlab.registry import load_all
     from genlab.runs import load_run
 
@@ -495,10 +561,12 @@ def evaluate(
     names = [m for m in metrics.replace(" ", "").split(",") if m] if metrics else None
     if anomaly and names is None:  # the other metrics score samples or likelihoods: ask for them by name
         names = ["anomaly"] + (["ood"] if ood_data is not None else [])
+    settings = parse_data_settings(data, "--data") if data is not None else []
     target = load_run(run, device)
+    _output_area(None, target.path, True)  # metrics.json and eval/ inside the run folder
     console = Console(stderr=True)
     result = evaluate_run(target, names, n, seed, torch.device(device), log=lambda line: console.print(line),
-                          ood_data=ood_data, anomaly=anomaly)
+                          ood_data=ood_data, anomaly=anomaly, data=settings)
     figures = result.pop("figures", {})
     if figures:  # a metric's figures (ROC, PR, score histograms): RUN/eval/<name>.png, each written whole
         result["figures"] = {}
@@ -556,6 +624,8 @@ def report(
     epochs: Optional[str] = typer.Option(
         None, "--epochs", help="Epochs of the progression strips, e.g. 1,11,21,31,41,51 (the nearest saved grid "
                                "each); default six spread from the first to the last."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing --out folder that is not a "
+                                                              "genlab report, replacing files of the same names."),
 ) -> None:
     """Write the report's figures as PNGs and one index.html that shows them with captions.
 
@@ -583,9 +653,9 @@ def report(
             wanted = [int(e) for e in epochs.replace(" ", "").split(",") if e != ""]
         except ValueError:
             raise GenlabError(f"--epochs must be epoch numbers separated by commas, e.g. 0,10,20; got {epochs!r}") from None
-        if not wanted or min(wanted) < 0:
-            raise GenlabError(f"--epochs must be epoch numbers of 0 or more, e.g. 0,10,20; got {epochs!r}")
-    built, index = build_report(list(runs), out, wanted)
+        if not wanted or min(wanted) < 0 or len(wanted) > 100:
+            raise GenlabError(f"--epochs must be up to 100 epoch numbers of 0 or more, e.g. 0,10,20; got {epochs!r}")
+    built, index = build_report(list(runs), out, wanted, overwrite)
     for title, header, rows in built.console_tables:
         # one column per job, one row per parameter or number: sweeps have few jobs and many scalars
         table = Table(title=title, caption="final values; the same table is in sweep.csv and sweep.md")
@@ -595,6 +665,10 @@ def report(
         for i, name in enumerate(header[1:], start=1):
             table.add_row(name, *[row[i] for row in rows])
         Console().print(table)
+    for note in built.notes[:20]:  # what of the runs could not be read, and so is not in the report
+        print(f"left out {note}")
+    if len(built.notes) > 20:
+        print(f"left out {len(built.notes) - 20} more file(s)")
     figures = sum(len(section.figures) for section in built.sections)
     print(f"{figures} figures in {built.out}; open {index}")
 
@@ -605,12 +679,14 @@ def reconstruct(
                                autocompletion=complete_run),
     images: List[Path] = typer.Argument(
         ..., help="Image files, folders of images, or other run folders (their model draws new samples)."),
-    n: int = typer.Option(8, "--n", "-n", min=1, help="How many images to pass through."),
+    n: int = typer.Option(8, "--n", "-n", min=1, max=RECONSTRUCT_MAX, help="How many images to pass through."),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="PNG to write; default RUN/reconstructions/<images>.png."),
     label: Optional[int] = typer.Option(
-        None, "--label", help="Class to condition on (cvae), also asked of a conditional run's samples; default 0."),
-    seed: int = typer.Option(0, "--seed", help="Seed for samples drawn from a run given as IMAGES."),
+        None, "--label", min=0, max=1 << 20,
+        help="Class to condition on (cvae), also asked of a conditional run's samples; default 0."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed for samples drawn from a run given as IMAGES."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Pass images through an autoencoder run and write input / reconstruction pairs as one PNG.
 
@@ -625,12 +701,17 @@ def reconstruct(
     """
     import torch
 
-    from genlab.checkpoint import atomic_write
+    from genlab.files import atomic_write, check_target
     from genlab.runs import is_run, load_run, read_images
     from genlab.tracking import image_grid, pair_rows, titled_rows
 
     target = load_run(run)
     model = target.model
+    out = _output_area(out, target.path, overwrite)
+    if out is not None:
+        if out.suffix.lower() != ".png":
+            raise GenlabError(f"--out must name a .png file, got {out}")
+        check_target(out)
     if not hasattr(model, "reconstruct"):
         raise GenlabError(f"{run} is a {target.cfg.model.name} run, which does not reconstruct images: "
                           "pass a vae, cvae or vqvae run")
@@ -649,9 +730,7 @@ def reconstruct(
     row = min(8, len(x))
     pairs = pair_rows(x, recon.float(), row)
     grid = titled_rows(image_grid(pairs, nrow=row), ["input", "reconstruction"] * (len(pairs) // (2 * row)))
-    path = out if out is not None else target.path / "reconstructions" / f"{name}.png"
-    if path.suffix.lower() != ".png":
-        raise GenlabError(f"--out must name a .png file, got {path}")
+    path = out if out is not None else target.path / "reconstructions" / f"{name[:120]}.png"
     try:
         atomic_write(path, lambda tmp: grid.save(tmp, format="PNG"))
     except OSError as err:
@@ -757,14 +836,21 @@ def main() -> None:
 
     from genlab import rundir
 
-    # SIGTERM (timeout, SLURM pre-emption, kill) is a Ctrl-C: a run stops cleanly, a start leaves nothing behind
+    # SIGTERM (timeout, SLURM pre-emption, kill) and SIGHUP (a closed terminal or SSH session) are a Ctrl-C: a
+    # run stops cleanly and saves, a start leaves nothing behind (a SIGHUP that nohup ignores stays ignored)
     signal.signal(signal.SIGTERM, raise_interrupted)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, raise_interrupted)
+    _check_completion_request()
     try:
         # prog_name: also under `python -m genlab`, completion scripts are for `genlab`. Not standalone: a
         # mistake Typer finds (an unknown command or option, a missing argument) is one line here, not a box
         code = app(prog_name="genlab", standalone_mode=False)
         if isinstance(code, int) and code:  # typer.Exit(code), or Ctrl-C (130) while parsing
             raise SystemExit(code)
+        from genlab.errors import raise_if_stopped
+
+        raise_if_stopped()  # a stop dropped on its way (in a finaliser) still ends the command as a stop
     except GenlabError as err:
         from genlab import distributed
 
@@ -773,6 +859,9 @@ def main() -> None:
         rundir.remove_claimed()
         sys.exit(err.exit_code)
     except KeyboardInterrupt as err:
+        from genlab.errors import handled
+
+        handled()
         rundir.remove_claimed()
         sys.exit(interrupt_exit_code(err))
     except SystemExit as done:
@@ -792,6 +881,18 @@ def main() -> None:
             sys.exit(2)
         print(f"genlab: {_usage_line(err)}", file=sys.stderr)
         sys.exit(2)
+
+
+def _check_completion_request() -> None:
+    """A shell's completion request (Typer's protocol) names the word under the cursor by its index: one that is
+    not a number is one line here, not Typer's traceback in the shell."""
+    if not os.environ.get("_GENLAB_COMPLETE"):
+        return
+    for name in ("COMP_CWORD",):
+        value = os.environ.get(name)
+        if value is not None and not (value.isdigit() and len(value) < 7):
+            print(f"genlab: completion: {name} must be the index of a word, got {value[:40]!r}", file=sys.stderr)
+            sys.exit(2)
 
 
 def _usage_error(err: Exception) -> bool:

@@ -161,10 +161,14 @@ def compose(overrides: list[str], config_dir_extra: str | None = None, config_na
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from genlab.safety import check_config_folder, check_searchpath
+
     extra = (Path(config_dir_extra).expanduser().resolve(),) if config_dir_extra else ()
     for folder in extra:
         if not folder.is_dir():
             raise GenlabError(f"--config-dir {folder} is not a folder")
+        check_config_folder(folder)  # before Hydra reads any of it: links out, alias bombs, searchpath imports
+    check_searchpath(overrides)
     _check_group_choices(overrides, extra, multirun)
     overrides = [shorthand(o) for o in overrides]
     if extra:
@@ -243,6 +247,46 @@ def _check_added_keys(cfg: DictConfig, overrides: list[str], config_dir_extra, c
         if key not in known:
             raise GenlabError(f"unknown key {key}{did_you_mean(key, known)}: genlab reads no such key, so adding "
                               "it would change nothing; `genlab config show` prints every key")
+
+
+def _check_preset_keys(cfg: DictConfig, overrides: list[str]) -> None:
+    """A key that a file of the user's --config-dir adds and genlab's own config for the same model, data and
+    loss does not have is read by nothing (a typo such as train.epochz): one line naming it and its file's
+    choice, with the nearest real key."""
+    from genlab.paths import group_options
+
+    names = {group: OmegaConf.select(cfg, f"{group}.name") for group in ("model", "data", "loss")}
+    choices = [f"{group}={name}" for group, name in names.items()
+               if isinstance(name, str) and name in group_options(group)]
+    try:
+        reference = compose(choices)
+    except GenlabError:
+        return
+    known = set(_leaf_keys(reference))
+    for group in ("optim", "device", "logger"):  # options of these groups are generic: any of their keys
+        for option in group_options(group):
+            try:
+                known |= {k for k in _leaf_keys(compose([f"{group}={option}"])) if k.startswith(f"{group}.")}
+            except GenlabError:
+                continue
+    given = {o.lstrip("+~").partition("=")[0] for o in overrides}
+    for key in _leaf_keys(cfg):
+        if key in known or key in given or any(key.startswith(k + ".") for k in given):
+            continue
+        parent = key.rpartition(".")[0]
+        if parent and (parent not in known or _is_open(reference, parent)):
+            continue  # inside a mapping genlab leaves open (optim.<network>, logger.wandb.tags, ...)
+        chosen = [o for o in overrides if o.partition("=")[0].lstrip("+") in ("experiment", "sweep", "model", "data",
+                                                                              "loss", "optim", "device")]
+        where = f" (set by your --config-dir files{': ' + ' '.join(chosen) if chosen else ''})"
+        raise GenlabError(f"unknown key {key}{did_you_mean(key, known)}{where}: genlab reads no such key, so it "
+                          "would change nothing; `genlab config show` prints every key")
+
+
+def _is_open(reference: DictConfig, key: str) -> bool:
+    """A mapping of genlab's config whose keys are the user's to name (empty there: additional_parameters: {})."""
+    node = OmegaConf.select(reference, key, default=None, throw_on_missing=False)
+    return isinstance(node, DictConfig) and len(node) == 0
 
 
 def _one_line(err: Exception) -> str:
@@ -330,6 +374,38 @@ def _check_types(cfg: DictConfig, defaults: DictConfig, overrides: list[str]) ->
             raise GenlabError(f"{key} must be {kind}, got {new!r}: pass e.g. {hint}")
 
 
+# Hydra's own settings genlab reads or Hydra resolves before a run starts
+RESOLVED_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.job.name",
+                       "hydra.output_subdir")
+
+
+def check_resolves(cfg: DictConfig) -> None:
+    """Every interpolation of the config resolves (an unset ${oc.env:NAME}, a key that is not there): one line
+    naming the key, before anything reads it."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    def reason(err: Exception) -> str:
+        text = " ".join(str(err).split("\n")[0].split())
+        if "Environment variable" in text and "not found" in text:
+            name = text.split("Environment variable")[1].split("'")[1] if "'" in text else "?"
+            return f"the environment variable {name} is not set: set it, or write the value itself"
+        return text[:200]
+
+    try:
+        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"]), resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "a value"
+        raise GenlabError(f"{key} could not be resolved: {reason(err)}") from None
+    if "hydra" in cfg:
+        for key in RESOLVED_HYDRA_KEYS:
+            try:
+                OmegaConf.select(cfg, key, throw_on_missing=False)
+            except OmegaConfBaseException as err:
+                if "hydra.job.num" in str(err) or "hydra.runtime" in str(err):  # set by Hydra when the job runs
+                    continue
+                raise GenlabError(f"{key} could not be resolved: {reason(err)}") from None
+
+
 def checked_config(overrides: list[str], line: CommandLine, validate_values: bool = True) -> DictConfig:
     """Compose one job's config (Hydra's part included) and check it as a run would: the types of the values
     set, the shared and model keys, and that nothing in it would run code or write outside the run folder."""
@@ -338,8 +414,11 @@ def checked_config(overrides: list[str], line: CommandLine, validate_values: boo
 
     cfg = compose(overrides, line.config_dir, line.config_name, with_hydra=True, multirun=line.multirun)
     check_config_safety(cfg)
+    check_resolves(cfg)
     defaults = compose(_selections(overrides), line.config_dir, line.config_name)
     _check_types(cfg, defaults, overrides)
+    if line.config_dir:
+        _check_preset_keys(cfg, overrides)
     if validate_values:
         validate(cfg)
     return cfg
@@ -420,8 +499,10 @@ def check_command_line(args: list[str]) -> CommandLine:
     line = parse_command_line(args)
     check_launcher(line.overrides)
     if line.informational:  # Hydra prints and exits; what it composes must still be safe to compose
-        check_config_safety(compose(line.overrides, line.config_dir, line.config_name, with_hydra=True,
-                                    multirun=line.multirun))
+        cfg = compose(line.overrides, line.config_dir, line.config_name, with_hydra=True, multirun=line.multirun)
+        check_config_safety(cfg)
+        if "--resolve" in line.flags:  # Hydra resolves what it prints: an unset variable is its traceback
+            check_resolves(cfg)
         return line
     try:
         variants = sweep_variants(line.overrides) if line.multirun else [line.overrides]

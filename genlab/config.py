@@ -12,6 +12,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 from genlab.errors import GenlabError
 
 _MISSING = object()
+THREADS_MAX = 1024  # torch.set_num_threads with tens of thousands ends in a segmentation fault
 
 
 def get(cfg: DictConfig, key: str, default: Any = _MISSING) -> Any:
@@ -29,7 +30,8 @@ def get(cfg: DictConfig, key: str, default: Any = _MISSING) -> Any:
     return value
 
 
-def check_int(cfg: DictConfig, key: str, *, minimum: int | None = None, optional: bool = False) -> int | None:
+def check_int(cfg: DictConfig, key: str, *, minimum: int | None = None, maximum: int | None = None,
+              optional: bool = False) -> int | None:
     value = get(cfg, key, None if optional else _MISSING)
     if value is None and optional:
         return None
@@ -37,6 +39,8 @@ def check_int(cfg: DictConfig, key: str, *, minimum: int | None = None, optional
         raise GenlabError(f"{key} must be an integer, got {value!r}: pass e.g. {key}=10")
     if minimum is not None and value < minimum:
         raise GenlabError(f"{key} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise GenlabError(f"{key} must be at most {maximum:,}, got {value:,}")
     return value
 
 
@@ -107,7 +111,9 @@ def validate(cfg: DictConfig) -> None:
     check_int(cfg, "train.epochs", minimum=1)
     check_int(cfg, "train.steps", minimum=1, optional=True)
     check_int(cfg, "train.batch_size", minimum=1)
-    check_int(cfg, "train.seed")
+    seed = check_int(cfg, "train.seed")
+    if not -2**63 <= seed < 2**63:
+        raise GenlabError(f"train.seed must fit in 64 bits (from -2**63 to 2**63 - 1), got {seed}")
     check_int(cfg, "train.log_every", minimum=1)
     check_int(cfg, "train.sample_every", minimum=1)
     check_int(cfg, "train.checkpoint_every", minimum=1)
@@ -163,7 +169,10 @@ def validate(cfg: DictConfig) -> None:
         raise GenlabError(f"device.compile_mode must be null or one of {', '.join(modes)}; got {mode!r}")
     if mode is not None and get(cfg, "device.compile_backend", "inductor") != "inductor":
         raise GenlabError("device.compile_mode is inductor's: drop it, or use device.compile_backend=inductor")
-    check_int(cfg, "device.threads", minimum=1, optional=True)
+    threads = check_int(cfg, "device.threads", minimum=1, optional=True)
+    if threads is not None and threads > THREADS_MAX:
+        raise GenlabError(f"device.threads={threads}: at most {THREADS_MAX} (this machine has {os.cpu_count()} CPU "
+                          "cores; more threads than cores only slow a run down)")
     ids = get(cfg, "device.ids", None)
     if ids is not None and not (OmegaConf.is_list(ids) and len(ids) > 0 and all(
             isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids)):

@@ -30,7 +30,7 @@ def report_user_errors(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from genlab import rundir
-        from genlab.errors import interrupt_exit_code, raise_interrupted
+        from genlab.errors import handled, interrupt_exit_code, raise_if_stopped, raise_interrupted
 
         from genlab import distributed
 
@@ -42,14 +42,21 @@ def report_user_errors(func):
         held = os.environ.get(distributed.HELD_ENV)  # `genlab train --nproc` holds the folder for its ranks
         if held is None or Path(held).resolve() != run_dir.resolve():
             rundir.lock(run_dir)  # outside the try: a run refused this folder must not clean up another's files
-        previous = signal.signal(signal.SIGTERM, raise_interrupted) if _main_thread() else None
+        previous = {}
+        if _main_thread():
+            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, raise_interrupted)
+            if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup's choice stays
+                previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, raise_interrupted)
         try:
+            rundir.adopt(run_dir, sweep_job=HydraConfig.get().mode == RunMode.MULTIRUN)
+            raise_if_stopped()  # a stop that came while Hydra started, and was dropped on its way
             return func(*args, **kwargs)
         except GenlabError as err:  # a TrainingStopped (NaN) too: a run with a checkpoint keeps its folder
             print(f"genlab: {err}", file=sys.stderr)
             rundir.remove_failed_start(run_dir)
             sys.exit(err.exit_code)
         except KeyboardInterrupt as err:
+            handled()
             if (run_dir / "checkpoints" / "last.pt").is_file():
                 log.info(f"Continue with: {continue_command(run_dir)}")
             elif not rundir.trained(run_dir):
@@ -73,8 +80,8 @@ def report_user_errors(func):
             raise
         finally:
             rundir.release(run_dir)
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     return wrapper
 
@@ -142,14 +149,19 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
 
     from genlab import distributed
 
+    from genlab.errors import raise_if_stopped
+
     distributed.init()  # a data-parallel rank joins its job (a no-op in one process)
     validate(cfg)
     DATASETS[cfg.data.name].locate(cfg.data)
     set_threads(cfg)
     device = resolve_device(cfg.device)
     seed_everything(cfg.train.seed)
+    raise_if_stopped()
     data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, device)
+    raise_if_stopped()
     model = build_model(cfg, data.spec)
+    raise_if_stopped()
     distributed.seed_offset(cfg.train.seed)  # after the model: every rank builds the same weights
     return Trainer(cfg, run_dir, device).fit(model, data)
 

@@ -14,7 +14,8 @@ class TrainingStopped(GenlabError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM (what `timeout`, SLURM pre-emption and `kill` send) stopped genlab."""
+    """Ctrl-C, SIGTERM (what `timeout`, SLURM pre-emption and `kill` send) or SIGHUP (a closed terminal or SSH
+    session) stopped genlab."""
 
     def __init__(self, signum: int = signal.SIGINT):
         super().__init__(signal.Signals(signum).name)
@@ -26,12 +27,43 @@ class Interrupted(KeyboardInterrupt):
 
 
 _received: list[int] = []
+_handled: list[int] = []  # the stops that reached a handler of genlab's (the run saved, or its start was undone)
 
 
 def raise_interrupted(signum, frame):
-    """A signal handler: SIGTERM (timeout, SLURM pre-emption, kill) stops genlab like Ctrl-C does."""
+    """A signal handler: SIGTERM (timeout, SLURM pre-emption, kill) and SIGHUP stop genlab like Ctrl-C does."""
     _received.append(signum)
+    if signum == signal.SIGHUP:
+        detach_from_terminal()
     raise Interrupted(signum)
+
+
+def detach_from_terminal() -> None:
+    """After SIGHUP the terminal is gone and writing to it fails (EIO): the console goes to /dev/null, so the run
+    can still save; train.log keeps every line, the way to continue it included."""
+    import os
+
+    for fd in (1, 2):
+        try:
+            if os.isatty(fd):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
+        except OSError:
+            continue
+
+
+def handled() -> None:
+    """The stop received so far has been acted on (by the trainer's save, or by undoing a start)."""
+    _handled[:] = list(_received)
+
+
+def raise_if_stopped() -> None:
+    """A stop signal arrived and its Interrupted did not get through: Python drops an exception raised while a
+    finaliser or a weakref callback runs (and some libraries catch everything). Raised again here, at the steps
+    of a start, so a stop is never lost."""
+    if len(_received) > len(_handled):
+        raise Interrupted(_received[-1])
 
 
 def interrupt_exit_code(err: KeyboardInterrupt) -> int:

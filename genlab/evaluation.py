@@ -39,9 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab import weights
-from genlab.checkpoint import atomic_write
+from genlab import files, weights
 from genlab.errors import GenlabError
+from genlab.files import atomic_write
 from genlab.registry import METRICS
 
 if TYPE_CHECKING:  # a model file may import this module (to register a metric): no models import here
@@ -149,7 +149,11 @@ def domain_classifier(data, data_cfg, device, log=print) -> tuple[DomainClassifi
     test = data.test if data.test is not None else data.train
     info = {"test_accuracy": round(accuracy(model, test.ordered()), 4), "epochs": epochs,
             "split": "test" if data.test is not None else "train", "architecture": f"DomainClassifier v{model.version}"}
-    atomic_write(path, lambda tmp: torch.save({"model": model.state_dict(), "info": info}, tmp))
+    files.declare(path.parent, replace=True, what="genlab's cache folder")
+    try:
+        atomic_write(path, lambda tmp: torch.save({"model": model.state_dict(), "info": info}, tmp))
+    except (OSError, GenlabError) as err:  # a cache that cannot be written: the classifier is used all the same
+        log(f"  (could not cache the classifier in {path.parent}: {getattr(err, 'strerror', None) or err})")
     log(f"  classifier accuracy on the {info['split']} split: {info['test_accuracy']:.3f}")
     return model, info
 
@@ -273,6 +277,147 @@ def same_class_ms_ssim(images: torch.Tensor, labels: torch.Tensor, pairs: int, s
     return float(np.mean(scores)), used, scales
 
 
+# ---- where the data is: the command line and genlab's defaults, never a checkpoint ------------------------
+# data.* keys that name a place on disk (a folder, a dataset folder under the root, a cache)
+PLACE_KEYS = ("root", "folders", "train", "test", "dataset", "benchmark_root", "cache_dir")
+# data.* keys that make genlab write: off when a run's data is read back
+WRITE_KEYS = {"download": False, "cache": False}
+
+
+def parse_data_settings(text: str, flag: str, named: bool = False) -> list[str]:
+    """`--data 'data.root=PATH ...'` (or `--ood-data 'NAME data.KEY=VALUE ...'`) -> its words, checked: one line
+    for an empty value, unbalanced quotes or a word that is not data.KEY=VALUE."""
+    import shlex
+
+    try:
+        words = shlex.split(text)
+    except ValueError as err:
+        raise GenlabError(f"{flag} {text!r}: {err}; quote a path with spaces as 'data.root=\"my folder\"'") from None
+    if named:
+        if not words or words[0].startswith("data.") or "=" in words[0]:
+            raise GenlabError(f"{flag} takes a data option and data.KEY=VALUE settings, e.g. {flag} fashion_mnist "
+                              f"or {flag} 'image_folder data.root=PATH'; got {text!r}")
+    rest = words[1:] if named else words
+    if not named and not rest:
+        raise GenlabError(f"{flag} is empty: pass data.KEY=VALUE settings, e.g. {flag} 'data.root=PATH'")
+    bad = [w for w in rest if not w.startswith("data.") or "=" not in w or w.startswith("data.name=")]
+    if bad:
+        what = "a data option and data.KEY=VALUE settings" if named else "data.KEY=VALUE settings"
+        raise GenlabError(f"{flag} takes {what}, got {bad[0]!r}: e.g. {flag} "
+                          f"'{words[0] + ' ' if named else ''}data.root=PATH'")
+    return words
+
+
+def data_config(name: str, settings: list[str], flag: str):
+    """genlab's data option `name` (its YAML, read without composing: this also runs inside a training job) with
+    data.KEY=VALUE settings from the command line, each of the type of the default it replaces and checked as
+    `genlab train` checks data.*: one line for a mistake."""
+    from omegaconf import OmegaConf
+
+    from genlab.compose import _check_types, did_you_mean
+    from genlab.config import check_int, check_normal_classes
+    from genlab.paths import config_dir, group_options
+    from genlab.registry import DATASETS, load_all
+
+    load_all()
+    options = group_options("data")
+    if name not in options:
+        raise GenlabError(f"{flag}: unknown data option {name!r}{did_you_mean(name, options)}; choose one of: "
+                          f"{', '.join(options)}")
+    defaults = OmegaConf.create({"data": OmegaConf.load(config_dir() / "data" / f"{name}.yaml")})
+    for setting in settings:
+        key = setting.partition("=")[0]
+        if OmegaConf.select(defaults, key, default="<none>", throw_on_missing=False) == "<none>":
+            keys = [f"data.{k}" for k in defaults.data.keys()]
+            raise GenlabError(f"{flag}: data={name} has no key {key}{did_you_mean(key, keys)}")
+    try:
+        cfg = OmegaConf.merge(defaults, OmegaConf.from_dotlist(settings))
+    except Exception as err:  # noqa: BLE001  (OmegaConf's grammar errors)
+        raise GenlabError(f"{flag}: {' '.join(str(err).split())[:160]}") from None
+    try:
+        _check_types(cfg, defaults, settings)
+        data = cfg.data
+        if "size" in data:
+            check_int(cfg, "data.size", minimum=8)
+        check_int(cfg, "data.limit", minimum=1, optional=True)
+        if "num_workers" in data:
+            check_int(cfg, "data.num_workers", minimum=0)
+        check_normal_classes(cfg, DATASETS[data.name])
+        if hasattr(DATASETS[data.name], "check_config"):
+            DATASETS[data.name].check_config(cfg)
+    except GenlabError as err:
+        raise GenlabError(f"{flag}: {err}") from None
+    return cfg.data
+
+
+def place_settings(cfg) -> list[str]:
+    """The data.KEY=VALUE settings (places on disk) where a run's own config differs from genlab's defaults:
+    what `genlab eval RUN --data '...'` needs to find the run's data (the end of a run prints them; a sweep's
+    objective passes its own)."""
+    from omegaconf import OmegaConf
+
+    from genlab.paths import group_options
+
+    name = cfg.data.name
+    if name not in group_options("data"):
+        return []
+    try:
+        reference = data_config(name, [], "data")
+    except GenlabError:
+        return []
+    out = []
+    for key in PLACE_KEYS:
+        if key not in cfg.data or key not in reference:
+            continue
+        value = OmegaConf.select(cfg, f"data.{key}")
+        default = None if OmegaConf.is_missing(reference, key) else OmegaConf.select(
+            OmegaConf.create({"data": reference}), f"data.{key}")
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        if value != default and value is not None:
+            text = str(value).replace(" ", "") if isinstance(value, list) else str(value)
+            out.append(f"data.{key}={text}")
+    return out
+
+
+def run_data_config(cfg, settings: list[str]):
+    """A run's data.* with the places (PLACE_KEYS) of genlab's defaults or of `--data`, and nothing that writes."""
+    from omegaconf import OmegaConf
+
+    from genlab.paths import group_options
+
+    name = cfg.data.name
+    given = {s.partition("=")[0][len("data."):]: s.partition("=")[2] for s in settings}
+    if name not in group_options("data"):  # a dataset registered by code (a test's): its config as it trained
+        data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
+        for key, value in WRITE_KEYS.items():
+            if key in data:
+                data[key] = value
+        return data
+    reference = data_config(name, settings, "--data")
+    data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
+    whole = OmegaConf.create({"data": reference})
+    for key in PLACE_KEYS:
+        if key in data and key not in reference:
+            del data[key]
+        if key not in reference:
+            continue
+        if OmegaConf.is_missing(reference, key):
+            was = cfg.data.get(key)
+            hint = f"data.{key}={was}" if was is not None and not isinstance(was, (list, dict)) else f"data.{key}=PATH"
+            raise MetricUnavailable(f"the run's data.{key} is not taken from its checkpoint (a checkpoint decides no "
+                                    f"read or write): pass --data '{hint}'")
+        data[key] = OmegaConf.select(whole, f"data.{key}")
+    for key in given:  # the user's own settings win
+        data[key] = OmegaConf.select(whole, f"data.{key}")
+    for key, value in WRITE_KEYS.items():
+        if key in data:
+            data[key] = value
+    if "num_workers" in data and (not isinstance(data.num_workers, int) or not 0 <= data.num_workers <= 64):
+        data.num_workers = 0
+    return data
+
+
 # ---- the evaluation context ---------------------------------------------------------------------------
 @dataclass
 class Context:
@@ -283,6 +428,7 @@ class Context:
     log: callable = print
     ood_name: str | None = None  # --ood-data: a second dataset, for out-of-distribution scores
     anomaly: bool = False  # --anomaly: the test split's classes outside data.normal_classes are the anomalies
+    data_settings: list = field(default_factory=list)  # --data: data.KEY=VALUE, where the run's dataset is
     figures: dict = field(default_factory=dict)  # name -> PNG bytes a metric drew; `genlab eval` writes RUN/eval/
     _data: object = None
     _ood: object = None
@@ -290,12 +436,22 @@ class Context:
     _cond: tuple | None = None
     _classifier: tuple | None = None
     _real: dict = field(default_factory=dict)
+    _data_config: object = None
 
     @property
     def data(self):
         if self._data is None:
             self._data = self.run_data(limit=None)  # evaluate against the whole split, whatever the run trained on
         return self._data
+
+    @property
+    def data_config(self):
+        """The run's data.* as it trained (size, channels, classes, ...), with every key that names a place on disk
+        taken from genlab's own default for that dataset or from --data, never from the checkpoint, and with
+        nothing that writes (no download, no cache): a checkpoint is data and decides no read or write."""
+        if self._data_config is None:
+            self._data_config = run_data_config(self.run.cfg, self.data_settings)
+        return self._data_config
 
     def run_data(self, **changes):
         """The run's dataset with some data.* keys changed (limit=None; anomaly: normal_classes=None); one line
@@ -304,7 +460,7 @@ class Context:
         from genlab.registry import DATASETS
 
         cfg = self.run.cfg
-        data_cfg = cfg.data.copy()
+        data_cfg = self.data_config.copy()
         for key, value in changes.items():
             data_cfg[key] = value
         try:
@@ -367,22 +523,18 @@ class Context:
         if self._ood is None:
             from omegaconf.errors import OmegaConfBaseException
 
-            from genlab.compose import compose
             from genlab.data import build_data
             from genlab.registry import DATASETS
 
-            name, *settings = self.ood_name.split()
-            bad = [s for s in settings if not s.startswith("data.") or "=" not in s]
-            if bad:
-                raise GenlabError(f"--ood-data takes a data option and data.KEY=VALUE settings, got {bad[0]!r}: "
-                                  "e.g. --ood-data 'image_folder data.root=PATH'")
+            words = parse_data_settings(self.ood_name, "--ood-data", named=True)
+            name, settings = words[0], words[1:]
             spec = self.run.spec
+            data_cfg = data_config(name, settings, "--ood-data")
+            fit = (("size", spec.size), ("channels", spec.channels)) if spec.kind == "images" else ()
+            for key, value in (*fit, ("limit", None)):
+                if key in data_cfg and not any(s.startswith(f"data.{key}=") for s in settings):
+                    data_cfg[key] = value
             try:
-                data_cfg = compose([f"data={name}", *settings]).data
-                fit = (("size", spec.size), ("channels", spec.channels)) if spec.kind == "images" else ()
-                for key, value in (*fit, ("limit", None)):
-                    if key in data_cfg and not any(s.startswith(f"data.{key}=") for s in settings):
-                        data_cfg[key] = value
                 DATASETS[data_cfg.name].locate(data_cfg)
                 data = build_data(data_cfg, self.run.cfg.train.batch_size, self.seed, self.device)
             except OmegaConfBaseException as err:
@@ -422,7 +574,7 @@ class Context:
     @property
     def classifier(self):
         if self._classifier is None:
-            self._classifier = domain_classifier(self.data, self.run.cfg.data, self.device, self.log)
+            self._classifier = domain_classifier(self.data, self.data_config, self.device, self.log)
         return self._classifier
 
     @property
@@ -583,8 +735,8 @@ def inception_extractor(path: Path, device) -> nn.Module:
         raise MetricUnavailable(bad_file.format("it holds no state dict of tensors"))
     try:
         folder = tempfile.TemporaryDirectory(prefix="genlab-inception-")
-        staged = Path(folder.name) / "inception.pth"
-        torch.save(state, staged)
+        files.declare(folder.name, replace=True, what="a temporary folder")
+        staged = files.write(Path(folder.name) / "inception.pth", lambda tmp: torch.save(state, tmp))
     except (OSError, RuntimeError) as err:  # a full temporary folder is not the file's fault
         raise MetricUnavailable(f"cannot stage the Inception weights in the temporary folder ({first_line(err)}); "
                                 "free some space there or set TMPDIR") from None
@@ -1056,10 +1208,10 @@ def merge_metrics(path: Path, header: dict, result: dict) -> dict:
     from datetime import datetime, timezone
 
     old: dict = {}
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    if os.path.lexists(path):
+        try:  # read as untrusted input: a link or an oversized file is not read (and the write says so)
+            old = json.loads(files.read_bytes(path, files.MAX_TEXT, root=path.parent, what="metrics file"))
+        except (GenlabError, ValueError):  # JSONDecodeError, UnicodeDecodeError, a number too long
             old = {}
     old = old if isinstance(old, dict) else {}
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -1085,14 +1237,14 @@ def merge_metrics(path: Path, header: dict, result: dict) -> dict:
 
 
 def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: torch.device, log=print,
-                 ood_data: str | None = None, anomaly: bool = False) -> dict:
+                 ood_data: str | None = None, anomaly: bool = False, data: list[str] | None = None) -> dict:
     """Run each metric; a metric asked for by name that cannot run is an error, a default one is skipped
     with its reason, and one that does not apply to this run (another data kind, no --ood-data) is left out.
     Returns {"metrics": {name: {value, protocol}}, "skipped": {metric: reason}, "figures": {name: PNG bytes}}."""
     explicit = names is not None
     for name in names or []:
         METRICS[name]  # unknown names: one line listing the valid ones
-    ctx = Context(run, n, seed, device, log, ood_name=ood_data, anomaly=anomaly)
+    ctx = Context(run, n, seed, device, log, ood_name=ood_data, anomaly=anomaly, data_settings=list(data or []))
     if anomaly and "anomaly" not in (names or ["anomaly"]):
         raise GenlabError("--anomaly is read only by the anomaly metric: add it to --metrics")
     if ood_data is not None and "ood" not in (names or ["ood"]):

@@ -87,7 +87,10 @@ class TensorBoard(Logger):
     def start(self, run_dir, cfg, purge_step):
         from torch.utils.tensorboard import SummaryWriter
 
+        from genlab import files
+
         self.run_dir = Path(run_dir)
+        files.prepare_folder(self.run_dir / "tb")  # never a link: TensorBoard writes inside it
         self.events = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
         if purge_step is None and cfg is not None:  # a fresh run: the config once (a resumed run has it already)
             text = OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
@@ -155,7 +158,10 @@ class Wandb(Logger):
         if "WANDB_CACHE_DIR" not in os.environ or os.environ.get("_GENLAB_SET_WANDB_CACHE") == "1":
             os.environ["WANDB_CACHE_DIR"] = str(run_dir / "wandb" / "cache")
             os.environ["_GENLAB_SET_WANDB_CACHE"] = "1"
+        from genlab import files
         from genlab.runwriter import sweep_overrides
+
+        files.prepare_folder(run_dir / "wandb")  # never a link: wandb writes inside it
 
         sweep = sweep_overrides() is not None  # a job of a Hydra multirun: grouped by its sweep folder
         group = s.get("group") or (f"multirun/{run_dir.parent.name}" if sweep else f"{cfg.model.name}_{cfg.data.name}")
@@ -184,11 +190,12 @@ class Wandb(Logger):
         the same folder: a new folder at the same path (or on another machine) is a new wandb run."""
         import secrets
 
-        from genlab.checkpoint import atomic_write
+        from genlab import files
+        from genlab.files import atomic_write
 
         path = run_dir / "wandb" / "genlab_run_id"
-        if path.is_file():
-            text = path.read_text().strip()
+        if path.is_file() and not path.is_symlink():
+            text = files.read_bytes(path, 256, root=run_dir, what="wandb run id").decode("ascii", "replace").strip()
             if text.isalnum() and 8 <= len(text) <= 64:
                 return text
         text = secrets.token_hex(8)

@@ -133,7 +133,7 @@ def _score(cfg: DictConfig, run_dir: Path, name: str) -> float | None:
     """train.objective=<metric>: `genlab eval RUN --metrics <metric> -n train.objective_n` on the finished job."""
     import torch
 
-    from genlab.evaluation import evaluate_run, merge_metrics, run_header
+    from genlab.evaluation import evaluate_run, merge_metrics, place_settings, run_header
     from genlab.runs import load_run
     from genlab.trainer import resolve_device
 
@@ -141,7 +141,8 @@ def _score(cfg: DictConfig, run_dir: Path, name: str) -> float | None:
     device = resolve_device(cfg.device)
     target = load_run(run_dir, str(device))
     log.info(f"objective: scoring {name} on {n} generated images")
-    result = evaluate_run(target, [name], n, 0, torch.device(device), log=log.info)
+    # the job's own data places (its config is the command line's): eval reads none from the checkpoint
+    result = evaluate_run(target, [name], n, 0, torch.device(device), log=log.info, data=place_settings(cfg))
     result.pop("figures", None)
     merge_metrics(run_dir / "metrics.json", run_header(target), result)
     entry = result["metrics"].get(name)

@@ -14,6 +14,7 @@ import html
 import io
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +22,11 @@ from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont
 
-from genlab.checkpoint import atomic_write
+from genlab import files
 from genlab.errors import GenlabError
-from genlab.rundir import is_run_folder
+from genlab.files import atomic_write
 from genlab.figures import FAMILY_FIGURES, Figure
+from genlab.rundir import is_plain_folder, is_run_folder
 from genlab.tracking import NOT_CURVES, draw_curves, read_metrics
 
 GRID = re.compile(r"^epoch_(\d+)(_[A-Za-z0-9_]+)?\.png$")
@@ -39,24 +41,43 @@ class Section:
 
 
 # ---- reading run folders --------------------------------------------------------------------------------
+# A run folder is read as untrusted input (genlab/files.py): no links below it, capped sizes, PNG and YAML and
+# JSON checked; what cannot be read is left out of the report with one line saying why (RunFolder.notes).
+MAX_JOBS = 10_000  # job folders of one multirun folder
+MARKER = '<meta name="generator" content="genlab report">'  # how genlab knows a report folder of its own
+
+
 class RunFolder:
     def __init__(self, path: Path):
         self.path = path
-        self.records = read_metrics(path / "metrics.jsonl")
-        self.config = _read_config(path)
-        self.model = (self.config.get("model") or {}).get("name", "model")
-        self.data = (self.config.get("data") or {}).get("name", "data")
+        self.notes: list[str] = []
+        self.records = self._read(lambda: read_metrics(path / "metrics.jsonl", root=path), [], "metrics.jsonl")
+        self.config = _read_config(path, self.notes)
+        model = self.config.get("model") if isinstance(self.config.get("model"), dict) else {}
+        data = self.config.get("data") if isinstance(self.config.get("data"), dict) else {}
+        self.model = _name(model.get("name"), "model")
+        self.data = _name(data.get("name"), "data")
+
+    def _read(self, read, default, what: str):
+        try:
+            return read()
+        except GenlabError as err:
+            self.notes.append(f"{what}: {err}")
+            return default
 
     @property
     def label(self) -> str:
         return f"{self.model} on {self.data}"
 
     def grids(self) -> dict[str, dict[int, Path]]:
-        """Visual name ("samples", "manifold", ...) -> {epoch: png} from samples/."""
+        """Visual name ("samples", "manifold", ...) -> {epoch: png} from samples/ (no links)."""
         found: dict[str, dict[int, Path]] = {}
-        for png in sorted((self.path / "samples").glob("epoch_*.png")):
+        samples = self.path / "samples"
+        if not is_plain_folder(samples):
+            return found
+        for png in sorted(samples.glob("epoch_*.png")):
             match = GRID.match(png.name)
-            if match:
+            if match and not png.is_symlink() and png.is_file():
                 name = (match.group(2) or "_samples")[1:]
                 found.setdefault(name, {})[int(match.group(1))] = png
         return found
@@ -74,43 +95,98 @@ class RunFolder:
         return self.metrics_record().get("metrics", {})
 
     def metrics_record(self) -> dict:
-        """metrics.json as `genlab eval` wrote it ({} where there is none or it is damaged)."""
+        """metrics.json as `genlab eval` wrote it: {} where there is none; its entries that are not
+        {value: number, protocol: mapping} are left out (a damaged file is said once)."""
+        if not hasattr(self, "_metrics"):
+            self._metrics = self._read(self._read_metrics_json, {}, "metrics.json")
+        return self._metrics
+
+    def _read_metrics_json(self) -> dict:
         path = self.path / "metrics.json"
-        if not path.is_file():
+        if not os.path.lexists(path):
             return {}
         try:
-            record = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return {}
-        return record if isinstance(record, dict) else {}
+            record = json.loads(files.read_bytes(path, files.MAX_TEXT, root=self.path, what="metrics file"))
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError, a number too long
+            raise GenlabError("not JSON; run `genlab eval` again to write it anew") from None
+        if not isinstance(record, dict):
+            raise GenlabError("not a metrics record; run `genlab eval` again to write it anew")
+        metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
+        record["metrics"] = {str(k): {**v, "protocol": v.get("protocol") if isinstance(v.get("protocol"), dict)
+                                      else {}}
+                             for k, v in metrics.items() if isinstance(v, dict) and _is_number(v.get("value"))}
+        if not isinstance(record.get("figures"), dict):
+            record["figures"] = {}
+        return record
 
     def overrides(self) -> list[str]:
         path = self.path / ".hydra" / "overrides.yaml"
-        if not path.is_file():
+        if not os.path.lexists(path):
             return []
         from omegaconf import OmegaConf
 
-        return [str(x) for x in OmegaConf.load(path)]
+        loaded = self._read(lambda: files.read_yaml(path, root=self.path, what="overrides file"), None,
+                            ".hydra/overrides.yaml")
+        if loaded is None or not OmegaConf.is_list(loaded):
+            return []
+        return [str(x) for x in OmegaConf.to_container(loaded) if isinstance(x, (str, int, float))]
 
 
-def _read_config(path: Path) -> dict:
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _name(value, default: str) -> str:
+    """A model or data name from a run's config: a short plain word, or the default."""
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.replace("_", "").replace("-", "").isalnum():
+        return value
+    return default
+
+
+def _read_config(path: Path, notes: list[str]) -> dict:
+    """The run's composed config: .hydra/config.yaml (a checked YAML file), else its checkpoint's (a checked
+    checkpoint); {} where neither can be read, with a note saying why."""
     from omegaconf import OmegaConf
 
     hydra_cfg = path / ".hydra" / "config.yaml"
-    if hydra_cfg.is_file():
-        return OmegaConf.to_container(OmegaConf.load(hydra_cfg), resolve=False)
-    checkpoint = path / "checkpoints" / "last.pt"
-    if checkpoint.is_file():
+    if os.path.lexists(hydra_cfg):
+        try:
+            loaded = files.read_yaml(hydra_cfg, root=path)
+            if OmegaConf.is_dict(loaded):
+                return OmegaConf.to_container(loaded, resolve=False)
+            notes.append(".hydra/config.yaml: not a mapping of settings")
+        except GenlabError as err:
+            notes.append(f".hydra/config.yaml: {err}")
+    if (path / "checkpoints" / "last.pt").is_file():
         from genlab.checkpoint import load_checkpoint
 
-        return load_checkpoint(checkpoint)["config"]
+        try:
+            return load_checkpoint(path)["config"]
+        except GenlabError as err:
+            notes.append(f"checkpoints/last.pt: {err}")
     return {}
 
 
 def jobs_of(path: Path) -> list[Path]:
-    """The job folders of a multirun folder (Hydra numbers them 0, 1, ...)."""
-    jobs = [p for p in path.iterdir() if p.is_dir() and is_run_folder(p)]
+    """The job folders of a multirun folder (Hydra numbers them 0, 1, ...); no links."""
+    jobs = []
+    for p in path.iterdir():
+        if is_plain_folder(p) and is_run_folder(p):
+            jobs.append(p)
+            if len(jobs) > MAX_JOBS:
+                raise GenlabError(f"{path} holds more than {MAX_JOBS:,} run folders: report a part of them")
     return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def open_png(path: Path, root: Path | None = None):
+    """A PNG of a run folder, decoded as untrusted input: no link, at most MAX_PNG bytes, a real PNG header, no
+    decompression bomb; one line otherwise."""
+    from genlab.data.folders import open_image
+
+    data = files.read_bytes(path, files.MAX_PNG, root=root, what="PNG")
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise GenlabError(f"{path} is not a PNG image")
+    return open_image(io.BytesIO(data), "RGB", label=path)
 
 
 # ---- drawing --------------------------------------------------------------------------------------------
@@ -125,14 +201,15 @@ def pick_epochs(epochs: list[int], most: int = 6, wanted: list[int] | None = Non
     return [epochs[i] for i in dict.fromkeys(positions)]
 
 
-def progression_strip(grids: dict[int, Path], epochs: list[int], height: int = 240) -> Image.Image:
+def progression_strip(grids: dict[int, Path], epochs: list[int], height: int = 240,
+                      root: Path | None = None) -> Image.Image:
     """The grids of `epochs` side by side at one height, each titled with its epoch (figures more than twice as
     wide as high one under another)."""
     font = ImageFont.load_default()
     tiles = []
     for epoch in epochs:
-        with Image.open(grids[epoch]) as image:
-            image = image.convert("RGB")
+        image = open_png(grids[epoch], root)
+        if True:
             scale = min(1.0, height / image.height) if image.height > height else height / image.height
             tiles.append(image.resize((max(1, round(image.width * scale)), round(image.height * scale)),
                                       Image.NEAREST if scale > 1 else Image.LANCZOS))
@@ -209,53 +286,73 @@ class Report:
         self.epochs = epochs  # which epochs the progression strips show (None: six spread evenly)
         self.sections: list[Section] = []
         self.console_tables: list[tuple[str, list[str], list[list[str]]]] = []
+        self.notes: list[str] = []  # what was left out, and why (a damaged or linked file of a run)
+        self.reading: Path | None = None  # the run folder being added (its links are not followed)
 
     def save_image(self, image: Image.Image, name: str) -> str:
         atomic_write(self.out / name, lambda tmp: image.save(tmp, format="PNG"))
         return name
 
     def copy(self, source: Path, name: str) -> str:
-        atomic_write(self.out / name, lambda tmp: Path(tmp).write_bytes(source.read_bytes()))
+        """A PNG of the run being added, checked (genlab/report.py open_png), into the report as `name`."""
+        open_png(source, self.reading).close()  # a real PNG, no link, not too large
+        files.copy_file(source, self.out / name, source_root=self.reading)
         return name
 
     def add_run(self, run: RunFolder, prefix: str) -> None:
         from genlab.registry import MODELS, load_all
 
         load_all()
+        self.reading = run.path
         section = Section(f"{run.label} ({run.path})")
+        self.sections.append(section)
         for visual, grids in run.grids().items():
             epochs = pick_epochs(sorted(grids), wanted=self.epochs)
             if len(epochs) < 2:
                 continue
-            name = self.save_image(progression_strip(grids, epochs), f"{prefix}progression_{visual}.png")
+            try:
+                name = self.save_image(progression_strip(grids, epochs, root=run.path),
+                                       f"{prefix}progression_{visual}.png")
+            except GenlabError as err:
+                run.notes.append(f"the {visual} progression strip: {err}")
+                continue
             what = "fixed-noise samples" if visual == "samples" else visual.replace("_", " ")
             section.figures.append(Figure(name, f"{what} at epochs {', '.join(map(str, epochs))} "
                                                 f"(epoch 0 = untrained)"))
         if run.records:
             groups = MODELS[run.model].curve_groups if run.model in MODELS else {}
             name = f"{prefix}curves.png"
-            draw_curves(run.records, self.out / name, groups, run.label)
-            panels = ", ".join(f"{title} ({' / '.join(m)})" for title, m in groups.items()) or "every scalar"
-            section.figures.append(Figure(name, f"training curves against the step; panels: {panels}"))
+            if draw_curves(run.records, self.out / name, groups, run.label):
+                panels = ", ".join(f"{title} ({' / '.join(m)})" for title, m in groups.items()) or "every scalar"
+                section.figures.append(Figure(name, f"training curves against the step; panels: {panels}"))
         for fn in FAMILY_FIGURES.get(run.model, []):
-            section.figures.extend(fn(run, self, prefix))
+            try:
+                section.figures.extend(fn(run, self, prefix))
+            except GenlabError as err:
+                run.notes.append(f"a figure of {run.model}: {err}")
         record = run.metrics_record()
-        metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
-        figures = record.get("figures") if isinstance(record.get("figures"), dict) else {}
+        metrics = record.get("metrics", {})
         # the figures `genlab eval` drew (anomaly and out-of-distribution ROC, PR, score histograms)
-        for name, relative in figures.items():
-            source = (run.path / str(relative)).resolve()
-            if source.is_file() and source.is_relative_to(run.path.resolve()) and source.suffix == ".png":
-                caption = EVAL_CAPTIONS.get(name.rsplit("_", 1)[-1], "a figure of genlab eval")
+        for name, relative in record.get("figures", {}).items():
+            source = run.path / str(relative)
+            if not _plain_name(str(name)) or not _inside(run.path, source) or source.suffix != ".png" or \
+                    not source.is_file():
+                continue
+            caption = EVAL_CAPTIONS.get(str(name).rsplit("_", 1)[-1], "a figure of genlab eval")
+            try:
                 section.figures.append(Figure(self.copy(source, f"{prefix}eval_{name}.png"),
-                                              f"{name.split('_')[0]}: {caption}", True))
+                                              f"{str(name).split('_')[0]}: {caption}", True))
+            except GenlabError as err:
+                run.notes.append(f"{relative}: {err}")
         if metrics:
             rows = [[k, f"{v['value']:.4g}", _brief(v.get("protocol", {}))] for k, v in metrics.items()]
             section.table = (["metric", "value", "protocol"], rows)
-        self.sections.append(section)
+        self.notes += [f"{run.path}: {note}" for note in run.notes]
 
     def add_multirun(self, folder: Path, prefix: str) -> None:
         jobs = [RunFolder(p) for p in jobs_of(folder)]
+        for job in jobs:
+            self.notes += [f"{job.path}: {note}" for note in job.notes]
         if not jobs:
             raise GenlabError(f"{folder} holds no run folders (no metrics.jsonl or checkpoints/last.pt inside)")
         swept = swept_parameters([j.overrides() for j in jobs])
@@ -286,13 +383,18 @@ class Report:
             grids = job.grids().get("samples")
             if grids:
                 last = max(grids)
-                section.figures.append(Figure(self.copy(grids[last], f"{prefix}job{job.path.name}_samples.png"),
-                                              f"job {job.path.name} ({label}): samples at epoch {last}", True))
+                self.reading = job.path
+                try:
+                    section.figures.append(Figure(self.copy(grids[last], f"{prefix}job{job.path.name}_samples.png"),
+                                                  f"job {job.path.name} ({label}): samples at epoch {last}", True))
+                except GenlabError as err:
+                    self.notes.append(f"{job.path}: samples/{grids[last].name}: {err}")
         self.sections.append(section)
 
     def write_index(self, title: str) -> Path:
         parts = [
-            "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
+            "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', MARKER,
+            f"<title>{html.escape(title)}</title>",
             "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
             "figure{margin:1.5em 0}img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:.9em}"
             "table{border-collapse:collapse;font-size:.85em;margin:1em 0}td,th{border:1px solid #ccc;"
@@ -366,17 +468,26 @@ def write_markdown(path: Path, header: list[str], rows: list[list[str]]) -> None
     atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
 
 
-def build_report(paths: list[Path], out: Path | None, epochs: list[int] | None = None) -> tuple[Report, Path]:
+def build_report(paths: list[Path], out: Path | None, epochs: list[int] | None = None,
+                 overwrite: bool = False) -> tuple[Report, Path]:
     paths = [Path(p).expanduser() for p in paths]
     for path in paths:
         if not path.is_dir():
             raise GenlabError(f"{path} is not a folder: pass run folders or multirun folders")
         if not is_run_folder(path) and not jobs_of(path):
             raise GenlabError(f"{path} is neither a run folder nor a multirun folder (no metrics.jsonl, no jobs)")
-    if out is None:
-        out = paths[0] / "report" if len(paths) == 1 else Path("report")
+    if out is None and len(paths) == 1:
+        out = paths[0] / "report"
+        files.declare(paths[0], replace=True, what="the run folder")  # genlab made it: its report/ is genlab's
+    else:
+        out = Path("report") if out is None else Path(out).expanduser()
+        files.declare(out, replace=overwrite or _is_report(out) or not os.path.lexists(out),
+                      what="the report folder")
+        if os.path.isdir(out) and any(os.scandir(out)) and not (overwrite or _is_report(out)):
+            raise GenlabError(f"{out} already exists and is not a genlab report: pass a new or empty folder with -o, "
+                              "or --overwrite to replace the report's files in it")
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        files.make_folder(out)
     except OSError as err:
         raise GenlabError(f"cannot make the report folder {out} ({err.strerror or err}); pass --out DIR") from None
     from genlab.progress import bar
@@ -392,6 +503,35 @@ def build_report(paths: list[Path], out: Path | None, epochs: list[int] | None =
             advance(1)
     title = "genlab report: " + ", ".join(p.name for p in paths)
     return report, report.write_index(title)
+
+
+def _is_report(folder: Path) -> bool:
+    """A folder genlab's report wrote (its index.html carries genlab's generator mark)."""
+    index = Path(folder) / "index.html"
+    try:
+        return MARKER.encode() in files.read_bytes(index, 64 << 20, root=folder, what="report page")[:4096]
+    except GenlabError:
+        return False
+
+
+def _plain_name(name: str) -> bool:
+    return 0 < len(name) <= 100 and name.replace("_", "").replace("-", "").isalnum()
+
+
+def _inside(root: Path, path: Path) -> bool:
+    """`path` is below `root` with no link on the way."""
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        return False
+    if ".." in relative.parts:
+        return False
+    current = root
+    for part in relative.parts:
+        current = current / part
+        if current.is_symlink():
+            return False
+    return True
 
 
 # ---- the families' own figures --------------------------------------------------------------------------

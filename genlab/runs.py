@@ -3,9 +3,6 @@ images that commands like `genlab reconstruct` feed it."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -38,35 +35,165 @@ class Run:
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
-    """A run folder or checkpoint -> the model rebuilt from its saved config and weights, in eval mode."""
+    """A run folder or checkpoint -> the model rebuilt from its saved config and weights, in eval mode. The
+    checkpoint is data (genlab/checkpoint.py checks its fields): its config says how to rebuild the model, with
+    the types genlab's own config gives each key, and the network it describes must have the very tensors the
+    file holds before any memory is spent on it."""
     from genlab.models import build_model
 
     checkpoint = find_checkpoint(path)
     state = load_checkpoint(checkpoint)
-    cfg = OmegaConf.create(state["config"])
-    if "spec" in state:
-        spec = DataSpec(**state["spec"])
-    else:  # older checkpoints kept no DataSpec: ask the dataset, which must then still be there
-        from genlab.data import build_data
-
-        spec = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, torch.device("cpu")).spec
-    model = build_model(cfg, spec)
+    if "spec" not in state:
+        raise GenlabError(f"{checkpoint} keeps no DataSpec (an older genlab wrote it), and genlab rebuilds a run "
+                          "from its checkpoint alone, reading no data for it: continue it once with this genlab "
+                          f"(genlab train ... train.resume={checkpoint}) to write a checkpoint that has one")
+    cfg = run_config(state["config"], checkpoint)
+    spec = DataSpec(**state["spec"])
+    _check_fits(cfg, spec, state["model"], checkpoint)
+    try:
+        model = build_model(cfg, spec)
+    except GenlabError as err:
+        raise GenlabError(f"{checkpoint}: its config does not build a model ({err})") from None
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
         raise GenlabError(f"{checkpoint} does not fit the {cfg.model.name} this genlab builds from its config "
                           f"({str(err).splitlines()[0]}); was it written by another genlab version?") from None
-    model.load_extra_state(state.get("extra", {}))
+    try:
+        model.load_extra_state(state.get("extra", {}))
+    except GenlabError:
+        raise
+    except Exception as err:  # noqa: BLE001  (a family's own state: an image pool, ...)
+        raise GenlabError(f"{checkpoint}: the checkpoint's extra state does not fit this {cfg.model.name} "
+                          f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
     if state.get("ema"):  # a run trained with train.ema draws with its averaged weights
         from genlab.ema import build_ema
 
-        ema = build_ema(model, state["ema"]["decay"])
+        try:
+            ema = build_ema(model, state["ema"]["decay"])
+        except GenlabError as err:
+            raise GenlabError(f"{checkpoint}: the checkpoint's ema does not fit this model ({err})") from None
         ema.load_state_dict(state["ema"])
         ema.copy_to_networks()
     model.to(device).eval()
     # a checkpoint inside <run>/checkpoints/ belongs to that run; a loose one, to its own folder
     folder = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
     return Run(folder, checkpoint, cfg, spec, model, int(state.get("step", 0)), bool(state.get("ema")))
+
+
+def run_config(config: dict, checkpoint: Path) -> DictConfig:
+    """A checkpoint's config, checked before anything is built from it: its model, data and loss are ones this
+    genlab has; every model.*, loss.*, train.* and eval.* value has the type of genlab's own default for that
+    key (keys it lacks take the default); and the model's own checks pass."""
+    from genlab.errors import GenlabError
+    from genlab.registry import DATASETS, LOSSES, MODELS, load_all
+
+    load_all()
+    where = f"{checkpoint}: the checkpoint's config"
+    name = config["model"]["name"]
+    if name not in MODELS:
+        raise GenlabError(f"{where} names model {name!r}, which this genlab does not have (it has "
+                          f"{', '.join(MODELS.in_order())})")
+    if config["data"]["name"] not in DATASETS:
+        raise GenlabError(f"{where} names data {config['data']['name']!r}, which this genlab does not have")
+    loss = (config.get("loss") or {}).get("name", "nonsaturating")
+    if loss not in LOSSES:
+        raise GenlabError(f"{where} names loss {loss!r}, which this genlab does not have")
+    reference = _reference_config(name, config["data"]["name"], loss)
+    merged = dict(config)
+    if reference is not None:
+        for section in ("model", "loss", "train", "eval"):
+            merged[section] = _typed_section(section, reference.get(section) or {}, config.get(section), where)
+    cfg = OmegaConf.create(merged)
+    model = MODELS[name]
+    try:
+        if hasattr(model, "check_config"):
+            model.check_config(cfg)
+        from genlab.tiles import settings
+
+        settings(cfg)
+    except GenlabError as err:
+        raise GenlabError(f"{where} is not one genlab would train: {err}") from None
+    for key in ("train.batch_size", "train.seed"):
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**62:
+            raise GenlabError(f"{where}'s {key} must be a whole number, got {value!r}")
+    return cfg
+
+
+def _reference_config(model: str, data: str, loss: str) -> dict | None:
+    """genlab's own config for this model, data and loss (its keys and their types), or None where genlab has no
+    option of those names (a model a test registered)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from genlab.compose import compose
+    from genlab.paths import group_options
+
+    if GlobalHydra.instance().is_initialized():  # inside a training job (a sweep's objective): its own checkpoint
+        return None
+    if model not in group_options("model") or loss not in group_options("loss"):
+        return None
+    choices = [f"model={model}", f"loss={loss}"] + ([f"data={data}"] if data in group_options("data") else [])
+    try:
+        return OmegaConf.to_container(compose(choices), resolve=False)
+    except GenlabError:
+        return None
+
+
+def _typed_section(section: str, reference: dict, given, where: str) -> dict:
+    if given is None:
+        return reference
+    if not isinstance(given, dict):
+        raise GenlabError(f"{where}'s {section} must be a mapping, got {type(given).__name__}")
+    out = dict(reference)
+    for key, value in given.items():
+        default = reference.get(key)
+        if isinstance(default, dict) or default is None or key not in reference:
+            out[key] = value  # a key the model reads by itself (checked by its own check_config), or unknown
+            continue
+        ok = (isinstance(value, bool) if isinstance(default, bool) else
+              isinstance(value, int) and not isinstance(value, bool) if isinstance(default, int) else
+              isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(default, float) else
+              isinstance(value, str) if isinstance(default, str) else
+              isinstance(value, list) if isinstance(default, list) else True)
+        if not ok and value is not None:
+            kind = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+                    list: "a list"}.get(type(default), type(default).__name__)
+            raise GenlabError(f"{where}'s {section}.{key} must be {kind} (as genlab's default, {default!r}); got "
+                              f"{value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 1 << 40:
+            raise GenlabError(f"{where}'s {section}.{key}={value} is out of any sensible range")
+        out[key] = value
+    return out
+
+
+def _check_fits(cfg: DictConfig, spec: DataSpec, weights: dict, checkpoint: Path) -> None:
+    """Build the model on the meta device (no memory) and compare its tensors with the file's: a config that asks
+    for a huge network, or weights of another one, is one line before anything is allocated. A family that
+    cannot build on the meta device is checked by the real load instead."""
+    from genlab.models import build_model
+
+    try:
+        with torch.device("meta"):
+            probe = build_model(cfg, spec)
+        expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    except GenlabError as err:
+        raise GenlabError(f"{checkpoint}: its config does not build a model ({err})") from None
+    except Exception:  # noqa: BLE001  (an op the meta device lacks)
+        return
+    given = {k: tuple(v.shape) for k, v in weights.items()}
+    if expected != given:
+        missing = sorted(set(expected) - set(given))
+        extra = sorted(set(given) - set(expected))
+        if missing:
+            first = f"{missing[0]} is missing"
+        elif extra:
+            first = f"{extra[0]} is not in the model"
+        else:
+            key = next(k for k in expected if expected[k] != given[k])
+            first = f"{key} is {list(given[key])} in the file, {list(expected[key])} in the model"
+        raise GenlabError(f"{checkpoint} does not fit the {cfg.model.name} its own config describes ({first}): it "
+                          "was not written by genlab, or by another version of it")
 
 
 def is_run(path: Path) -> bool:
@@ -181,14 +308,14 @@ def to_pil(image: torch.Tensor):
 
 
 def write_named_pngs(items: Iterable[tuple[str, torch.Tensor]], out: Path, total: int | None = None) -> int:
-    """(file name, [-1, 1] CHW image) pairs as PNGs into a new or empty folder `out`, all or nothing: files go
-    to a hidden sibling folder that is renamed to `out` at the end. Returns the count. zlib level 1 (still
-    lossless) saves a little time over PIL's default."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise GenlabError(f"{out} already exists and is not an empty folder: pass a new folder")
+    """(file name, [-1, 1] CHW image) pairs as PNGs into `out` (new or empty, or with --overwrite an existing
+    folder), all or nothing: files go to a hidden sibling folder that is moved in at the end (genlab/files.py).
+    Returns the count. zlib level 1 (still lossless) saves a little time over PIL's default."""
+    from genlab import files
+
+    files.check_target(out, folder=True)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        staging = files.stage_folder(out)
     except OSError as err:
         raise GenlabError(f"cannot write beside {out} ({err.strerror or err}); pass -o SOMEWHERE/WRITABLE") from None
     from genlab.progress import bar
@@ -197,16 +324,15 @@ def write_named_pngs(items: Iterable[tuple[str, torch.Tensor]], out: Path, total
     try:
         with bar(f"writing {out.name}/", total=total, unit="images") as advance:
             for name, image in items:
-                to_pil(image).save(staging / name, compress_level=1)
+                files.write(staging / name, lambda tmp, image=image: to_pil(image).save(tmp, format="PNG",
+                                                                                        compress_level=1))
                 index += 1
                 advance(1)
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
+        files.publish_folder(staging, out)
     except OSError as err:
         raise GenlabError(f"writing the images failed ({err.strerror or err}); {out} was not made") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        files.discard(staging)
     return index
 
 

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from genlab.checkpoint import atomic_write, save_checkpoint
+from genlab import files
+from genlab.checkpoint import save_checkpoint
 from genlab.errors import GenlabError
+from genlab.files import atomic_write
 from genlab.tracking import NOT_CURVES, Plot, draw_curves, hparams_of, image_grid, read_metrics, save_png, titled_rows
 
 
@@ -57,6 +59,29 @@ def sweep_overrides() -> list[str] | None:
     return list(HydraConfig.get().overrides.task)
 
 
+def _history_files(old_run: Path, epoch: int):
+    """(source, path in the new run) of what a resume copies: tb/'s files (no links followed, at most 10,000) and
+    the sample grids up to `epoch`."""
+    import os
+
+    tb = old_run / "tb"
+    if tb.is_dir() and not tb.is_symlink():
+        count = 0
+        for folder, dirs, names in os.walk(tb):  # os.walk does not descend into linked folders
+            for name in names:
+                source = Path(folder) / name
+                count += 1
+                if count > 10_000:
+                    return
+                yield source, source.relative_to(old_run)
+    samples = old_run / "samples"
+    if samples.is_dir() and not samples.is_symlink():
+        for png in sorted(samples.glob("epoch_*.png")):
+            number = png.stem.split("_")[1]
+            if number.isdigit() and int(number) <= epoch:
+                yield png, Path("samples") / png.name
+
+
 class RunWriter:
     def __init__(self, run_dir: Path, active: bool | None = None):
         self.run_dir = Path(run_dir)
@@ -66,7 +91,8 @@ class RunWriter:
         self.curve_groups: dict[str, list[str]] = {}
         self.title = ""
         if self.active:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            files.ensure_area(self.run_dir)  # claimed by rundir (`genlab train`), or handed to run_training
+            files.make_folder(self.run_dir)
 
     @property
     def metrics_path(self) -> Path:
@@ -81,8 +107,8 @@ class RunWriter:
         from genlab import loggers
 
         self.curve_groups, self.title = curve_groups, title
-        (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(self.metrics_path, "a", buffering=1)
+        files.make_folder(self.run_dir / "samples")
+        self._jsonl = files.append(self.metrics_path)
         for logger in loggers.build(cfg):
             logger.start(self.run_dir, cfg, purge_step)
             self.loggers.append(logger)
@@ -181,6 +207,8 @@ class RunWriter:
             if keep:
                 atomic_write(folder / f"epoch_{state['epoch']:03d}.pt",
                              lambda tmp: shutil.copyfile(folder / "last.pt", tmp))
+        except GenlabError:  # a link or a file in the way (genlab/files.py says which)
+            raise
         except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
             kept = folder / "last.pt"
             if isinstance(err, OSError) and err.errno in (errno.EEXIST, errno.ENOTDIR):
@@ -195,18 +223,29 @@ class RunWriter:
     @_silent_on_other_ranks
     def copy_history(self, checkpoint: Path, step: int, epoch: int) -> None:
         """A resumed run's folder gets the earlier run's history up to the checkpoint (metrics.jsonl lines,
-        samples/, tb/: later events are dropped by open()'s purge_step), so it stands alone."""
+        samples/, tb/: later events are dropped by open()'s purge_step), so it stands alone. The earlier folder
+        is read as untrusted input: its links, non-files and unreadable records are left behind (and said)."""
+        import logging
+
+        log = logging.getLogger("genlab")
         old_run = Path(checkpoint).parent.parent
         if old_run.resolve() == self.run_dir.resolve():
             return
-        records = [r for r in read_metrics(old_run / "metrics.jsonl") if r.get("step", 0) <= step]
-        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in records))
-        if (old_run / "tb").is_dir():
-            shutil.copytree(old_run / "tb", self.run_dir / "tb", dirs_exist_ok=True)
-        for png in sorted((old_run / "samples").glob("epoch_*.png")):
-            if int(png.stem.split("_")[1]) <= epoch:
-                (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(png, self.run_dir / "samples" / png.name)
+        left: list[str] = []
+        try:
+            records = [r for r in read_metrics(old_run / "metrics.jsonl", root=old_run) if r.get("step", 0) <= step]
+        except GenlabError as err:
+            records, _ = [], left.append(f"metrics.jsonl ({err})")
+        atomic_write(self.metrics_path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in records)))
+        for source, target in _history_files(old_run, epoch):
+            try:
+                files.copy_file(source, self.run_dir / target, source_root=old_run)
+            except GenlabError as err:
+                left.append(f"{target} ({err})")
+        for what in left[:5]:
+            log.info(f"resume: left behind {what}")
+        if len(left) > 5:
+            log.info(f"resume: left behind {len(left) - 5} more file(s) of {old_run}")
         self.note("resumed_from.txt", f"{Path(checkpoint).resolve()}\nstep {step}\n")
 
     def close(self) -> None:

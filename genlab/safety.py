@@ -116,6 +116,69 @@ def _plugin_class(name: str, path: str) -> bool:
     return False
 
 
+# a Hydra search path entry genlab lets through: a folder of YAML files (pkg:// imports a module by name, so its
+# top-level code runs; structured:// imports one too)
+_SEARCHPATH_SCHEMES = ("file://",)
+_JOB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+MAX_CONFIG_FILES = 5000
+
+
+def check_searchpath(overrides: list[str]) -> None:
+    """`hydra.searchpath=[pkg://module]` makes Hydra import that module while it composes, before any check of
+    the composed config could run: refused here, from the command line's own words."""
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key.strip() == "hydra.searchpath":
+            _check_searchpath_entries(value, "hydra.searchpath on the command line")
+        elif key.strip().startswith("hydra.runtime"):
+            raise GenlabError(f"{override}: hydra.runtime.* is what Hydra records of the run it starts; it is not "
+                              "set from the command line")
+
+
+def _check_searchpath_entries(value, where: str) -> None:
+    entries = value if isinstance(value, list) else re.findall(r"[A-Za-z]+://[^,\]'\"\s]*", str(value))
+    for entry in entries:
+        entry = str(entry).strip().strip("'\"")
+        if "://" in entry and not entry.startswith(_SEARCHPATH_SCHEMES):
+            raise GenlabError(f"{where}: {entry}: a search path of another kind than file:// makes Hydra import "
+                              "a module by name, which runs its code; add a folder of configs with --config-dir DIR")
+
+
+def check_config_folder(folder) -> None:
+    """A --config-dir folder is read by Hydra file by file as it composes: before that, every YAML file in it must
+    be a file of the folder (a link out of it, to a system file, is refused), of ordinary size, valid YAML with
+    safe tags, no alias bomb, and no search path that imports a module."""
+    import os
+    from pathlib import Path
+
+    from genlab import files
+
+    root = Path(folder).resolve()
+    count = 0
+    for current, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            if not name.endswith((".yaml", ".yml")):
+                continue
+            count += 1
+            if count > MAX_CONFIG_FILES:
+                raise GenlabError(f"--config-dir {folder} holds more than {MAX_CONFIG_FILES:,} YAML files: point it at "
+                                  "your folder of configs")
+            path = Path(current) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                raise GenlabError(f"{path} is a link to {path.resolve()}, outside --config-dir {folder}: genlab reads "
+                                  "configs only from the folder itself; copy the file in")
+            data = files.read_bytes(path.resolve(), files.MAX_YAML, what="config file")
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise GenlabError(f"{path} is not a text file: a config must be YAML") from None
+            files.check_yaml_text(text, path)
+            loaded = files._safe_load(text) if "searchpath" in text else None
+            if isinstance(loaded, dict) and isinstance(loaded.get("hydra"), dict) and "searchpath" in loaded["hydra"]:
+                _check_searchpath_entries(loaded["hydra"]["searchpath"], str(path))
+
+
 def check_config_safety(cfg: DictConfig) -> None:
     """Raise GenlabError for anything in the composed config (hydra part included) that would run code or
     write outside the run folder."""
@@ -151,6 +214,22 @@ def check_config_safety(cfg: DictConfig) -> None:
     if env:
         raise GenlabError(f"hydra.job.env_set ({', '.join(map(str, env))}): genlab sets no environment variables "
                           "from configs; set them in your shell before `genlab train`")
+    job_name = _raw(hydra, "job.name")
+    if job_name is not None and not (isinstance(job_name, str) and _JOB_NAME.match(job_name) and ".." not in job_name):
+        raise GenlabError(f"hydra.job.name={job_name}: it names the run's log file, so it must be a plain name "
+                          "(letters, digits, _ . -), e.g. train")
+    searchpath = _raw(hydra, "searchpath")
+    if searchpath is not None:
+        _check_searchpath_entries(OmegaConf.to_container(searchpath) if OmegaConf.is_config(searchpath)
+                                  else searchpath, "hydra.searchpath")
+    for key, base in (("launcher.submitit_folder", "${hydra.sweep.dir}/"), ("launcher.temp_folder", None)):
+        value = _raw(hydra, key)
+        if value is None:
+            continue
+        rest = str(value)[len(base):] if base and str(value).startswith(base) else None
+        if rest is None or not _plain_relative(rest.replace("%j", "job").replace("%A", "a").replace("%a", "a")):
+            raise GenlabError(f"hydra.{key}={value}: the launcher writes files there, which must be inside the sweep "
+                              f"folder" + (f", e.g. {base}.submitit/%j" if base else "; leave it null"))
     subdir = _raw(hydra, "output_subdir")
     if subdir is not None and not _plain_relative(str(subdir)):
         raise GenlabError(f"hydra.output_subdir={subdir} must be a folder name inside the run folder, e.g. .hydra")
@@ -193,7 +272,8 @@ def _check_logging(node: DictConfig, where: str) -> None:
             raise GenlabError(f"{path}={value}: a logging config may name only ext://sys.stdout or ext://sys.stderr")
         elif key == "filename" and ".handlers." in path:
             rest = str(value)[len(_RUN_DIR):] if str(value).startswith(_RUN_DIR) else None
-            if rest is None or not _plain_relative(rest.replace("${hydra.job.name}", "train")):
+            # ${hydra.job.name} is checked to be a plain name (check_config_safety)
+            if rest is None or not _plain_relative(rest.replace("${hydra.job.name}", "job")):
                 raise GenlabError(f"{path}={value}: a log file must be inside the run folder, "
                                   f"e.g. {_RUN_DIR}train.log")
 

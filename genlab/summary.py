@@ -109,8 +109,9 @@ def _aligned(pairs: list[tuple[str, str]]) -> list[str]:
     return [f"{command:<{width}}  # {why}" if why else command for command, why in pairs]
 
 
-def next_commands(run_dir: Path, model, kind: str, loggers: list[str]) -> list[str]:
-    """The commands a user runs next on this run, with its path."""
+def next_commands(run_dir: Path, model, kind: str, loggers: list[str], data: list[str] = ()) -> list[str]:
+    """The commands a user runs next on this run, with its path (and, for eval, where its data is: `--data`, as
+    genlab reads no data place from a checkpoint)."""
     import shlex
 
     run = shlex.quote(_shown(run_dir))
@@ -123,7 +124,8 @@ def next_commands(run_dir: Path, model, kind: str, loggers: list[str]) -> list[s
         pairs.append((f"genlab sample {run} -n 64", "new samples"))
     if hasattr(model, "reconstruct"):
         pairs.append((f"genlab reconstruct {run} IMAGES", "inputs beside their reconstructions"))
-    pairs.append((f"genlab eval {run}", "metrics with their protocol, into metrics.json"))
+    where = f" --data {shlex.quote(' '.join(data))}" if data else ""
+    pairs.append((f"genlab eval {run}{where}", "metrics with their protocol, into metrics.json"))
     pairs.append((f"genlab report {run}", "the report's figures and index.html"))
     if "tensorboard" in loggers:
         pairs.append((f"tensorboard --logdir {shlex.quote(_shown(Path(run_dir) / 'tb'))}", "the curves, live"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from genlab.checkpoint import atomic_write
+from genlab.files import atomic_write, read_lines
 
 # Scalars that describe the run rather than the model; kept out of curves.png.
 NOT_CURVES = {"step", "epoch", "time", "img_per_s", "data_wait", "epoch_img_per_s", "epoch_data_wait"}
@@ -154,21 +155,47 @@ def save_png(image: Image.Image, path: Path) -> None:
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
-def read_metrics(path: Path) -> list[dict]:
-    """The records of a metrics.jsonl; a torn last line (a killed run) is skipped, not fatal."""
+def read_metrics(path: Path, root: Path | None = None) -> list[dict]:
+    """The records of a metrics.jsonl, read as untrusted input (genlab/files.py: streamed, no link, capped): a torn,
+    binary or over-long line (a killed run, a damaged file) is skipped, as is a record whose step is not a count;
+    values that are not numbers are dropped. A link or a file too large is one GenlabError line."""
     records = []
-    if not Path(path).is_file():
+    if not os.path.lexists(path):
         return records
-    for line in Path(path).read_text().splitlines():
+    for line in read_lines(path, root=root):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line)
+        except ValueError:  # JSONDecodeError, and an integer too long to convert
             continue
+        record = _record(record)
+        if record is not None:
+            records.append(record)
     return records
 
 
-def draw_curves(records: list[dict], path: Path, groups: dict[str, list[str]], title: str = "") -> None:
-    """One panel per group of scalars against the step; scalars in no group get a panel each."""
+def _record(record) -> dict | None:
+    """One metrics.jsonl record as genlab wrote it: an integer step, numbers (or null) for the rest."""
+    if not isinstance(record, dict):
+        return None
+    step = record.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < 2**62:
+        return None
+    out = {"step": step}
+    for key, value in record.items():
+        if key == "step" or not isinstance(key, str) or len(key) > 200:
+            continue
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                             and (not isinstance(value, float) or math.isfinite(value))):
+            out[key] = value
+    return out
+
+
+MAX_PANELS = 24  # curves.png draws at most this many panels (a run's records are read as untrusted input)
+
+
+def draw_curves(records: list[dict], path: Path, groups: dict[str, list[str]], title: str = "") -> bool:
+    """One panel per group of scalars against the step; scalars in no group get a panel each (at most
+    MAX_PANELS). Returns whether there was anything to draw."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,12 +203,13 @@ def draw_curves(records: list[dict], path: Path, groups: dict[str, list[str]], t
 
     names = sorted({k for r in records for k in r if k not in NOT_CURVES})
     if not names:
-        return
+        return False
     groups = {**groups, "learning rate": [n for n in names if n.startswith("lr/")]}
     panels = {g: [n for n in members if n in names] for g, members in groups.items()}
     panels = {g: m for g, m in panels.items() if m}
     grouped = {n for m in panels.values() for n in m}
     panels.update({n: [n] for n in names if n not in grouped})
+    panels = dict(list(panels.items())[:MAX_PANELS])
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False)
@@ -202,6 +230,7 @@ def draw_curves(records: list[dict], path: Path, groups: dict[str, list[str]], t
         fig.suptitle(title)
     data = figure_png(fig)
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    return True
 
 
 def _hparam_value(text: str):

@@ -142,17 +142,22 @@ class StopRequest:
     one quits now. In a data-parallel job the ranks agree after every step (`agree`), so all of them stop
     after the same one."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal or SSH session closed
     # SLURM's warning before a time limit or pre-emption, where a handler of its own is installed (submitit's,
     # which requeues the job): the run saves first, then that handler requeues, and the requeued job resumes
     HANDED_ON = signal.SIGUSR2
 
     def __init__(self):
+        from genlab.errors import raise_if_stopped
+
+        raise_if_stopped()  # a stop that came while the run started: nothing trained yet, the start is undone
         self.received = None  # the signal number once one came to this process
         self.requested = None  # the stop the loop acts on: the received one, or in a job the one agreed
         self._previous = {}
         if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+            # a signal nohup (or a parent) set to be ignored stays ignored
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS
+                              if signal.getsignal(s) is not signal.SIG_IGN}
             if callable(signal.getsignal(self.HANDED_ON)):
                 self._previous[self.HANDED_ON] = signal.signal(self.HANDED_ON, self._handle)
 
@@ -177,6 +182,10 @@ class StopRequest:
             raise Interrupted(signum)
         self._received_at = time.monotonic()
         self.received = signum
+        if signum == signal.SIGHUP:  # the terminal is gone: the save must not fail writing to it
+            from genlab.errors import detach_from_terminal
+
+            detach_from_terminal()
         if not distributed.active():
             self.requested = signum
         what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
@@ -367,10 +376,11 @@ class Trainer:
                  else "this process writes nothing (RANK > 0); rank 0 saved the run")
         log.info(f"done: {position.step} steps in {time.perf_counter() - self.started:.0f} s; {where}")
         if writer.active and sweep_overrides() is None and not summary.quiet():
+            from genlab.evaluation import place_settings
             from genlab.loggers import selected
 
             log.info("next:\n" + "\n".join(f"  {line}" for line in summary.next_commands(
-                self.run_dir, model, self.spec.kind, list(selected(self.cfg)))))
+                self.run_dir, model, self.spec.kind, list(selected(self.cfg)), place_settings(self.cfg))))
         return self.last
 
     # ---- before the loop ---------------------------------------------------------------------------------

@@ -130,20 +130,16 @@ def add(source: Path, progress=None) -> tuple[WeightsFile, Path, bool]:
     target = weights.default_path
     if target.is_file() and sha256_of(target) == digest:
         return weights, target, False
-    import tempfile
+    from genlab import files
+
+    def copy_checked(tmp):
+        shutil.copyfile(source, tmp)
+        if sha256_of(Path(tmp)) != digest:  # the copy is checked too: a full disk can cut it short
+            raise OSError(f"the copy in {target.parent} differs from {source}")
 
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{weights.file}.", suffix=".part")
-        os.close(handle)
-        try:
-            shutil.copyfile(source, tmp)
-            if sha256_of(Path(tmp)) != digest:  # the copy is checked too: a full disk can cut it short
-                raise OSError(f"the copy in {target.parent} differs from {source}")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        files.declare(target.parent, replace=True, what="torch's hub cache")
+        files.write(target, copy_checked)
     except OSError as err:
         raise GenlabError(f"cannot put {weights.file} into {target.parent} ({getattr(err, 'strerror', None) or err}); "
                           f"set TORCH_HOME to a writable folder, or set {weights.env}={source}") from None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -65,19 +64,33 @@ def cached_images(dataset, folder: Path, name: str, num_workers: int) -> torch.T
 
 
 def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> None:
+    from genlab import files
+
+    size = int(np.prod(shape))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(handle)
-        partial = Path(name)
-        out = np.memmap(partial, dtype=np.uint8, mode="w+", shape=shape)  # a raw file: the name says the shape
-    except OSError as err:
-        raise GenlabError(f"data.cache: cannot write the cache in {path.parent} ({err.strerror or err}); pass "
+        files.declare(path.parent, replace=True, what="the data cache folder")
+        partial = files.mkstemp_in(path.parent, prefix=f".{path.name}.", suffix=".part")
+    except (OSError, GenlabError) as err:
+        raise GenlabError(f"data.cache: cannot write the cache in {path.parent} "
+                          f"({getattr(err, 'strerror', None) or err}); pass "
                           "data.cache_dir=SOME/WRITABLE/FOLDER, or data.cache=false") from None
+    try:
+        # the whole file's blocks first: a memory map written on a full disk dies of SIGBUS, this says ENOSPC
+        fd = os.open(partial, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, max(size, 1))
+        finally:
+            os.close(fd)
+        out = np.memmap(partial, dtype=np.uint8, mode="r+", shape=shape)  # a raw file: the name says the shape
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise GenlabError(f"data.cache: cannot write the {size / 2**30:.2f} GiB cache in {path.parent} "
+                          f"({err.strerror or err}); free some space, pass data.cache_dir=ANOTHER/FOLDER, or "
+                          "data.cache=false") from None
     from genlab.progress import bar
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=256, shuffle=False, num_workers=num_workers)
-    log.info(f"data.cache: decoding {shape[0]:,} images once into {path} ({np.prod(shape) / 2**30:.2f} GiB)")
+    log.info(f"data.cache: decoding {shape[0]:,} images once into {path} ({size / 2**30:.2f} GiB)")
     done = 0
     try:
         with bar(f"data.cache: decoding {path.parent.name}", total=shape[0], unit="images") as advance:
@@ -87,10 +100,7 @@ def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> Non
                 advance(len(images))
         out.flush()
         del out
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(partial, 0o666 & ~umask)  # (mkstemp made it private; a cache is as readable as any file)
-        os.replace(partial, path)  # whole, or not there at all
+        files.publish(partial, path)  # whole, or not there at all
     except BaseException as err:
         partial.unlink(missing_ok=True)
         if isinstance(err, GenlabError) or not isinstance(err, Exception):

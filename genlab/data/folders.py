@@ -22,19 +22,30 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def open_image(path: Path, mode: str) -> Image.Image:
+def open_image(path, mode: str, max_pixels: int | None = None, why: str = "pixels", label=None) -> Image.Image:
     """Decode one image file, or one line saying why not: unreadable, or so large that decoding it would
-    exhaust memory (a decompression bomb: a few kB on disk, gigapixels inside)."""
+    exhaust memory (a decompression bomb: a few kB on disk, gigapixels inside), or larger than `max_pixels`
+    (what a command can put through a network at once), checked from the header before decoding. `path` may be
+    an open file, named in messages by `label`."""
+    label = path if label is None else label
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                width, height = img.size
+                if max_pixels is not None and width * height > max_pixels:
+                    side = int(max_pixels ** 0.5)
+                    raise GenlabError(f"{label} is {width} x {height}: more than the {max_pixels:,} {why} genlab "
+                                      f"takes ({side} x {side}); shrink or crop it first")
                 return img.convert(mode)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise GenlabError(f"refused image {path}: it declares more than {Image.MAX_IMAGE_PIXELS:,} pixels, too many "
+        raise GenlabError(f"refused image {label}: it declares more than {Image.MAX_IMAGE_PIXELS:,} pixels, too many "
                           "to decode safely (a decompression bomb?); shrink or remove it") from None
-    except (OSError, ValueError, SyntaxError) as err:  # PIL raises SyntaxError for some broken headers
-        raise GenlabError(f"cannot read image {path} ({err}); remove or replace it") from None
+    except GenlabError:
+        raise
+    except Exception as err:  # noqa: BLE001  (a decoder meeting hostile bytes: OSError, SyntaxError, zlib.error...)
+        raise GenlabError(f"cannot read image {label} ({type(err).__name__}: "
+                          f"{' '.join(str(err).split())[:120]}); remove or replace it") from None
 
 
 class ImageFiles(torch.utils.data.Dataset):

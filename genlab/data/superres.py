@@ -42,9 +42,9 @@ BENCHMARKS = {  # name -> the folder names it is published under
 }
 
 
-def read_hr(path: Path, channels: int) -> torch.Tensor:
+def read_hr(path: Path, channels: int, max_pixels: int | None = None, why: str = "pixels") -> torch.Tensor:
     """One HR file -> uint8 CHW with `channels` (3: greyscale replicated; alpha composited over white)."""
-    image = open_image(path, "RGBA" if channels == 3 else "LA")
+    image = open_image(path, "RGBA" if channels == 3 else "LA", max_pixels=max_pixels, why=why)
     white = Image.new(image.mode, image.size, (255,) * len(image.mode))
     image = Image.alpha_composite(white, image) if image.mode == "RGBA" else \
         Image.composite(image, white, image.getchannel("A"))

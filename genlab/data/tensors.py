@@ -75,22 +75,44 @@ IDX_FILES = {
 }
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped): magic 0x0000 <dtype=0x08> <ndim>, big-endian sizes, uint8 data."""
+IDX_MAX_BYTES = 1 << 30  # MNIST's largest file holds 47 MB; a header that declares more is not an IDX file of it
+
+
+def read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): magic 0x0000 <dtype=0x08> <ndim>, big-endian sizes, uint8 data. The
+    header is checked first (the dimensions expected: 3 for images, 1 for labels; at most IDX_MAX_BYTES of data),
+    then exactly the declared bytes are read, so a gzip file that inflates to gigabytes is never held whole."""
     opener = gzip.open if path.suffix == ".gz" else open
+    how = "delete it and fetch it again"
     try:
         with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as err:
-        raise GenlabError(f"cannot read {path} ({err}); delete it and fetch it again") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise GenlabError(f"{path} is not an IDX file of unsigned bytes; delete it and fetch it again")
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(shape)):
-        raise GenlabError(f"{path} is truncated ({body.size} of {int(np.prod(shape))} bytes); fetch it again")
-    return body.reshape(shape)
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+                raise GenlabError(f"{path} is not an IDX file of unsigned bytes; {how}")
+            dims = head[3]
+            if dims not in (1, 2, 3) or (ndim is not None and dims != ndim):
+                want = f"{ndim}" if ndim is not None else "1 to 3"
+                raise GenlabError(f"{path} declares {dims} dimensions, not {want}: it is not the IDX file genlab "
+                                  f"expects here; {how}")
+            sizes = f.read(4 * dims)
+            if len(sizes) < 4 * dims:
+                raise GenlabError(f"{path} is truncated (its header is cut short); {how}")
+            shape = tuple(int.from_bytes(sizes[4 * i : 4 * i + 4], "big") for i in range(dims))
+            total = int(np.prod(shape, dtype=np.int64))
+            if total > IDX_MAX_BYTES:
+                raise GenlabError(f"{path} declares {' x '.join(map(str, shape))} = {total:,} bytes, more than the "
+                                  f"{IDX_MAX_BYTES:,} of any dataset genlab reads as IDX; {how}")
+            data = f.read(total)
+            extra = f.read(1)
+    except (OSError, EOFError, ValueError) as err:  # gzip's BadGzipFile is an OSError; zlib errors surface too
+        raise GenlabError(f"cannot read {path} ({err}); {how}") from None
+    except Exception as err:  # noqa: BLE001  (zlib.error: a damaged gzip stream)
+        raise GenlabError(f"cannot read {path} ({type(err).__name__}: {err}); {how}") from None
+    if len(data) != total:
+        raise GenlabError(f"{path} is truncated ({len(data)} of {total} bytes); fetch it again")
+    if extra:
+        raise GenlabError(f"{path} holds more data than its header declares; {how}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 def find_idx(folders: list[Path]) -> dict[str, Path] | None:
@@ -137,7 +159,8 @@ class _IdxDataset:
             found = find_idx(cls.folders(cfg))
             if found is None:
                 raise GenlabError(f"{cls.name}: the download finished but the IDX files are not in {cfg.root}")
-        arrays = {key: torch.from_numpy(read_idx(path).copy()) for key, path in found.items()}
+        arrays = {key: torch.from_numpy(read_idx(path, 3 if key.endswith("images") else 1).copy())
+                  for key, path in found.items()}
         return _finish(
             cls.name, cfg,
             arrays["train_images"].unsqueeze(1), arrays["train_labels"].long(),

@@ -86,6 +86,9 @@ def toy_points(shape: str, n: int, seed: int, noise: float | None = None) -> np.
     return (points / points.std()).astype(np.float32)
 
 
+MAX_POINTS = 10_000_000
+
+
 @DATASETS.register("toy2d")
 class Toy2D:
     """2-D toy densities drawn from a seed: data.shape, data.n_train and data.n_test points."""
@@ -95,9 +98,12 @@ class Toy2D:
     @staticmethod
     def check_config(cfg: DictConfig) -> None:
         check_choice(cfg, "data.shape", tuple(SHAPES))
-        check_int(cfg, "data.n_train", minimum=1)
-        check_int(cfg, "data.n_test", minimum=0)
-        check_int(cfg, "data.seed", minimum=0)
+        n_train = check_int(cfg, "data.n_train", minimum=1, maximum=MAX_POINTS)
+        n_test = check_int(cfg, "data.n_test", minimum=0, maximum=MAX_POINTS)
+        if n_train + n_test > MAX_POINTS:
+            raise GenlabError(f"data.n_train + data.n_test = {n_train + n_test:,} points: at most {MAX_POINTS:,} "
+                              "(they are made in memory at once)")
+        check_int(cfg, "data.seed", minimum=0, maximum=2**32 - 1)
         noise = check_float(cfg, "data.noise", minimum=0.0, optional=True)
         if noise is not None and cfg.data.shape == "checkerboard":
             raise GenlabError("data.noise: the checkerboard is uniform on its squares and takes no noise; drop it")

@@ -242,7 +242,8 @@ def _fashion(cfg, size: int) -> dict[str, torch.Tensor]:
     found = FashionMNIST.locate(cfg)
     if found is None:
         raise GenlabError(f"data={cfg.name} is made from Fashion-MNIST: {FashionMNIST.how_to_get}")
-    arrays = {key: torch.from_numpy(read_idx(path).copy()) for key, path in found.items()}
+    arrays = {key: torch.from_numpy(read_idx(path, 3 if key.endswith("images") else 1).copy())
+              for key, path in found.items()}
     return {"train": resize_uint8(arrays["train_images"].unsqueeze(1), size), "train_labels": arrays["train_labels"],
             "test": resize_uint8(arrays["test_images"].unsqueeze(1), size), "test_labels": arrays["test_labels"]}
 

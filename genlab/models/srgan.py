@@ -421,7 +421,7 @@ def superres(ctx) -> dict:
 
     from genlab.registry import DATASETS
 
-    data_cfg = ctx.run.cfg.data
+    data_cfg = ctx.data_config  # the places of genlab's defaults or of --data, never of the checkpoint
     # the held-out images alone where the dataset can give them (DIV2K's 800 training photos need not be read)
     dataset = DATASETS[data_cfg.name] if data_cfg.name in DATASETS else None
     held = dataset.held_out(data_cfg, ctx.device) if hasattr(dataset, "held_out") else None
