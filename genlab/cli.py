@@ -841,6 +841,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, raise_interrupted)
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
         signal.signal(signal.SIGHUP, raise_interrupted)
+    sys.unraisablehook = _unraisable
     _check_completion_request()
     try:
         # prog_name: also under `python -m genlab`, completion scripts are for `genlab`. Not standalone: a
@@ -881,6 +882,14 @@ def main() -> None:
             sys.exit(2)
         print(f"genlab: {_usage_line(err)}", file=sys.stderr)
         sys.exit(2)
+
+
+def _unraisable(info) -> None:
+    """A stop signal that lands while Python runs a finaliser is dropped there ("Exception ignored"): say nothing;
+    the next step of the command raises it again (errors.raise_if_stopped). Anything else as Python says it."""
+    if isinstance(info.exc_value, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(info)
 
 
 def _check_completion_request() -> None:

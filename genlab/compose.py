@@ -71,6 +71,9 @@ def parse_command_line(args: list[str]) -> CommandLine:
     i = 0
     while i < len(args):
         arg = args[i]
+        if any(ord(c) < 32 or ord(c) == 127 for c in arg):
+            raise GenlabError(f"{arg!r} holds a newline or another control character: write it on one line "
+                              "(Hydra's grammar takes none)")
         name, has_value, value = arg.partition("=")
         if name in REFUSED_FLAGS:
             raise GenlabError(f"genlab does not take Hydra's {name}: {REFUSED_FLAGS[name]}")

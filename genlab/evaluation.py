@@ -327,7 +327,7 @@ def data_config(name: str, settings: list[str], flag: str):
     defaults = OmegaConf.create({"data": OmegaConf.load(config_dir() / "data" / f"{name}.yaml")})
     for setting in settings:
         key = setting.partition("=")[0]
-        if OmegaConf.select(defaults, key, default="<none>", throw_on_missing=False) == "<none>":
+        if key.count(".") != 1 or key.split(".")[1] not in set(defaults.data.keys()):
             keys = [f"data.{k}" for k in defaults.data.keys()]
             raise GenlabError(f"{flag}: data={name} has no key {key}{did_you_mean(key, keys)}")
     try:
@@ -366,8 +366,9 @@ def place_settings(cfg) -> list[str]:
     except GenlabError:
         return []
     out = []
+    keys = set(reference.keys())
     for key in PLACE_KEYS:
-        if key not in cfg.data or key not in reference:
+        if key not in cfg.data or key not in keys:
             continue
         value = OmegaConf.select(cfg, f"data.{key}")
         default = None if OmegaConf.is_missing(reference, key) else OmegaConf.select(
@@ -397,10 +398,11 @@ def run_data_config(cfg, settings: list[str]):
     reference = data_config(name, settings, "--data")
     data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
     whole = OmegaConf.create({"data": reference})
+    keys = set(reference.keys())  # (`in` says False for a mandatory ??? value)
     for key in PLACE_KEYS:
-        if key in data and key not in reference:
+        if key in data and key not in keys:
             del data[key]
-        if key not in reference:
+        if key not in keys:
             continue
         if OmegaConf.is_missing(reference, key):
             was = cfg.data.get(key)

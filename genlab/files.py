@@ -485,6 +485,11 @@ def check_yaml_text(text: str, where) -> None:
     if nodes > MAX_YAML_NODES:
         raise GenlabError(f"{where} expands to more than {MAX_YAML_NODES:,} YAML nodes (repeated aliases: an alias "
                           "bomb?); write the values out")
+    try:
+        list(yaml.load_all(text, Loader=get_yaml_loader()))  # safe tags only: a python/object tag is refused
+    except yaml.YAMLError as err:
+        first = " ".join(str(err).split())[:200]
+        raise GenlabError(f"{where} is not valid YAML ({first})") from None
 
 
 def read_yaml(path, root=None, what: str = "config file"):

@@ -83,3 +83,12 @@ def interrupt_at(monkeypatch):
             yield
 
     return patched
+
+
+@pytest.fixture(scope="session")
+def hostile_runs(tmp_path_factory):
+    """Tiny trained runs of each kind the commands read (dcgan, vae, pix2pix, srresnet), a sweep folder of two jobs,
+    and their data (tests/hostile.py); tests copy them before they damage anything."""
+    from tests.hostile import train_runs
+
+    return train_runs(tmp_path_factory.mktemp("hostile_runs"))
