@@ -135,7 +135,7 @@ def _take_nproc(args: list[str]) -> tuple[int, list[str]]:
             nproc = int(value)
             most = _process_limit()
             if nproc > most:
-                raise GenlabError(f"--nproc {nproc}: at most {most} processes on this machine (one per CPU core, or "
+                raise GenlabError(f"--nproc {nproc}: at most {most} processes on this machine (two per CPU core, or "
                                   "one per GPU); for more, spread the run over machines with torchrun (docs/scale.md)")
             continue
         out.append(arg)
@@ -144,11 +144,12 @@ def _take_nproc(args: list[str]) -> tuple[int, list[str]]:
 
 
 def _process_limit() -> int:
-    """The most ranks `--nproc` starts here: one per CPU core, or one per CUDA GPU where there are more."""
+    """The most ranks `--nproc` starts here: two per CPU core (gloo ranks beyond that only wait for each other), or
+    one per CUDA GPU where there are more."""
     import torch
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return max(os.cpu_count() or 1, gpus, 1)
+    return max(2 * (os.cpu_count() or 1), gpus, 1)
 
 
 def _quote(path) -> str:

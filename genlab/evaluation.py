@@ -280,6 +280,9 @@ def same_class_ms_ssim(images: torch.Tensor, labels: torch.Tensor, pairs: int, s
 # ---- where the data is: the command line and genlab's defaults, never a checkpoint ------------------------
 # data.* keys that name a place on disk (a folder, a dataset folder under the root, a cache)
 PLACE_KEYS = ("root", "folders", "train", "test", "dataset", "benchmark_root", "cache_dir")
+# of those, the ones that name a folder under data.root: a checkpoint's plain relative name stays below the root the
+# user (or genlab's default) gives, so it is kept; an absolute path or one that climbs out is not
+UNDER_ROOT = ("train", "test", "dataset")
 # data.* keys that make genlab write: off when a run's data is read back
 WRITE_KEYS = {"download": False, "cache": False}
 
@@ -350,6 +353,18 @@ def data_config(name: str, settings: list[str], flag: str):
     return cfg.data
 
 
+def _below_root(value) -> bool:
+    """None, or a plain relative folder name that stays below data.root."""
+    from pathlib import PurePath
+
+    if value is None:
+        return True
+    if not isinstance(value, str) or not value or "${" in value:
+        return False
+    path = PurePath(value)
+    return not path.is_absolute() and ".." not in path.parts and not value.startswith("~")
+
+
 def place_settings(cfg) -> list[str]:
     """The data.KEY=VALUE settings (places on disk) where a run's own config differs from genlab's defaults:
     what `genlab eval RUN --data '...'` needs to find the run's data (the end of a run prints them; a sweep's
@@ -375,6 +390,8 @@ def place_settings(cfg) -> list[str]:
             OmegaConf.create({"data": reference}), f"data.{key}")
         if OmegaConf.is_config(value):
             value = OmegaConf.to_container(value, resolve=True)
+        if key in UNDER_ROOT and _below_root(value):
+            continue  # kept from the run itself
         if value != default and value is not None:
             text = str(value).replace(" ", "") if isinstance(value, list) else str(value)
             out.append(f"data.{key}={text}")
@@ -404,6 +421,8 @@ def run_data_config(cfg, settings: list[str]):
             del data[key]
         if key not in keys:
             continue
+        if key in UNDER_ROOT and key not in given and _below_root(cfg.data.get(key)):
+            continue  # the run's own folder name under the root (DIV2K_train_HR, maps, train)
         if OmegaConf.is_missing(reference, key):
             was = cfg.data.get(key)
             hint = f"data.{key}={was}" if was is not None and not isinstance(was, (list, dict)) else f"data.{key}=PATH"

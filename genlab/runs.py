@@ -122,22 +122,30 @@ def run_config(config: dict, checkpoint: Path) -> DictConfig:
 
 
 def _reference_config(model: str, data: str, loss: str) -> dict | None:
-    """genlab's own config for this model, data and loss (its keys and their types), or None where genlab has no
-    option of those names (a model a test registered)."""
-    from hydra.core.global_hydra import GlobalHydra
+    """genlab's own defaults for this model, data and loss, and the root train.* and eval.* (their keys and their
+    types), read from the YAML files without composing (this also runs inside a training job); None where genlab
+    has no option of that name (a model a test registered)."""
+    from genlab.paths import config_dir, group_options
 
-    from genlab.compose import compose
-    from genlab.paths import group_options
-
-    if GlobalHydra.instance().is_initialized():  # inside a training job (a sweep's objective): its own checkpoint
-        return None
     if model not in group_options("model") or loss not in group_options("loss"):
         return None
-    choices = [f"model={model}", f"loss={loss}"] + ([f"data={data}"] if data in group_options("data") else [])
-    try:
-        return OmegaConf.to_container(compose(choices), resolve=False)
-    except GenlabError:
-        return None
+    root = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False)
+    out = {"train": root.get("train", {}), "eval": root.get("eval", {}),
+           "model": _option("model", model), "loss": _option("loss", loss)}
+    if data in group_options("data"):
+        out["data"] = _option("data", data)
+    return out
+
+
+def _option(group: str, name: str) -> dict:
+    """One option's own keys: a plain YAML, or a `@package _global_` one that keeps them under its group."""
+    from genlab.paths import config_dir
+
+    path = config_dir() / group / f"{name}.yaml"
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+    if "@package _global_" in path.read_text().split("\n", 1)[0]:
+        raw = raw.get(group, {}) or {}
+    return {k: v for k, v in raw.items() if k != "defaults"}
 
 
 def _typed_section(section: str, reference: dict, given, where: str) -> dict:

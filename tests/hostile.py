@@ -53,6 +53,7 @@ def run_here(args, cwd) -> Ran:
     saved_argv, saved_cwd = sys.argv, os.getcwd()
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     levels = {name: logging.getLogger(name).level for name in ("genlab", "")}
+    root_handlers = list(logging.getLogger().handlers)  # a `train` in this process configures Hydra's logging
     areas = list(files._AREAS)
     sys.argv = ["genlab", *map(str, args)]
     os.chdir(cwd)
@@ -73,7 +74,15 @@ def run_here(args, cwd) -> Ran:
             signal.signal(signum, handler)
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
+        for handler in logging.getLogger().handlers:
+            if handler not in root_handlers:
+                handler.close()
+        logging.getLogger().handlers[:] = root_handlers
+        os.environ.pop("GENLAB_OWNED_FOLDER", None)
         files._AREAS[:] = areas
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()  # a `train` run in this process leaves Hydra set up
         rundir._CLAIMED.clear()
         rundir._PARENTS.clear()
         errors._handled[:] = list(errors._received)

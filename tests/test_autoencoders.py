@@ -296,6 +296,7 @@ def test_reconstruct_writes_input_and_reconstruction_pairs(tmp_path, train):
     from PIL import Image
 
     from tests.conftest import run_cli
+    from tests.hostile import run_here  # main() in this process, after one real `genlab reconstruct`
 
     common = ["data.limit=64", "train.batch_size=32", "train.steps=4", "train.n_samples=8"]
     train(tmp_path / "vq", "model=vqvae", "model.width=16", "model.res_width=8", "model.codebook_size=16", *common)
@@ -309,7 +310,7 @@ def test_reconstruct_writes_input_and_reconstruction_pairs(tmp_path, train):
     # 6 images in rows of 6: one input row and one reconstruction row of 32x32 images with 2-pixel padding
     assert Image.open(png).height == 2 + 2 * 34
 
-    out = run_cli(["reconstruct", "vae", str(folder), str(folder / "000.png"), "-n", "9", "-o", "pairs.png"],
+    out = run_here(["reconstruct", "vae", str(folder), str(folder / "000.png"), "-n", "9", "-o", "pairs.png"],
                   tmp_path)  # RGB 40x40 files through a grey 32x32 model: converted at the border
     assert out.returncode == 0, out.stderr
     assert "6 images" in out.stdout and (tmp_path / "pairs.png").is_file()
@@ -320,13 +321,13 @@ def test_reconstruct_writes_input_and_reconstruction_pairs(tmp_path, train):
         (["vae", str(folder), "-o", "pairs.jpg"], "must name a .png"),
         (["nowhere", str(folder)], "no run folder or checkpoint"),
     ):
-        out = run_cli(["reconstruct", *args], tmp_path)
+        out = run_here(["reconstruct", *args], tmp_path)
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
 
 
 def test_reconstruct_refuses_a_model_that_does_not_reconstruct(tmp_path, train):
-    from tests.conftest import run_cli
+    from tests.hostile import run_here
 
     train(tmp_path / "gan", "data.limit=64", "train.batch_size=32", "train.steps=1", "model.ngf=8", "model.ndf=8")
-    out = run_cli(["reconstruct", "gan", "gan"], tmp_path)
+    out = run_here(["reconstruct", "gan", "gan"], tmp_path)
     assert out.returncode == 2 and "does not reconstruct images" in out.stderr

@@ -3,6 +3,7 @@
 import pytest
 
 from tests.conftest import run_cli
+from tests.hostile import run_here  # the same main() in this process: the error lines without a new interpreter
 
 
 def test_help_lists_every_subcommand(tmp_path):
@@ -25,7 +26,7 @@ def test_list_shows_groups_options_and_descriptions(tmp_path):
 
 
 def test_config_show_refuses_what_train_would_refuse(tmp_path):
-    line = _one_line_error(run_cli(["config", "show", "train.epochs=abc"], tmp_path))
+    line = _one_line_error(run_here(["config", "show", "train.epochs=abc"], tmp_path))
     assert "train.epochs must be an integer" in line
 
 
@@ -85,7 +86,7 @@ def _one_line_error(out):
     ],
 )
 def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, args, expected):
-    line = _one_line_error(run_cli(["train", "train.epochs=1", *args], tmp_path))
+    line = _one_line_error(run_here(["train", "train.epochs=1", *args], tmp_path))
     for text in expected:
         assert text in line
     assert not (tmp_path / "outputs").exists()  # caught before Hydra made any run folder
@@ -98,7 +99,7 @@ def test_flags_may_come_after_overrides(tmp_path):
 
 
 def test_celeba_without_data_says_where_to_put_it(tmp_path):
-    line = _one_line_error(run_cli(["train", "data=celeba", f"data.root={tmp_path / 'data'}"], tmp_path))
+    line = _one_line_error(run_here(["train", "data=celeba", f"data.root={tmp_path / 'data'}"], tmp_path))
     assert "img_align_celeba" in line and str(tmp_path / "data") in line
     assert not (tmp_path / "outputs").exists()  # checked before any run folder is made
 
@@ -106,7 +107,7 @@ def test_celeba_without_data_says_where_to_put_it(tmp_path):
 def test_unwritable_output_folder(tmp_path):
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the output folder should go")
-    line = _one_line_error(run_cli(["train", f"hydra.run.dir={blocker}/run"], tmp_path))
+    line = _one_line_error(run_here(["train", f"hydra.run.dir={blocker}/run"], tmp_path))
     assert "cannot write the run folder" in line and "is a file" in line
     assert blocker.read_text().startswith("a file")
 

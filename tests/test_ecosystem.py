@@ -499,8 +499,10 @@ def test_waits_show_a_progress_bar_on_a_terminal_and_nothing_in_a_log(tmp_path, 
 
 
 def test_metrics_json_is_merged_per_metric_and_a_damaged_one_is_replaced(tmp_path):
+    from genlab import files
     from genlab.evaluation import merge_metrics
 
+    files.declare(tmp_path, replace=True, what="the run folder")  # what `genlab eval` declares for its run
     path = tmp_path / "metrics.json"
     path.write_text("{not json")
     header = {"run": "r", "checkpoint": "c1", "step": 10, "weights": "trained"}

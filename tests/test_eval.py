@@ -75,15 +75,25 @@ def test_ms_ssim_is_one_for_identical_images_and_low_for_unrelated_ones():
 
 
 @pytest.fixture(scope="module")
-def digit_runs(tmp_path_factory):
-    """A DCGAN trained 15 epochs on digits and one trained for a single step."""
+def untrained_run(tmp_path_factory):
+    """A DCGAN trained for a single step on digits: enough for the one-line answers."""
     from genlab.compose import compose
     from genlab.entry import run_training
 
     root = tmp_path_factory.mktemp("runs")
-    for name, length in (("trained", "train.epochs=15"), ("untrained", "train.steps=1")):
-        run_training(compose(["train.progress=none", length, "train.sample_every=100"]), root / name)
+    run_training(compose(["train.progress=none", "train.steps=1", "train.sample_every=100"]), root / "untrained")
     return root
+
+
+@pytest.fixture(scope="module")
+def digit_runs(untrained_run):
+    """Beside it, a DCGAN trained 15 epochs on digits (for the slow tests that rank the two)."""
+    from genlab.compose import compose
+    from genlab.entry import run_training
+
+    run_training(compose(["train.progress=none", "train.epochs=15", "train.sample_every=100"]),
+                 untrained_run / "trained")
+    return untrained_run
 
 
 @pytest.mark.slow  # two evaluations of 1,000 samples and the classifier's training: about a minute on 2 cores
@@ -116,8 +126,8 @@ def test_domain_fd_ranks_real_below_trained_below_untrained(digit_runs, tmp_path
     assert again.returncode == 0 and "training the" not in again.stderr
 
 
-def test_missing_inception_weights_is_one_line(digit_runs, tmp_path):
-    out = run_cli(["eval", str(digit_runs / "untrained"), "--metrics", "fid", "-n", "10"], tmp_path,
+def test_missing_inception_weights_is_one_line(untrained_run, tmp_path):
+    out = run_cli(["eval", str(untrained_run / "untrained"), "--metrics", "fid", "-n", "10"], tmp_path,
                   env_extra={"TORCH_HOME": str(tmp_path / "torch"), "GENLAB_CACHE": str(tmp_path / "cache")})
     assert out.returncode == 2 and "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
@@ -133,7 +143,11 @@ def test_eval_of_a_conditional_vae_scores_classes_and_likelihood(tmp_path, train
     first = json.loads((tmp_path / "cvae" / "metrics.json").read_text())["metrics"]
     assert {"nelbo", "bits_per_dim"} <= set(first) and "fd_domain" not in first
     # a second call with other metrics adds to metrics.json: the first numbers stay, with their own time
-    out = run_cli(["eval", "cvae", "--metrics", "fd_domain,ms_ssim", "-n", "200"], tmp_path, env_extra=env)
+    from tests.hostile import run_here  # the same main() in this process, after one real `genlab eval`
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENLAB_CACHE", env["GENLAB_CACHE"])
+        out = run_here(["eval", "cvae", "--metrics", "fd_domain,ms_ssim", "-n", "200"], tmp_path)
     assert out.returncode == 0, out.stderr
     metrics = json.loads((tmp_path / "cvae" / "metrics.json").read_text())["metrics"]
     assert {"fd_domain", "ms_ssim", "nelbo", "bits_per_dim"} <= set(metrics)
@@ -143,7 +157,7 @@ def test_eval_of_a_conditional_vae_scores_classes_and_likelihood(tmp_path, train
     assert 0 <= metrics["conditional_accuracy"]["value"] <= 1
     assert metrics["ms_ssim"]["protocol"]["grouped_by"] == "requested label"
     assert metrics["ms_ssim"]["protocol"]["classes"] == 10 and metrics["ms_ssim_real"]["protocol"]["n_real"] == 359
-    out = run_cli(["eval", "cvae", "--metrics", "fidd"], tmp_path)
+    out = run_here(["eval", "cvae", "--metrics", "fidd"], tmp_path)
     assert out.returncode == 2 and "unknown metric 'fidd'" in out.stderr and "fd_domain" in out.stderr
 
 
@@ -212,11 +226,14 @@ def test_a_vae_ranks_another_dataset_as_out_of_distribution(tmp_path, train):
                      ood_data=f"image_folder data.root={tmp_path / 'nothing'}")
 
 
-def test_ood_data_is_refused_in_one_line_where_it_cannot_apply(digit_runs, tmp_path):
-    out = run_cli(["eval", str(digit_runs / "untrained"), "--metrics", "ood", "--ood-data", "digits"], tmp_path)
+def test_ood_data_is_refused_in_one_line_where_it_cannot_apply(untrained_run, tmp_path):
+    from tests.hostile import run_here
+
+    out = run_here(["eval", str(untrained_run / "untrained"), "--metrics", "ood", "--ood-data", "digits"], tmp_path)
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         "genlab: ood does not apply to this run: dcgan gives no per-example score to rank by"]
-    out = run_cli(["eval", str(digit_runs / "untrained"), "--metrics", "fd_domain", "--ood-data", "digits"], tmp_path)
+    out = run_here(["eval", str(untrained_run / "untrained"), "--metrics", "fd_domain", "--ood-data", "digits"],
+                   tmp_path)
     assert out.returncode == 2 and "--ood-data is read only by the ood metric" in out.stderr
     listing = run_cli(["list", "metrics"], tmp_path)
     assert listing.returncode == 0 and "translation" in listing.stdout and "ood" in listing.stdout

@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 
 from tests.conftest import run_cli
+from tests.hostile import run_here  # the same main() in this process: the error lines without a new interpreter
 
 
 def _folder_of_images(root, n=40):
@@ -32,7 +33,7 @@ def test_sample_needs_only_the_checkpoint(tmp_path):
     grid = Image.open(tmp_path / "run" / "generated" / "samples_n12_seed0.png")
     assert grid.size == (2 + 8 * 18, 2 + 2 * 18) and grid.mode == "RGB"  # 12 images of 16x16, rows of 8
 
-    out = run_cli(["sample", "run/checkpoints/last.pt", "-n", "30", "--labels", "0,1", "-o", "many"], tmp_path)
+    out = run_here(["sample", "run/checkpoints/last.pt", "-n", "30", "--labels", "0,1", "-o", "many"], tmp_path)
     assert out.returncode == 0, out.stderr
     files = sorted((tmp_path / "many").iterdir())
     assert len(files) == 30 and files[0].name == "000000_class0.png" and files[1].name == "000001_class1.png"
@@ -46,7 +47,7 @@ def test_sample_needs_only_the_checkpoint(tmp_path):
         (["run", "-o", "grid.jpg"], "a .png file or a folder"),
         (["elsewhere"], "no run folder or checkpoint"),
     ):
-        out = run_cli(["sample", *args], tmp_path)
+        out = run_here(["sample", *args], tmp_path)
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
     assert len(list((tmp_path / "many").iterdir())) == 30  # the refused command left the folder alone
 
@@ -55,8 +56,8 @@ def test_sample_seeds_and_an_unconditional_model(tmp_path, train):
     train(tmp_path / "vae", "model=vae", "data.limit=64", "train.batch_size=32", "train.steps=2")
     # the same seed gives the same images; another seed others
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        assert run_cli(["sample", "vae", "-n", "4", "--seed", str(seed), "-o", f"{name}.png"], tmp_path).returncode == 0
+        assert run_here(["sample", "vae", "-n", "4", "--seed", str(seed), "-o", f"{name}.png"], tmp_path).returncode == 0
     a, b, c = (np.asarray(Image.open(tmp_path / f"{x}.png")) for x in "abc")
     assert np.array_equal(a, b) and not np.array_equal(a, c)
-    out = run_cli(["sample", "vae", "--labels", "1"], tmp_path)
+    out = run_here(["sample", "vae", "--labels", "1"], tmp_path)
     assert out.returncode == 2 and "takes no labels" in out.stderr

@@ -211,6 +211,8 @@ def test_the_demo_edges_are_drawings_of_the_items(compose):
 def test_translate_writes_one_output_per_input_at_its_size(tmp_path, train):
     from PIL import Image
 
+    from tests.hostile import run_here  # main() in this process, after one real `genlab translate`
+
     train(tmp_path / "run", *TINY_P2P, "train.steps=2")
     inputs = tmp_path / "in"
     _save(np.full((37, 50), 255, np.uint8), inputs / "wide.png")
@@ -222,15 +224,15 @@ def test_translate_writes_one_output_per_input_at_its_size(tmp_path, train):
     assert written == ["photo.png", "wide.png"]
     with Image.open(tmp_path / "out" / "wide.png") as img:
         assert img.size == (50, 37) and img.mode == "L"
-    one = run_cli(["translate", "run", "in/photo.jpg", "one.png"], tmp_path)
+    one = run_here(["translate", "run", "in/photo.jpg", "one.png"], tmp_path)
     assert one.returncode == 0 and (tmp_path / "one.png").is_file()
-    again_one = run_cli(["translate", "run", "in/photo.jpg", "two.png"], tmp_path)  # seeded: dropout stays on
+    again_one = run_here(["translate", "run", "in/photo.jpg", "two.png"], tmp_path)  # seeded: dropout stays on
     assert (tmp_path / "one.png").read_bytes() == (tmp_path / "two.png").read_bytes()
-    onto = run_cli(["translate", "run", "in/wide.png", "in/wide.png"], tmp_path)
+    onto = run_here(["translate", "run", "in/wide.png", "in/wide.png"], tmp_path)
     assert onto.returncode == 2 and "is an input: write the outputs somewhere else" in onto.stderr
-    again = run_cli(["translate", "run", "in", "out"], tmp_path)
+    again = run_here(["translate", "run", "in", "out"], tmp_path)
     assert again.returncode == 2 and "out already exists and is not an empty folder" in again.stderr
-    other = run_cli(["translate", "run", "in", "new", "--direction", "BtoA"], tmp_path)
+    other = run_here(["translate", "run", "in", "new", "--direction", "BtoA"], tmp_path)
     assert other.returncode == 2 and "a pix2pix run translates one way" in other.stderr
     assert not (tmp_path / "new").exists()
 

@@ -180,8 +180,8 @@ def test_no_command_writes_through_a_link_in_a_run_folder(copy_of, tmp_path, can
     assert "is a link: genlab does not write through links" in line
 
 
-def _longer(steps: int) -> list[str]:
-    return [o for o in hostile.DCGAN if not o.startswith("train.steps")] + [f"train.steps={steps}"]
+def _longer(steps: int, base=hostile.DCGAN) -> list[str]:
+    return [o for o in base if not o.startswith("train.steps")] + [f"train.steps={steps}"]
 
 
 def test_a_resume_never_copies_what_a_link_in_the_old_run_points_at(copy_of, tmp_path, canary, train, caplog):
@@ -424,12 +424,14 @@ def test_sighup_saves_and_says_how_to_continue(tmp_path):
 
 
 def test_failed_starts_leave_no_folders_behind(tmp_path):
-    for args in (["data.limit=10", "train.batch_size=64"], ["model=vae", "data.limit=5"]):
-        one_line(run_cli(["train", *args], tmp_path))
+    """Starts that fail once Hydra runs (too few images for a batch): the run folder and the folders made on
+    the way to it go (a real `genlab train`, then the same main() in this process)."""
+    one_line(run_cli(["train", "data.limit=10", "train.batch_size=64"], tmp_path))
+    one_line(run_here(["train", "model=vae", "data.limit=5"], tmp_path))
     assert not (tmp_path / "outputs").exists()
     (tmp_path / "outputs" / "dcgan_digits").mkdir(parents=True)  # folders that were there before stay
-    one_line(run_cli(["train", "data.limit=10", "train.batch_size=64"], tmp_path))
-    assert (tmp_path / "outputs" / "dcgan_digits").is_dir()
+    one_line(run_here(["train", "data.limit=10", "train.batch_size=64"], tmp_path))
+    assert (tmp_path / "outputs" / "dcgan_digits").is_dir() and not any((tmp_path / "outputs").rglob("*.log"))
 
 
 def test_a_stop_dropped_inside_a_finaliser_still_stops_the_start(tmp_path):
@@ -468,3 +470,50 @@ def test_flows_on_digits_train_at_their_native_8_pixels(compose):
     for model in ("made", "maf", "iaf", "realnvp"):
         assert compose(f"model={model}").data.size == 8
     assert compose("model=iaf", "data=mnist").data.size == 32  # other data keep their size
+
+
+# ---- the canary: every route at once, every command ----------------------------------------------------------
+
+WRITE_ROUTES = ("report_link", "generated_link", "reconstructions_link", "eval_link", "metrics_json_link",
+                "metrics_link", "png_link", "tb_link", "config_link", "ckpt_places")
+
+
+def test_a_canary_outside_survives_every_command_on_a_run_folder_that_tries_every_route(copy_of, tmp_path, canary,
+                                                                                        hostile_runs):
+    """A run folder whose every place a command writes to is a link to the canary folder, whose records link
+    there too, and whose checkpoint names the canary as its data root, cache and download folder (and a
+    .hydra record and train.log that link there): every command either refuses in one line or writes only in
+    its own folder, and the canary is untouched (the fixture compares every file's bytes and time)."""
+    routes = hostile.mutations(canary)
+    crafted = {}
+    for kind in ("vae", "pix2pix", "srresnet"):
+        run = copy_of(kind, f"crafted_{kind}")
+        for route in WRITE_ROUTES:
+            routes[route](run)
+        (run / "train.log").symlink_to(canary / "notes.txt")
+        (run / "wandb").symlink_to(canary / "sub")
+        crafted[kind] = run
+    data = hostile_runs["data"]
+    inputs = data / "inputs"
+    commands = [
+        ["sample", crafted["vae"], "-n", "4"], ["sample", crafted["vae"], "-n", "4", "-o", tmp_path / "mine.png"],
+        ["eval", crafted["vae"], "--metrics", "likelihood", "-n", "10"], ["eval", crafted["vae"], "-n", "10"],
+        ["report", crafted["vae"]], ["report", crafted["vae"], "-o", tmp_path / "rep"],
+        ["reconstruct", crafted["vae"], inputs], ["reconstruct", crafted["vae"], inputs, "-o", tmp_path / "r.png"],
+        ["translate", crafted["pix2pix"], inputs, tmp_path / "translated"],
+        ["upscale", crafted["srresnet"], inputs, tmp_path / "upscaled"],
+        ["train", *_longer(6, hostile.VAE), f"train.resume={crafted['vae']}"],
+        ["train", *_longer(6, hostile.VAE), f"train.resume={crafted['vae']}", f"hydra.run.dir={crafted['vae']}"],
+    ]
+    before = hostile.snapshot(canary)
+    refused = 0
+    for args in commands:
+        ran = run_here(args, tmp_path)
+        one_line_or_success(ran, args[:2])
+        refused += ran.returncode != 0
+        assert hostile.snapshot(canary) == before, args  # whatever succeeded wrote only where it was told
+    assert refused >= 6  # the commands that write into the crafted folder itself refuse its links
+    # the resumed run (in its own new folder) copied nothing a link pointed at
+    resumed = [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()] if (tmp_path / "outputs").exists() else []
+    assert not any(b"months of work" in p.read_bytes() or b'"secret"' in p.read_bytes() for p in resumed)
+    assert not (canary / "cache").exists() and not (canary / "MNIST").exists()
