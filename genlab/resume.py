@@ -40,10 +40,13 @@ def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
     if resume is None:
         return None
     if resume == "auto":
-        candidates = [
+        from genlab.rundir import is_plain_folder
+
+        candidates = [  # sibling run folders of their own (a link to a folder elsewhere is no sibling)
             p / "checkpoints" / "last.pt"
             for p in run_dir.parent.iterdir()
-            if p.is_dir() and p.resolve() != run_dir.resolve() and (p / "checkpoints" / "last.pt").is_file()
+            if is_plain_folder(p) and p.resolve() != run_dir.resolve() and (p / "checkpoints" / "last.pt").is_file()
+            and not (p / "checkpoints" / "last.pt").is_symlink()
         ]
         if not candidates:
             log.info("train.resume=auto: no earlier run of this model and data; starting fresh")

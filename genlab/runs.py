@@ -181,8 +181,11 @@ def _check_fits(cfg: DictConfig, spec: DataSpec, weights: dict, checkpoint: Path
     cannot build on the meta device is checked by the real load instead."""
     from genlab.models import build_model
 
+    import warnings
+
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a loss network loaded into the meta probe is a no-op there
             probe = build_model(cfg, spec)
         expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
     except GenlabError as err:
