@@ -91,12 +91,14 @@ def train(ctx: typer.Context) -> None:
             held = os.environ.get(distributed.HELD_ENV)
             # the folder is decided once: by `--nproc` before it started the ranks, else by rank 0 for all
             folder = held or distributed.agree_on_folder(
-                lambda: rundir.claim(line.out_dir, line.timestamped, line.resume))
+                lambda: rundir.claim(line.out_dir, line.timestamped, line.resume, sweep=line.multirun,
+                                     log_name=line.log_name))
             if distributed.rank() > 0:  # rank 0 writes .hydra/ and train.log
                 line.overrides += ["hydra.output_subdir=null", "hydra/job_logging=genlab_rank"]
         else:
             # make the run folder before Hydra does: unique, and genlab knows what in it is its own
-            folder = rundir.claim(line.out_dir, line.timestamped, line.resume)
+            folder = rundir.claim(line.out_dir, line.timestamped, line.resume, sweep=line.multirun,
+                                  log_name=line.log_name)
         line.overrides = [o for o in line.overrides if not o.startswith(f"{key}=")] + [f"{key}={_quote(folder)}"]
         if nproc > 1:
             code = distributed.spawn(nproc, line.hydra_argv(), folder)
@@ -235,16 +237,27 @@ UPSCALE_PIXELS = 2048 * 2048  # pixels of one input image up-scaled (4x: a 8192 
 TILE_MAX = 4096
 
 
-def _output_area(out: Path | None, run_dir: Path, overwrite: bool) -> Path | None:
-    """Declare where a command that reads a run writes (genlab/files.py): a path the user named may replace an
-    existing file only with --overwrite; the default path is inside the run folder, which genlab made."""
+def _output_area(out: Path | None, target, overwrite: bool) -> Path | None:
+    """Declare where a command that reads a run writes (genlab/files.py). A path the user named may replace an
+    existing file only with --overwrite, and one inside the run folder has the run folder as its root, so the
+    run folder's links are refused there too. The default path is inside the run folder, which genlab made; a
+    checkpoint outside any run folder sits in a folder of the user's, where nothing is replaced."""
     from genlab import files
 
+    run_dir = files.absolute(target.path)
+    made = target.checkpoint.parent.name == "checkpoints"  # <run>/checkpoints/x.pt: a run folder genlab made
     if out is None:
-        files.declare(run_dir, replace=True, what="the run folder")
+        if made:
+            files.declare(run_dir, replace=True, what="the run folder")
+        else:
+            files.declare(run_dir, replace=False, what="the checkpoint's folder",
+                          hint="it is not in a run folder, and genlab does not replace a file beside a loose "
+                               "checkpoint: pass -o, or move the checkpoint into a folder of its own")
         return None
     out = out.expanduser()
-    files.declare(files.absolute(out).parent, replace=overwrite, what="the output folder")
+    absolute = files.absolute(out)
+    root = run_dir if run_dir in absolute.parents else absolute.parent
+    files.declare(root, replace=overwrite, what="the run folder" if root == run_dir else "the output folder")
     return out
 
 
@@ -284,7 +297,7 @@ def sample(
     device = _device(device)
     target = load_run(run, device)
     wanted = parse_labels(labels, target.model)
-    out = _output_area(out, target.path, overwrite)
+    out = _output_area(out, target, overwrite)
     if target.spec.kind == "vectors":  # points (a flow on toy2d): a CSV file, one point a line
         out = out if out is not None else target.path / "generated" / f"samples_n{n}_seed{seed}.csv"
         if out.suffix.lower() != ".csv":
@@ -373,7 +386,7 @@ def translate(
                           "or cyclegan run")
     side = "a" if direction == "AtoB" else "b"
     channels = target.spec.shape(side)[0]
-    files = _image_inputs(source, out, overwrite)
+    files = _image_inputs(source, out, overwrite, target)
     source = source.expanduser()
     import numpy as np
 
@@ -399,7 +412,7 @@ def translate(
     print(f"wrote {count} image{'s' if count != 1 else ''} to {out} ({target.name}, {direction})")
 
 
-def _image_inputs(source: Path, out: Path, overwrite: bool) -> list[Path]:
+def _image_inputs(source: Path, out: Path, overwrite: bool, target) -> list[Path]:
     """The image files a translate/upscale command reads, and the checks on OUTPUT that go with them (it may
     replace an existing file only with --overwrite)."""
     from genlab import files as writes
@@ -422,7 +435,7 @@ def _image_inputs(source: Path, out: Path, overwrite: bool) -> list[Path]:
         raise GenlabError(f"{out} is an input: write the outputs somewhere else")
     if len({f.stem for f in files}) != len(files):
         raise GenlabError(f"{source} holds files with the same name and different suffixes: rename them first")
-    _output_area(out, out.parent, overwrite)
+    _output_area(out, target, overwrite)
     writes.check_target(out.expanduser(), folder=source.is_dir())
     return files
 
@@ -484,7 +497,7 @@ def upscale(
         raise GenlabError(f"{run} is a {target.cfg.model.name} run, which does not up-scale images: pass an srresnet "
                           "or srgan run" + (" (translate images with `genlab translate`)" if target.spec.kind in
                                             ("paired", "unpaired") else ""))
-    files = _image_inputs(source, out, overwrite)
+    files = _image_inputs(source, out, overwrite, target)
     size, overlap = tiles.settings(target.cfg, tile, tile_overlap)
     size = None if whole else size
     channels = target.spec.shape("lr")[0]
@@ -564,7 +577,7 @@ def evaluate(
         names = ["anomaly"] + (["ood"] if ood_data is not None else [])
     settings = parse_data_settings(data, "--data") if data is not None else []
     target = load_run(run, device)
-    _output_area(None, target.path, True)  # metrics.json and eval/ inside the run folder
+    _output_area(None, target, True)  # metrics.json and eval/ inside the run folder
     console = Console(stderr=True)
     result = evaluate_run(target, names, n, seed, torch.device(device), log=lambda line: console.print(line),
                           ood_data=ood_data, anomaly=anomaly, data=settings)
@@ -708,7 +721,7 @@ def reconstruct(
 
     target = load_run(run)
     model = target.model
-    out = _output_area(out, target.path, overwrite)
+    out = _output_area(out, target, overwrite)
     if out is not None:
         if out.suffix.lower() != ".png":
             raise GenlabError(f"--out must name a .png file, got {out}")

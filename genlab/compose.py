@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class CommandLine:
     out_dir: str | None = None  # the run (or sweep) folder the first job would get
     timestamped: bool = True  # that folder's pattern has ${now:...}: genlab may add a suffix to make it unique
     resume: str | None = None
+    log_name: str = "train.log"  # the log file Hydra writes into the run folder: ${hydra.job.name}.log
 
     def hydra_argv(self) -> list[str]:
         """Flags first, then overrides: Hydra's argparse rejects a flag after the overrides have started."""
@@ -250,6 +252,25 @@ def _check_added_keys(cfg: DictConfig, overrides: list[str], config_dir_extra, c
         if key not in known:
             raise GenlabError(f"unknown key {key}{did_you_mean(key, known)}: genlab reads no such key, so adding "
                               "it would change nothing; `genlab config show` prints every key")
+
+
+def _check_preset_folder(cfg: DictConfig, line: CommandLine, key: str) -> None:
+    """The run (or sweep) folder is the command line's to name, or genlab's default pattern: a file of a
+    --config-dir folder that moves it (to a folder of the user's, say their home) is refused."""
+    given = any(o.lstrip("+~").startswith(f"{key}=") for o in line.overrides)
+    if given:
+        return
+    section = key.split(".")[1]  # run | sweep
+    mine = OmegaConf.to_container(_default_hydra(line.multirun), resolve=False)[section]["dir"]
+    theirs = OmegaConf.to_container(cfg.hydra, resolve=False)[section]["dir"]
+    if theirs != mine:
+        raise GenlabError(f"{key} is set by your --config-dir files (to {theirs}): genlab takes the run folder from "
+                          f"the command line only; pass {key}=... there, or drop it from the preset")
+
+
+@functools.lru_cache(maxsize=2)
+def _default_hydra(multirun: bool) -> DictConfig:
+    return compose([], None, "config", with_hydra=True, multirun=multirun).hydra
 
 
 def _check_preset_keys(cfg: DictConfig, overrides: list[str]) -> None:
@@ -535,8 +556,11 @@ def check_command_line(args: list[str]) -> CommandLine:
         key = "hydra.sweep.dir" if line.multirun else "hydra.run.dir"
         out = OmegaConf.select(cfg, key)
         check_writable(out)
+        if line.config_dir:
+            _check_preset_folder(cfg, line, key)
         if line.out_dir is None:
             line.first = cfg
             line.out_dir, line.resume = str(out), resume
+            line.log_name = f"{OmegaConf.select(cfg, 'hydra.job.name') or 'train'}.log"
             line.timestamped = "${now:" in str(OmegaConf.to_container(cfg.hydra, resolve=False)[key.split(".")[1]]["dir"])
     return line

@@ -48,7 +48,8 @@ def report_user_errors(func):
             if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup's choice stays
                 previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, raise_interrupted)
         try:
-            rundir.adopt(run_dir, sweep_job=HydraConfig.get().mode == RunMode.MULTIRUN)
+            rundir.adopt(run_dir, sweep_job=HydraConfig.get().mode == RunMode.MULTIRUN,
+                         log_name=f"{HydraConfig.get().job.name}.log")
             raise_if_stopped()  # a stop that came while Hydra started, and was dropped on its way
             return func(*args, **kwargs)
         except GenlabError as err:  # a TrainingStopped (NaN) too: a run with a checkpoint keeps its folder

@@ -368,7 +368,7 @@ def _below_root(value) -> bool:
 def place_settings(cfg) -> list[str]:
     """The data.KEY=VALUE settings (places on disk) where a run's own config differs from genlab's defaults:
     what `genlab eval RUN --data '...'` needs to find the run's data (the end of a run prints them; a sweep's
-    objective passes its own)."""
+    objective passes its own). The cache folder is not among them: eval builds no cache."""
     from omegaconf import OmegaConf
 
     from genlab.paths import group_options
@@ -383,8 +383,11 @@ def place_settings(cfg) -> list[str]:
     out = []
     keys = set(reference.keys())
     for key in PLACE_KEYS:
-        if key not in cfg.data or key not in keys:
+        if key == "cache_dir" or key not in cfg.data or key not in keys:
             continue
+        raw, default_raw = cfg.data._get_node(key)._value(), reference._get_node(key)._value()
+        if isinstance(raw, str) and raw == default_raw and "${" in raw:
+            continue  # the same interpolation as the default (benchmark_root: ${data.root})
         value = OmegaConf.select(cfg, f"data.{key}")
         default = None if OmegaConf.is_missing(reference, key) else OmegaConf.select(
             OmegaConf.create({"data": reference}), f"data.{key}")
@@ -393,9 +396,19 @@ def place_settings(cfg) -> list[str]:
         if key in UNDER_ROOT and _below_root(value):
             continue  # kept from the run itself
         if value != default and value is not None:
-            text = str(value).replace(" ", "") if isinstance(value, list) else str(value)
-            out.append(f"data.{key}={text}")
+            out.append(f"data.{key}={_setting_value(value)}")
     return out
+
+
+def _setting_value(value) -> str:
+    """A value as it is typed after data.KEY=: a list as [a,b], an item quoted where YAML needs it."""
+    import json
+
+    def item(v) -> str:
+        text = str(v)
+        return json.dumps(text) if any(c in text for c in " ,[]{}'\":#") else text
+
+    return "[" + ",".join(item(v) for v in value) + "]" if isinstance(value, list) else item(value)
 
 
 def run_data_config(cfg, settings: list[str]):
@@ -1232,7 +1245,7 @@ def merge_metrics(path: Path, header: dict, result: dict) -> dict:
     if os.path.lexists(path):
         try:  # read as untrusted input: a link or an oversized file is not read (and the write says so)
             old = json.loads(files.read_bytes(path, files.MAX_TEXT, root=path.parent, what="metrics file"))
-        except (GenlabError, ValueError):  # JSONDecodeError, UnicodeDecodeError, a number too long
+        except (GenlabError, ValueError, RecursionError):  # not JSON, a number too long, a nesting too deep
             old = {}
     old = old if isinstance(old, dict) else {}
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -301,8 +301,9 @@ def publish_folder(staging, out) -> int:
         _record(area, out)
     else:
         check_target(out, folder=True)
-        for name in names:
+        for name in names:  # every name checked before any file is replaced
             _check_target(area, out / name, None)
+        for name in names:
             os.replace(staging / name, out / name)
         shutil.rmtree(staging, ignore_errors=True)
     forget(staging)
@@ -472,13 +473,33 @@ def yaml_nodes(text: str, loader=None) -> int:
     return sum(count(node) for node in yaml.compose_all(text, Loader=loader) if node is not None)
 
 
+MAX_YAML_DEPTH = 100
+
+
+def _depth(text: str) -> int:
+    """How deeply a YAML (or JSON) text nests its [ and { (block nesting is bounded by the line length)."""
+    depth = most = 0
+    for c in text:
+        if c in "[{":
+            depth += 1
+            most = max(most, depth)
+        elif c in "]}":
+            depth = max(0, depth - 1)
+    return most
+
+
 def check_yaml_text(text: str, where) -> None:
-    """One line for a YAML text genlab should not load: a syntax error, an unsafe tag, an alias bomb."""
+    """One line for a YAML text genlab should not load: a syntax error, an unsafe tag, an alias bomb, a nesting
+    deep enough to exhaust Python's recursion."""
     import yaml
     from omegaconf._utils import get_yaml_loader
 
+    if _depth(text) > MAX_YAML_DEPTH:
+        raise GenlabError(f"{where} nests deeper than {MAX_YAML_DEPTH} levels: it is not a config genlab reads")
     try:
         nodes = yaml_nodes(text, get_yaml_loader())
+    except RecursionError:
+        raise GenlabError(f"{where} nests too deeply: it is not a config genlab reads") from None
     except yaml.YAMLError as err:
         first = " ".join(str(err).split())[:200]
         raise GenlabError(f"{where} is not valid YAML ({first})") from None
@@ -487,6 +508,8 @@ def check_yaml_text(text: str, where) -> None:
                           "bomb?); write the values out")
     try:
         list(yaml.load_all(text, Loader=get_yaml_loader()))  # safe tags only: a python/object tag is refused
+    except RecursionError:
+        raise GenlabError(f"{where} nests too deeply: it is not a config genlab reads") from None
     except yaml.YAMLError as err:
         first = " ".join(str(err).split())[:200]
         raise GenlabError(f"{where} is not valid YAML ({first})") from None

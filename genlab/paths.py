@@ -24,7 +24,14 @@ def group_options(group: str, extra_dirs: tuple[Path, ...] = ()) -> dict[str, st
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.yaml")):
-            options.setdefault(path.stem, description(path.read_text()))
+            if not path.is_file():  # a FIFO or a folder named .yaml: not an option (and never read: it would block)
+                continue
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(8192).decode("utf-8", "replace")
+            except OSError:
+                continue
+            options.setdefault(path.stem, description(head))
     return dict(sorted(options.items()))
 
 

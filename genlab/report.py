@@ -51,7 +51,8 @@ class RunFolder:
     def __init__(self, path: Path):
         self.path = path
         self.notes: list[str] = []
-        self.records = self._read(lambda: read_metrics(path / "metrics.jsonl", root=path), [], "metrics.jsonl")
+        self.records = self._read(lambda: read_metrics(path / "metrics.jsonl", root=path, notes=self.notes), [],
+                                  "metrics.jsonl")
         self.config = _read_config(path, self.notes)
         model = self.config.get("model") if isinstance(self.config.get("model"), dict) else {}
         data = self.config.get("data") if isinstance(self.config.get("data"), dict) else {}
@@ -107,7 +108,7 @@ class RunFolder:
             return {}
         try:
             record = json.loads(files.read_bytes(path, files.MAX_TEXT, root=self.path, what="metrics file"))
-        except ValueError:  # JSONDecodeError, UnicodeDecodeError, a number too long
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, a number too long, too deep
             raise GenlabError("not JSON; run `genlab eval` again to write it anew") from None
         if not isinstance(record, dict):
             raise GenlabError("not a metrics record; run `genlab eval` again to write it anew")
@@ -481,8 +482,10 @@ def build_report(paths: list[Path], out: Path | None, epochs: list[int] | None =
         files.declare(paths[0], replace=True, what="the run folder")  # genlab made it: its report/ is genlab's
     else:
         out = Path("report") if out is None else Path(out).expanduser()
-        files.declare(out, replace=overwrite or _is_report(out) or not os.path.lexists(out),
-                      what="the report folder")
+        allowed = overwrite or _is_report(out) or not os.path.lexists(out)
+        inside = [p for p in paths if files.absolute(p) in files.absolute(out).parents]
+        # -o inside a run folder: the run folder is the root, so its links are refused on the way to the report
+        files.declare(inside[0] if inside else out, replace=allowed, what="the report folder")
         if os.path.isdir(out) and any(os.scandir(out)) and not (overwrite or _is_report(out)):
             raise GenlabError(f"{out} already exists and is not a genlab report: pass a new or empty folder with -o, "
                               "or --overwrite to replace the report's files in it")

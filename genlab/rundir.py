@@ -72,8 +72,10 @@ def _make_parents(path: Path) -> None:
             pass
 
 
-def claim(path: str | os.PathLike, timestamped: bool, resume: str | None = None, sweep: bool = False) -> Path:
-    """Make and lock the run (or sweep) folder before Hydra writes into it; remember what genlab owns in it."""
+def claim(path: str | os.PathLike, timestamped: bool, resume: str | None = None, sweep: bool = False,
+          log_name: str = "train.log") -> Path:
+    """Make and lock the run (or sweep) folder before Hydra writes into it; remember what genlab owns in it.
+    `log_name`: the log file Hydra will write (${hydra.job.name}.log), which a folder of the user's may not hold."""
     from genlab.errors import raise_if_stopped
 
     key_name = "hydra.sweep.dir" if sweep else "hydra.run.dir"
@@ -86,7 +88,7 @@ def claim(path: str | os.PathLike, timestamped: bool, resume: str | None = None,
                 if timestamped:
                     folder = _claim_new(path)
                 elif path.is_dir():
-                    folder = _claim_existing(path, resume, sweep)
+                    folder = _claim_existing(path, resume, sweep, log_name)
                 else:
                     folder = _claim_new(path, exclusive=True)
                 raise_if_stopped()
@@ -107,7 +109,8 @@ def _claim_new(path: Path, exclusive: bool = False) -> Path:
             break
         except FileExistsError:  # another run started in the same second
             if exclusive:
-                raise GenlabError(f"{path} appeared while this run started: pass another folder") from None
+                what = "is a link" if path.is_symlink() else "is a file" if path.exists() else "appeared meanwhile"
+                raise GenlabError(f"cannot make the run folder {path}: it {what}; pass another folder") from None
             n += 1
             candidate = path.with_name(f"{path.name}_{n}")
     lock(candidate)
@@ -118,7 +121,7 @@ def _claim_new(path: Path, exclusive: bool = False) -> Path:
     return candidate
 
 
-def _claim_existing(path: Path, resume: str | None, sweep: bool) -> Path:
+def _claim_existing(path: Path, resume: str | None, sweep: bool, log_name: str = "train.log") -> Path:
     lock(path)  # first, so that what is checked below cannot change under us
     try:
         resuming_here = resume is not None and resume != "auto" and \
@@ -129,13 +132,13 @@ def _claim_existing(path: Path, resume: str | None, sweep: bool) -> Path:
                               f"pass a new {key_name}")
         names = frozenset(os.listdir(path))
         if resuming_here:
-            _no_links(path)
+            _no_links(path, log_name)
             files.declare(path, replace=True, what="the run folder")
         else:
             if sweep and names:
                 raise GenlabError(f"{key_name}={path} is not empty: a sweep writes its jobs' folders into it; "
                                   "pass a new or empty folder")
-            in_the_way = sorted(names & set(RUN_ENTRIES))
+            in_the_way = sorted(names & {*RUN_ENTRIES, log_name})
             if in_the_way:
                 raise GenlabError(f"{path} already holds {in_the_way[0]}, which a run writes: genlab does not "
                                   f"replace files it did not make; pass a new {key_name}, or move it away")
@@ -149,9 +152,9 @@ def _claim_existing(path: Path, resume: str | None, sweep: bool) -> Path:
     return path
 
 
-def _no_links(run: Path) -> None:
+def _no_links(run: Path, log_name: str = "train.log") -> None:
     """A run folder resumed in place: nothing a run writes or appends to may be a link (it would write elsewhere)."""
-    for name in RUN_ENTRIES:
+    for name in (*RUN_ENTRIES, log_name):
         entry = run / name
         if entry.is_symlink():
             raise GenlabError(f"{entry} is a link: genlab does not write through links inside a run folder; "
@@ -196,7 +199,7 @@ def owned(run_dir: Path) -> bool:
     return key == root or key.startswith(root + os.sep)
 
 
-def adopt(run_dir: Path, sweep_job: bool = False) -> None:
+def adopt(run_dir: Path, sweep_job: bool = False, log_name: str = "train.log") -> None:
     """At a job's start (Hydra has made its folder, .hydra/ and train.log): record what of it this process made,
     so that a failed start removes exactly that. A sweep job's folder is new (its sweep folder was new or
     empty); in a job a launcher started in another process, the folder is declared here."""
@@ -208,9 +211,9 @@ def adopt(run_dir: Path, sweep_job: bool = False) -> None:
     existing = _EXISTING.get(_key(run_dir))
     if area is None or (sweep_job and area.root != files.absolute(run_dir)):
         area = files.declare(run_dir, replace=True, what="the run folder")
-        if sweep_job or owned(run_dir):
+        if sweep_job or owned(run_dir):  # a job folder in a sweep folder that was new or empty (claim)
             files.adopt(area, run_dir)
-    for name in (".hydra", "train.log"):
+    for name in (".hydra", log_name):
         if existing is None or name not in existing:
             files.adopt(area, run_dir / name)
 

@@ -59,9 +59,9 @@ def sweep_overrides() -> list[str] | None:
     return list(HydraConfig.get().overrides.task)
 
 
-def _history_files(old_run: Path, epoch: int):
-    """(source, path in the new run) of what a resume copies: tb/'s files (no links followed, at most 10,000) and
-    the sample grids up to `epoch`."""
+def _history_files(old_run: Path, epoch: int, left: list):
+    """(source, path in the new run) of what a resume copies: tb/'s files (no links followed, at most 10,000; the
+    rest said in `left`) and the sample grids up to `epoch`."""
     import os
 
     tb = old_run / "tb"
@@ -72,6 +72,7 @@ def _history_files(old_run: Path, epoch: int):
                 source = Path(folder) / name
                 count += 1
                 if count > 10_000:
+                    left.append("tb/ files beyond the first 10,000")
                     return
                 yield source, source.relative_to(old_run)
     samples = old_run / "samples"
@@ -233,11 +234,12 @@ class RunWriter:
             return
         left: list[str] = []
         try:
-            records = [r for r in read_metrics(old_run / "metrics.jsonl", root=old_run) if r.get("step", 0) <= step]
+            records = [r for r in read_metrics(old_run / "metrics.jsonl", root=old_run, notes=left)
+                       if r.get("step", 0) <= step]
         except GenlabError as err:
             records, _ = [], left.append(f"metrics.jsonl ({err})")
         atomic_write(self.metrics_path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in records)))
-        for source, target in _history_files(old_run, epoch):
+        for source, target in _history_files(old_run, epoch, left):
             try:
                 files.copy_file(source, self.run_dir / target, source_root=old_run)
             except GenlabError as err:

@@ -125,50 +125,72 @@ MAX_CONFIG_FILES = 5000
 
 def check_searchpath(overrides: list[str]) -> None:
     """`hydra.searchpath=[pkg://module]` makes Hydra import that module while it composes, before any check of
-    the composed config could run: refused here, from the command line's own words."""
+    the composed config could run; Hydra's grammar also unescapes `pkg\\://`, so no reading of the words is safe:
+    a search path on the command line is refused whole (--config-dir adds a folder of configs)."""
     for override in overrides:
-        key, _, value = override.lstrip("+~").partition("=")
-        if key.strip() == "hydra.searchpath":
-            _check_searchpath_entries(value, "hydra.searchpath on the command line")
-        elif key.strip().startswith("hydra.runtime"):
+        key = override.lstrip("+~").partition("=")[0].strip()
+        if key == "hydra.searchpath":
+            raise GenlabError(f"{override}: genlab takes no hydra.searchpath on the command line (a pkg:// entry "
+                              "makes Hydra import a module, which runs its code); add a folder of configs with "
+                              "--config-dir DIR")
+        if key.startswith("hydra.runtime"):
             raise GenlabError(f"{override}: hydra.runtime.* is what Hydra records of the run it starts; it is not "
                               "set from the command line")
 
 
 def _check_searchpath_entries(value, where: str) -> None:
-    entries = value if isinstance(value, list) else re.findall(r"[A-Za-z]+://[^,\]'\"\s]*", str(value))
+    """Search path entries written in a YAML file (no escapes there): each must be a file:// folder."""
+    entries = value if isinstance(value, list) else [value]
     for entry in entries:
-        entry = str(entry).strip().strip("'\"")
-        if "://" in entry and not entry.startswith(_SEARCHPATH_SCHEMES):
+        entry = str(entry).strip()
+        if not entry.startswith(_SEARCHPATH_SCHEMES):
             raise GenlabError(f"{where}: {entry}: a search path of another kind than file:// makes Hydra import "
                               "a module by name, which runs its code; add a folder of configs with --config-dir DIR")
 
 
 def check_config_folder(folder) -> None:
-    """A --config-dir folder is read by Hydra file by file as it composes: before that, every YAML file in it must
-    be a file of the folder (a link out of it, to a system file, is refused), of ordinary size, valid YAML with
-    safe tags, no alias bomb, and no search path that imports a module."""
+    """A --config-dir folder is read by Hydra file by file as it composes: before that, every YAML file Hydra can
+    read there (the root configs, and the files of the config groups, below linked folders too) must be a regular
+    file of the folder (a link out of it, to a system file or another folder, is refused), of ordinary size,
+    valid YAML with safe tags, not nested deeper than 100, no alias bomb, and no search path that imports a
+    module. Other folders (a project's own YAML) are not read."""
     import os
     from pathlib import Path
 
     from genlab import files
+    from genlab.paths import config_dir
 
     root = Path(folder).resolve()
-    count = 0
-    for current, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in names:
-            if not name.endswith((".yaml", ".yml")):
+    groups = {p.name for p in config_dir().iterdir() if p.is_dir()}
+    count, seen = 0, set()
+
+    def inside(path: Path) -> Path:
+        real = path.resolve()
+        if not real.is_relative_to(root):
+            raise GenlabError(f"{path} is a link to {real}, outside --config-dir {folder}: genlab reads configs only "
+                              "from the folder itself; copy them in")
+        return real
+
+    def scan(directory: Path, depth: int) -> None:
+        nonlocal count
+        real = inside(directory)
+        if real in seen or depth > 8:
+            return
+        seen.add(real)
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            path = Path(entry.path)
+            if entry.is_dir():
+                if depth == 0 and entry.name not in groups:
+                    continue  # not a config group: Hydra never reads it
+                scan(path, depth + 1)
+                continue
+            if not entry.name.endswith((".yaml", ".yml")):
                 continue
             count += 1
             if count > MAX_CONFIG_FILES:
-                raise GenlabError(f"--config-dir {folder} holds more than {MAX_CONFIG_FILES:,} YAML files: point it at "
-                                  "your folder of configs")
-            path = Path(current) / name
-            if path.is_symlink() and not path.resolve().is_relative_to(root):
-                raise GenlabError(f"{path} is a link to {path.resolve()}, outside --config-dir {folder}: genlab reads "
-                                  "configs only from the folder itself; copy the file in")
-            data = files.read_bytes(path.resolve(), files.MAX_YAML, what="config file")
+                raise GenlabError(f"--config-dir {folder} holds more than {MAX_CONFIG_FILES:,} YAML files: point it "
+                                  "at your folder of configs")
+            data = files.read_bytes(inside(path), files.MAX_YAML, what="config file")
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
@@ -177,6 +199,8 @@ def check_config_folder(folder) -> None:
             loaded = files._safe_load(text) if "searchpath" in text else None
             if isinstance(loaded, dict) and isinstance(loaded.get("hydra"), dict) and "searchpath" in loaded["hydra"]:
                 _check_searchpath_entries(loaded["hydra"]["searchpath"], str(path))
+
+    scan(Path(folder), 0)
 
 
 def check_config_safety(cfg: DictConfig) -> None:
@@ -231,8 +255,9 @@ def check_config_safety(cfg: DictConfig) -> None:
             raise GenlabError(f"hydra.{key}={value}: the launcher writes files there, which must be inside the sweep "
                               f"folder" + (f", e.g. {base}.submitit/%j" if base else "; leave it null"))
     subdir = _raw(hydra, "output_subdir")
-    if subdir is not None and not _plain_relative(str(subdir)):
-        raise GenlabError(f"hydra.output_subdir={subdir} must be a folder name inside the run folder, e.g. .hydra")
+    if subdir is not None and subdir != ".hydra":
+        raise GenlabError(f"hydra.output_subdir={subdir}: Hydra's record of a run is its .hydra folder (or null for "
+                          "none); genlab knows no other name, so it could write over a folder of yours")
     sweep_subdir = _raw(hydra, "sweep.subdir")
     if isinstance(sweep_subdir, str) and not _plain_relative(sweep_subdir.replace("${hydra.job.num}", "0")
                                                              .replace("${hydra.job.id}", "0")):
@@ -258,6 +283,10 @@ def _check_interpolation(path: str, value: str) -> None:
                               f"not ${{{inner}}}")
 
 
+LOG_FILE = _RUN_DIR + "${hydra.job.name}.log"  # the one file a logging config may write: the run's own log
+_FILE_HANDLER_KEYS = {"class", "formatter", "filename", "level", "encoding", "delay", "errors", "filters"}
+
+
 def _check_logging(node: DictConfig, where: str) -> None:
     for path, key, value in _walk(node, where):
         if key == "()":
@@ -271,11 +300,19 @@ def _check_logging(node: DictConfig, where: str) -> None:
         elif isinstance(value, str) and value.startswith("ext://") and value not in _LOG_STREAMS:
             raise GenlabError(f"{path}={value}: a logging config may name only ext://sys.stdout or ext://sys.stderr")
         elif key == "filename" and ".handlers." in path:
-            rest = str(value)[len(_RUN_DIR):] if str(value).startswith(_RUN_DIR) else None
-            # ${hydra.job.name} is checked to be a plain name (check_config_safety)
-            if rest is None or not _plain_relative(rest.replace("${hydra.job.name}", "job")):
-                raise GenlabError(f"{path}={value}: a log file must be inside the run folder, "
-                                  f"e.g. {_RUN_DIR}train.log")
+            # one name, appended to: a file the run folder's claim knows (rundir), never a user's (${hydra.job.name}
+            # is a plain name: check_config_safety), never truncated (mode) or rotated into other names
+            if value != LOG_FILE:
+                raise GenlabError(f"{path}={value}: a log file must be the run's own, {LOG_FILE} (name it with "
+                                  "hydra.job.name)")
+            handler = path.rpartition(".")[0]
+            settings = _raw(node, handler[len(where) + 1:]) if handler.startswith(where + ".") else None
+            if isinstance(settings, DictConfig):
+                extra = sorted(set(map(str, settings.keys())) - _FILE_HANDLER_KEYS)
+                if extra or _raw(settings, "class") != "logging.FileHandler":
+                    what = f"{handler}.{extra[0]}" if extra else f"{handler}.class={_raw(settings, 'class')}"
+                    raise GenlabError(f"{what}: the run's log file is written by a plain logging.FileHandler that "
+                                      "appends (no mode, no rotation)")
 
 
 class RestrictedUnpickler(pickle.Unpickler):

@@ -155,17 +155,21 @@ def save_png(image: Image.Image, path: Path) -> None:
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
-def read_metrics(path: Path, root: Path | None = None) -> list[dict]:
+def read_metrics(path: Path, root: Path | None = None, notes: list | None = None) -> list[dict]:
     """The records of a metrics.jsonl, read as untrusted input (genlab/files.py: streamed, no link, capped): a torn,
     binary or over-long line (a killed run, a damaged file) is skipped, as is a record whose step is not a count;
     values that are not numbers are dropped. A link or a file too large is one GenlabError line."""
+    from genlab.files import MAX_TEXT
+
     records = []
     if not os.path.lexists(path):
         return records
+    if notes is not None and os.path.isfile(path) and os.path.getsize(path) > MAX_TEXT:
+        notes.append(f"{Path(path).name}: {os.path.getsize(path):,} bytes; only its first {MAX_TEXT >> 20} MiB read")
     for line in read_lines(path, root=root):
         try:
             record = json.loads(line)
-        except ValueError:  # JSONDecodeError, and an integer too long to convert
+        except (ValueError, RecursionError):  # JSONDecodeError, an integer too long, a nesting too deep
             continue
         record = _record(record)
         if record is not None:

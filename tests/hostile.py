@@ -85,6 +85,7 @@ def run_here(args, cwd) -> Ran:
         GlobalHydra.instance().clear()  # a `train` run in this process leaves Hydra set up
         rundir._CLAIMED.clear()
         rundir._PARENTS.clear()
+        rundir._EXISTING.clear()
         errors._handled[:] = list(errors._received)
     return Ran(code, out.getvalue(), err.getvalue(), escaped)
 
@@ -267,6 +268,10 @@ def mutations(canary: Path) -> dict:
         "config_list": lambda r: _replace(r / ".hydra" / "config.yaml", b"- 1\n- 2\n"),
         "config_binary": lambda r: _replace(r / ".hydra" / "config.yaml", bytes(range(256))),
         "config_link": lambda r: _replace(r / ".hydra" / "config.yaml", link_to=c / "config.yaml"),
+        "config_deep": lambda r: _replace(r / ".hydra" / "config.yaml", b"a: " + b"[" * 20000 + b"]" * 20000),
+        "metrics_deep": lambda r: _replace(r / "metrics.jsonl", b'{"step": 1, "loss": ' + b"[" * 100000 + b"\n"
+                                           + b'{"step": 2, "loss": 0.5}\n'),
+        "metrics_json_deep": lambda r: _replace(r / "metrics.json", b"[" * 100000),
         "config_names": lambda r: _replace(r / ".hydra" / "config.yaml", b"model:\n  name: ../../x\ndata: 3\n"),
         "overrides_garbage": lambda r: _replace(r / ".hydra" / "overrides.yaml", b"{a: [1\n"),
         # metrics.json

@@ -132,7 +132,8 @@ OWN = {"files.py", "rundir.py"}
 WRITES = (".write_text", ".write_bytes", ".mkdir", "os.mkdir", "os.makedirs", "os.replace", "os.rename",
           "shutil.copyfile", "shutil.copy", "shutil.copy2", "shutil.copytree", "shutil.move", ".save", ".savefig",
           "np.save", "tempfile.mkdtemp", "tempfile.mkstemp", "tempfile.TemporaryDirectory", "np.memmap",
-          "SummaryWriter", "os.open", "open", "wandb.init")
+          "SummaryWriter", "os.open", "open", "wandb.init", ".touch", ".rename", ".symlink_to", "os.symlink",
+          "os.link", ".hardlink_to")
 # a writer callback fills the temporary file files.write hands it (tmp), or a buffer in memory
 SAFE_TARGETS = {"tmp", "buffer"}
 # the few writes that go around files.write, each with why it keeps the rule
@@ -154,14 +155,16 @@ def _writes_around_the_rule(path: Path) -> list[str]:
         if not isinstance(node, ast.Call):
             continue
         name = ast.unparse(node.func)
-        if not any(name == w or w.startswith(".") and name.endswith(w) or name.endswith("." + w) and w != "open"
-                   for w in WRITES):
+        opens = name == "open" or (name.endswith(".open") and name != "os.open")  # open(), Path.open, gzip.open
+        if opens:
+            position = 1 if name == "open" or name.startswith(("gzip.", "bz2.", "lzma.", "io.")) else 0
+            mode = node.args[position] if len(node.args) > position else next(
+                (k.value for k in node.keywords if k.arg == "mode"), None)
+            if not (isinstance(mode, ast.Constant) and set(str(mode.value)) & set("wax+")):
+                continue  # a read (Image.open(path), writer.open(...), open(path))
+        elif not any(name == w or w.startswith(".") and name.endswith(w) or name.endswith("." + w) and w != "open"
+                     for w in WRITES):
             continue
-        if name == "open":
-            mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"),
-                                                                  None)
-            if mode is None or (isinstance(mode, ast.Constant) and set(str(mode.value)) <= set("rbt")):
-                continue  # a read
         targets = {ast.unparse(a) for a in node.args} | {ast.unparse(k.value) for k in node.keywords}
         receiver = ast.unparse(node.func.value) if isinstance(node.func, ast.Attribute) else ""
         if targets & SAFE_TARGETS or receiver in {"Path(tmp)"}:
@@ -169,8 +172,8 @@ def _writes_around_the_rule(path: Path) -> list[str]:
         relative = str(path.relative_to(GENLAB)) if GENLAB in path.parents else path.name
         if any((relative, w) in ALLOWED for w in WRITES if name.endswith(w)):
             continue
-        found.append(f"{relative}:{node.lineno}: {ast.unparse(node)[:100]}")
-    return found
+        found.append((node.lineno, f"{relative}:{node.lineno}: {ast.unparse(node)[:100]}"))
+    return [text for _, text in sorted(found)]
 
 
 def test_genlab_writes_only_through_the_one_rule():
@@ -184,7 +187,10 @@ def test_genlab_writes_only_through_the_one_rule():
 
 def test_the_source_check_finds_a_write_around_the_rule(tmp_path):
     sample = tmp_path / "probe.py"
-    sample.write_text("from pathlib import Path\n\ndef f(out):\n    Path(out).write_text('x')\n    "
-                      "open(out, 'a').write('y')\n    open(out).read()\n")
+    sample.write_text("import gzip\nfrom pathlib import Path\n\ndef f(out):\n    Path(out).write_text('x')\n    "
+                      "open(out, 'a').write('y')\n    open(out).read()\n    Path(out).open('w')\n    "
+                      "gzip.open(out, 'wb')\n    Path(out).open().read()\n    Path(out).touch()\n    "
+                      "Path(out).symlink_to('/etc')\n")
     found = _writes_around_the_rule(sample)
-    assert len(found) == 2 and "write_text" in found[0] and "open(out, 'a')" in found[1]
+    assert [f.split(": ", 1)[1].split("(")[0] for f in found] == \
+        ["Path", "open", "Path", "gzip.open", "Path", "Path"], found

@@ -79,8 +79,16 @@ def test_a_search_path_that_imports_a_module_is_refused_before_hydra_reads_it(tm
     (tmp_path / "evil_configs").mkdir()
     (tmp_path / "evil_configs" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
     env = {"PYTHONPATH": str(tmp_path)}
+    sys.path.insert(0, str(tmp_path))  # the module is importable here, as it is with PYTHONPATH below
+    try:
+        for value in ("[pkg://evil_configs]", "[pkg\\://evil_configs]"):  # Hydra's grammar unescapes \\:
+            line = one_line(run_here(["train", *TINY, f"hydra.searchpath={value}"], tmp_path))
+            assert "no hydra.searchpath on the command line" in line and "--config-dir" in line
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert not marker.exists()
     line = one_line(run_cli(["train", *TINY, "hydra.searchpath=[pkg://evil_configs]"], tmp_path, env_extra=env))
-    assert "pkg://evil_configs" in line and "--config-dir" in line
+    assert "hydra.searchpath" in line
     # the same in a root config of a --config-dir folder (Hydra reads the primary config's search path)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "myroot.yaml").write_text("defaults:\n  - config\n  - _self_\nhydra:\n  searchpath:\n"
@@ -124,6 +132,57 @@ def test_a_checkpoint_says_how_to_build_the_model_never_where_to_read_or_write(h
     with pytest.raises(MetricUnavailable, match=f"pass --data 'data.root={canary}'"):
         run_data_config(cfg, [])
     assert run_data_config(cfg, [f"data.root={images}"]).root == str(images)
+
+
+def test_hydra_writes_no_name_genlab_does_not_know_into_a_users_folder(tmp_path):
+    """Hydra writes .hydra/ and the run's log itself: their names are fixed (or checked against the folder), and
+    the run folder comes from the command line, not from a --config-dir file."""
+    folder = tmp_path / "mine"
+    (folder / "docs").mkdir(parents=True)
+    (folder / "notes.log").write_text("my notes\n")
+    (folder / "docs" / "config.yaml").write_text("my docs\n")
+    for args, expected in ((["hydra.job.name=notes"], "already holds notes.log"),
+                           (["hydra.output_subdir=docs"], "Hydra's record of a run is its .hydra folder"),
+                           (["+hydra.job_logging.handlers.file.mode=w"], "appends (no mode, no rotation)")):
+        line = one_line(run_here(["train", *TINY, f"hydra.run.dir={folder}", *args], tmp_path))
+        assert expected in line, line
+    assert (folder / "notes.log").read_text() == "my notes\n" and (folder / "docs" / "config.yaml").read_text() == \
+        "my docs\n" and sorted(p.name for p in folder.iterdir()) == ["docs", "notes.log"]
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "cfg" / "experiment").mkdir(parents=True)
+    (tmp_path / "cfg" / "experiment" / "x.yaml").write_text(f"# @package _global_\nhydra:\n  run:\n    dir: {home}\n")
+    line = one_line(run_here(["train", *TINY, "--config-dir", "cfg", "experiment=x"], tmp_path))
+    assert "hydra.run.dir is set by your --config-dir files" in line and list(home.iterdir()) == []
+
+
+def test_a_sweep_into_a_folder_that_is_not_empty_is_refused(hostile_runs, tmp_path):
+    sweep = tmp_path / "sw"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "0" / "notes.txt").write_text("mine")
+    (sweep / "multirun.yaml").write_text("mine")
+    # a start that would fail inside the job (a vae cannot start from a dcgan run): the folder is refused first
+    line = one_line(run_here(["train", "-m", "model=vae", *TINY[:2], f"train.init_from={hostile_runs['dcgan']}",
+                              f"hydra.sweep.dir={sweep}"], tmp_path))
+    assert "is not empty: a sweep writes its jobs' folders into it" in line
+    assert (sweep / "0" / "notes.txt").read_text() == "mine" and (sweep / "multirun.yaml").read_text() == "mine"
+
+
+def test_an_output_inside_a_run_folder_is_checked_from_the_run_folder(copy_of, tmp_path, canary):
+    run = copy_of("dcgan")
+    hostile.mutations(canary)["generated_link"](run)
+    line = one_line(run_here(["sample", run, "-n", "4", "-o", run / "generated" / "mine.png"], tmp_path))
+    assert "generated is a link" in line
+    hostile.mutations(canary)["report_link"](run)
+    line = one_line(run_here(["report", run, "-o", run / "report" / "x"], tmp_path))
+    assert "report is a link" in line
+    # a checkpoint outside any run folder sits in a folder of the user's: nothing beside it is replaced
+    loose = tmp_path / "downloads"
+    (loose / "generated").mkdir(parents=True)
+    shutil.copy(run / "checkpoints" / "last.pt", loose / "model.pt")
+    (loose / "generated" / "samples_n4_seed0.png").write_text("mine")
+    line = one_line(run_here(["sample", loose / "model.pt", "-n", "4"], tmp_path))
+    assert "not in a run folder" in line and (loose / "generated" / "samples_n4_seed0.png").read_text() == "mine"
 
 
 def test_a_folder_with_a_hydra_record_or_log_of_its_own_is_not_written_into(tmp_path):
@@ -366,6 +425,25 @@ def test_a_yaml_alias_bomb_or_a_link_to_a_system_file_in_a_config_folder_is_refu
     line = one_line(run_here(["train", "--config-dir", "mine", "experiment=system", *TINY], tmp_path))
     assert "is a link to /etc/hostname, outside --config-dir" in line
     (presets / "system.yaml").unlink()
+    # a linked group folder inside the config folder is read too; one leading out of it is refused
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "big.yaml").write_text(hostile.ALIAS_BOMB)
+    (tmp_path / "mine" / "model").symlink_to(outside)
+    line = one_line(run_here(["train", "--config-dir", "mine", *TINY], tmp_path))
+    assert "model is a link to" in line and "outside --config-dir" in line
+    (tmp_path / "mine" / "model").unlink()
+    (tmp_path / "mine" / "model").mkdir()
+    os.mkfifo(tmp_path / "mine" / "model" / "pipe.yaml")  # reading it would block forever
+    line = one_line(run_here(["train", "--config-dir", "mine", *TINY], tmp_path))
+    assert "pipe.yaml is not a regular file" in line
+    (tmp_path / "mine" / "model" / "pipe.yaml").unlink()
+    (presets / "deep.yaml").write_text("a: " + "[" * 20000 + "]" * 20000 + "\n")
+    line = one_line(run_here(["train", "--config-dir", "mine", "experiment=deep", *TINY], tmp_path))
+    assert "nests deeper than 100 levels" in line
+    (presets / "deep.yaml").unlink()
+    (tmp_path / "mine" / "notes").mkdir()  # not a config group: a project's own YAML is not read
+    (tmp_path / "mine" / "notes" / "cloud.yaml").write_text("a: !Ref b\n")
     (presets / "typo.yaml").write_text("# @package _global_\ntrain:\n  epochz: 3\n")
     line = one_line(run_here(["train", "--config-dir", "mine", "experiment=typo", *TINY], tmp_path))
     assert "unknown key train.epochz (did you mean train.epochs?)" in line and "experiment=typo" in line

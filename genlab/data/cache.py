@@ -68,7 +68,10 @@ def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> Non
 
     size = int(np.prod(shape))
     try:
-        files.declare(path.parent, replace=True, what="the data cache folder")
+        # the default .genlab_cache beside the images is checked from the images' folder: a .genlab_cache that is a
+        # link (shipped inside a downloaded dataset) is not written through
+        root = path.parent.parent if path.parent.name == ".genlab_cache" else path.parent
+        files.declare(root, replace=True, what="the data cache folder")
         partial = files.mkstemp_in(path.parent, prefix=f".{path.name}.", suffix=".part")
     except (OSError, GenlabError) as err:
         raise GenlabError(f"data.cache: cannot write the cache in {path.parent} "
@@ -78,7 +81,8 @@ def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> Non
         # the whole file's blocks first: a memory map written on a full disk dies of SIGBUS, this says ENOSPC
         fd = os.open(partial, os.O_RDWR)
         try:
-            os.posix_fallocate(fd, 0, max(size, 1))
+            if hasattr(os, "posix_fallocate"):  # (not on macOS)
+                os.posix_fallocate(fd, 0, max(size, 1))
         finally:
             os.close(fd)
         out = np.memmap(partial, dtype=np.uint8, mode="r+", shape=shape)  # a raw file: the name says the shape
