@@ -65,8 +65,9 @@ def main() -> None:
     for model_class in (MAF, IAF):
         model = build(model_class, args, spec, device)
         generator = torch.Generator().manual_seed(0)
-        train = seconds(lambda: model.training_step(batch, 0), args.repeats, device)
-        sample = seconds(lambda: model.sample(args.batch, generator=generator), args.repeats, device)
+        train = seconds(lambda model=model: model.training_step(batch, 0), args.repeats, device)
+        sample = seconds(lambda model=model, generator=generator: model.sample(args.batch, generator=generator),
+                         args.repeats, device)
         times[model_class.__name__] = (train, sample)
         print(f"{model_class.__name__}: training step {train * 1e3:10.1f} ms   sampling batch {sample * 1e3:10.1f} ms   "
               f"sampling / training = {sample / train:8.3g}")

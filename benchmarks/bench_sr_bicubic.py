@@ -35,7 +35,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else float(10 * torch.log10(255.0**2 / mse))
 
 
-def main():
+def main():  # noqa: C901  (to be split: issue 24)
     parser = argparse.ArgumentParser()
     parser.add_argument("--basicsr", help="path to BasicSR's basicsr/utils/matlab_functions.py")
     parser.add_argument("--scale", type=int, default=4)

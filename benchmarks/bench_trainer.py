@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 import torch
+from train_throughput import gan_step  # benchmarks/ is on sys.path when this file runs
 
 from genlab.compose import compose
 from genlab.data import build_data
 from genlab.entry import run_training
-from genlab.models.gan import DCGANDiscriminator, DCGANGenerator
 from genlab.models.base import init_dcgan_weights
-from train_throughput import gan_step  # benchmarks/ is on sys.path when this file runs
+from genlab.models.gan import DCGANDiscriminator, DCGANGenerator
 
 
 def reference_loop(steps: int, device: torch.device) -> float:

@@ -172,11 +172,11 @@ def timed_loop(kind, size, device, batches, warm, steps) -> float:
         g, d = nets
         opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        step = lambda x: gan_step(g, d, opt_g, opt_d, x, model.nz, device)  # noqa: E731
+        step = lambda x: gan_step(g, d, opt_g, opt_d, x, model.nz, device)
     else:
         enc, dec = nets
         opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-3)
-        step = lambda x: vae_step(enc, dec, opt, x)  # noqa: E731
+        step = lambda x: vae_step(enc, dec, opt, x)
     done, epoch, start = 0, 0, None
     while done < warm + steps:
         for x in batches(epoch):
@@ -199,9 +199,9 @@ def canonical(kind, size, device, warm, steps) -> float:
 
 def bare(kind, size, device, warm, steps, data) -> float:
     if kind == "dcgan":
-        feed = lambda epoch: (b["image"] for b in data.train.epoch(epoch))  # noqa: E731
+        feed = lambda epoch: (b["image"] for b in data.train.epoch(epoch))
     else:
-        feed = lambda epoch: ((b["image"] + 1) / 2 for b in data.train.epoch(epoch))  # noqa: E731
+        feed = lambda epoch: ((b["image"] + 1) / 2 for b in data.train.epoch(epoch))
     return timed_loop(kind, size, device, feed, warm, steps)
 
 
@@ -271,9 +271,10 @@ def main():
         steps, warm = max(5, int(steps * args.scale)), 3
         cfg = compose([f"model={kind}", "data=fashion_mnist", f"data.size={size}"])
         data = build_data(cfg.data, BATCH, 0, device)  # genlab's feed: built once, as a run builds it at start
-        runs = {"genlab": lambda: genlab_fit(kind, size, device, warm, steps, data, switches),
-                "canonical": lambda: canonical(kind, size, device, warm, steps),
-                "bare": lambda: bare(kind, size, device, warm, steps, data)}
+        case = (kind, size, device, warm, steps)  # bound now: the lambdas run inside this iteration
+        runs = {"genlab": lambda case=case, data=data: genlab_fit(*case, data, switches),
+                "canonical": lambda case=case: canonical(*case),
+                "bare": lambda case=case, data=data: bare(*case, data)}
         if args.alone:  # one of them alone in this fresh process: its peak memory
             seconds, peak = timed(runs[args.alone], device)
             print(f"PEAK {peak}")

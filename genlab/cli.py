@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 import typer.core
@@ -37,7 +36,7 @@ class TrainCommand(typer.core.TyperCommand):
 
 
 @app.command(context_settings=PASS_THROUGH, cls=TrainCommand)
-def train(ctx: typer.Context) -> None:
+def train(ctx: typer.Context) -> None:  # noqa: C901  (to be split: issue 24)
     """Train a model. Everything after `train` goes to Hydra: overrides, `-m` for sweeps, `--cfg job`.
 
     Examples:
@@ -165,7 +164,7 @@ def _quote(path) -> str:
 
 
 @app.command("list")
-def list_options(group: Optional[str] = typer.Argument(None, help="Only this config group (model, data, ...), or `metrics`.")) -> None:
+def list_options(group: str | None = typer.Argument(None, help="Only this config group (model, data, ...), or `metrics`.")) -> None:
     """Show the options of every config group with its description."""
     from rich.console import Console
     from rich.table import Table
@@ -262,15 +261,15 @@ def _output_area(out: Path | None, target, overwrite: bool) -> Path | None:
 
 
 @app.command()
-def sample(
+def sample(  # noqa: C901  (to be split: issue 24)
     run: Path = typer.Argument(..., help="A run folder or one of its checkpoints; its dataset is not needed.",
                                autocompletion=complete_run),
     n: int = typer.Option(64, "--n", "-n", min=1, max=SAMPLES_MAX,
                           help=f"How many samples (a .png grid holds at most {GRID_MAX:,})."),
-    labels: Optional[str] = typer.Option(
+    labels: str | None = typer.Option(
         None, "--labels", help="Classes to draw, cycled, e.g. 0,1,2 (conditional models; InfoGAN: its category)."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="The same seed, n and labels give the same images."),
-    out: Optional[Path] = typer.Option(
+    out: Path | None = typer.Option(
         None, "--out", "-o", help="A .png gets one grid; a folder one PNG per sample. Default RUN/generated/."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file (or the files of the "
                                                               "same names in an existing --out folder)."),
@@ -310,8 +309,7 @@ def sample(
         def write_csv(tmp):
             with open(tmp, "w") as f:
                 f.write(header + "\n")
-                for row in points.tolist():
-                    f.write(",".join(f"{v:.6g}" for v in row) + "\n")
+                f.writelines(",".join(f"{v:.6g}" for v in row) + "\n" for row in points.tolist())
 
         try:
             files.write(out, write_csv)
@@ -461,9 +459,9 @@ def upscale(
                                autocompletion=complete_run),
     source: Path = typer.Argument(..., help="An image file, or a folder of images (any sizes)."),
     out: Path = typer.Argument(..., help="The output .png for one image; a new or empty folder for a folder."),
-    tile: Optional[int] = typer.Option(None, "--tile", min=1, max=TILE_MAX,
+    tile: int | None = typer.Option(None, "--tile", min=1, max=TILE_MAX,
                                        help="Input pixels per tile side (default: the run's eval.tile, 128)."),
-    tile_overlap: Optional[int] = typer.Option(
+    tile_overlap: int | None = typer.Option(
         None, "--tile-overlap", min=0, max=TILE_MAX,
         help="Context pixels around each tile (default: the generator's receptive radius: the same result as "
              "whole)."),
@@ -517,19 +515,19 @@ def upscale(
 
 
 @app.command("eval")
-def evaluate(
+def evaluate(  # noqa: C901  (to be split: issue 24)
     run: Path = typer.Argument(..., help="A run folder or one of its checkpoints.", autocompletion=complete_run),
-    metrics: Optional[str] = typer.Option(
+    metrics: str | None = typer.Option(
         None, "--metrics", help="Comma-separated, e.g. fd_domain,ms_ssim; default every metric that applies."),
     n: int = typer.Option(5000, "--n", "-n", min=10, max=EVAL_MAX,
                           help=f"Generated images per metric (10 to {EVAL_MAX:,})."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the generated images."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, or auto (cuda where PyTorch sees a GPU, as `train` does)."),
-    data: Optional[str] = typer.Option(
+    data: str | None = typer.Option(
         None, "--data",
         help="Where the run's dataset is, as data.KEY=VALUE settings, e.g. 'data.root=PATH' (genlab reads data only "
              "where you say or where its defaults point, never where a checkpoint says)."),
-    ood_data: Optional[str] = typer.Option(
+    ood_data: str | None = typer.Option(
         None, "--ood-data",
         help="A second dataset for out-of-distribution AUROC/AUPRC: a data option, with data.KEY=VALUE settings "
              "if it needs them, e.g. 'image_folder data.root=PATH'."),
@@ -631,11 +629,11 @@ def evaluate(
 
 @app.command()
 def report(
-    runs: List[Path] = typer.Argument(..., help="Run folders and/or multirun folders (outputs/multirun/<time>).",
+    runs: list[Path] = typer.Argument(..., help="Run folders and/or multirun folders (outputs/multirun/<time>).",
                                       autocompletion=complete_run_or_sweep),
-    out: Optional[Path] = typer.Option(
+    out: Path | None = typer.Option(
         None, "--out", "-o", help="Folder for the PNGs and index.html; default RUN/report (one path) or ./report."),
-    epochs: Optional[str] = typer.Option(
+    epochs: str | None = typer.Option(
         None, "--epochs", help="Epochs of the progression strips, e.g. 1,11,21,31,41,51 (the nearest saved grid "
                                "each); default six spread from the first to the last."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing --out folder that is not a "
@@ -691,12 +689,12 @@ def report(
 def reconstruct(
     run: Path = typer.Argument(..., help="An autoencoder run folder (vae, cvae, vqvae) or one of its checkpoints.",
                                autocompletion=complete_run),
-    images: List[Path] = typer.Argument(
+    images: list[Path] = typer.Argument(
         ..., help="Image files, folders of images, or other run folders (their model draws new samples)."),
     n: int = typer.Option(8, "--n", "-n", min=1, max=RECONSTRUCT_MAX, help="How many images to pass through."),
-    out: Optional[Path] = typer.Option(
+    out: Path | None = typer.Option(
         None, "--out", "-o", help="PNG to write; default RUN/reconstructions/<images>.png."),
-    label: Optional[int] = typer.Option(
+    label: int | None = typer.Option(
         None, "--label", min=0, max=1 << 20,
         help="Class to condition on (cvae), also asked of a conditional run's samples; default 0."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed for samples drawn from a run given as IMAGES."),
@@ -825,10 +823,10 @@ def config_show(ctx: typer.Context) -> None:
     # the types and the safety `genlab train` checks; not its ranges, the GPU or the data (so a user can look
     # at `data=image_folder` to learn that it needs data.root)
     cfg = checked_config(line.overrides, line, validate_values=False)
-    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     try:
         text = OmegaConf.to_yaml(cfg, resolve=True)
-    except Exception as err:  # an unresolvable interpolation, e.g. a missing environment variable
+    except Exception as err:  # noqa: BLE001  (an unresolvable interpolation, e.g. a missing environment variable)
         raise GenlabError(f"the config does not resolve: {str(err).splitlines()[0]}") from None
     if sys.stdout.isatty():
         Console().print(Syntax(text, "yaml", theme="ansi_dark"))
@@ -845,7 +843,7 @@ def _root(version: bool = typer.Option(False, "--version", help="Print genlab's 
         raise typer.Exit()
 
 
-def main() -> None:
+def main() -> None:  # noqa: C901  (to be split: issue 24)
     import signal
 
     from genlab import rundir

@@ -68,7 +68,7 @@ def shorthand(override: str) -> str:
     return override
 
 
-def parse_command_line(args: list[str]) -> CommandLine:
+def parse_command_line(args: list[str]) -> CommandLine:  # noqa: C901  (to be split: issue 24)
     line = CommandLine()
     i = 0
     while i < len(args):
@@ -121,7 +121,7 @@ def _groups() -> set[str]:
 MULTI_GROUPS = ("logger",)  # config groups whose options combine (logger=[tensorboard,wandb])
 
 
-def _check_group_choices(overrides: list[str], extra_dirs: tuple[Path, ...], multirun: bool) -> None:
+def _check_group_choices(overrides: list[str], extra_dirs: tuple[Path, ...], multirun: bool) -> None:  # noqa: C901  (to be split: issue 24)
     """`model=foo` -> one line listing the real options (Hydra's own message spans several lines)."""
     groups = _groups()
     for override in overrides:
@@ -224,7 +224,7 @@ def did_you_mean(word: str, choices) -> str:
 
 def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     keys = []
-    for key in cfg.keys():
+    for key in cfg:
         if key == "hydra" and not prefix:
             continue
         node = cfg._get_node(key)
@@ -355,7 +355,7 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
             prefix = raw.split("=", 1)[0]
             try:
                 choices = [f"{prefix}={value}" for value in override.sweep_string_iterator()] or [raw]
-            except Exception:  # glob() and interval() need the config or a sampler; Hydra expands them itself
+            except Exception:  # noqa: BLE001  (glob() and interval() need the config or a sampler; Hydra expands them itself)
                 choices = []
         choices_per_override.append(choices)
     base = [choices[0] for choices in choices_per_override if choices]
@@ -416,7 +416,7 @@ def check_resolves(cfg: DictConfig) -> None:
         return text[:200]
 
     try:
-        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"]), resolve=True)
+        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "a value"
         raise GenlabError(f"{key} could not be resolved: {reason(err)}") from None
@@ -513,7 +513,7 @@ def check_sweeper(line: CommandLine, first: DictConfig) -> None:
         line.overrides.append(f"hydra.sweeper.direction={wanted}")
 
 
-def check_command_line(args: list[str]) -> CommandLine:
+def check_command_line(args: list[str]) -> CommandLine:  # noqa: C901  (to be split: issue 24)
     """Everything `genlab train ARGS` can get wrong before a run folder is made, as one GenlabError."""
     from genlab.checkpoint import load_checkpoint
     from genlab.config import check_writable
@@ -541,7 +541,7 @@ def check_command_line(args: list[str]) -> CommandLine:
             line.swept = _swept_keys(line.overrides) + [key for key in params if key not in given]
     except GenlabError:
         raise
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001  (a third party's error of any type becomes one line)
         raise GenlabError(_one_line(err)) from None
     for overrides in variants:
         cfg = checked_config(overrides, line)

@@ -26,8 +26,8 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from genlab.errors import GenlabError
 
@@ -156,7 +156,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def spawn(nproc: int, argv: list[str], folder) -> int:
+def spawn(nproc: int, argv: list[str], folder) -> int:  # noqa: C901  (to be split: issue 24)
     """`genlab train --nproc N`: N ranks of `python -m genlab train ARGV` on this machine, rendezvous on a free
     local port, the claimed run folder passed down (this process keeps it locked). The ranks run in a process
     group of their own and this process passes each SIGINT, SIGTERM, SIGHUP and SIGQUIT on to every rank, so

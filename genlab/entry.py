@@ -19,7 +19,7 @@ from genlab.paths import config_dir
 log = logging.getLogger("genlab")
 
 
-def report_user_errors(func):
+def report_user_errors(func):  # noqa: C901  (to be split: issue 24)
     """A GenlabError becomes `genlab: <message>` on stderr and exit code 2, never a traceback.
 
     A run that fails before it saved a checkpoint or logged a step (a bad image, Ctrl-C or SIGTERM while
@@ -28,11 +28,9 @@ def report_user_errors(func):
     """
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from genlab import rundir
+    def wrapper(*args, **kwargs):  # noqa: C901  (to be split: issue 24)
+        from genlab import distributed, rundir
         from genlab.errors import handled, interrupt_exit_code, raise_if_stopped, raise_interrupted
-
-        from genlab import distributed
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         if distributed.rank() > 0:  # a data-parallel rank > 0: rank 0 holds, writes and cleans the folder
@@ -90,9 +88,8 @@ def report_user_errors(func):
 def _other_rank(func, *args, **kwargs):
     """A rank > 0 of a data-parallel job: rank 0 holds and cleans up the folder; this one says its error (marked
     with its rank) and exits with the same code."""
-    from genlab.errors import interrupt_exit_code
-
     from genlab import distributed
+    from genlab.errors import interrupt_exit_code
 
     try:
         return func(*args, **kwargs)
@@ -128,9 +125,9 @@ def continue_command(run_dir: Path) -> str:
     line = compose.LAUNCHED
     if line is not None:
         flags = [f for f in line.flags if f not in ("-m", "--multirun", "-r", "--run")]
-    from genlab import distributed
-
     import os
+
+    from genlab import distributed
 
     if distributed.world_size() > 1 and not os.environ.get(distributed.HELD_ENV):  # a torchrun job
         return f"the same torchrun command, with {shlex.quote(f'train.resume={run_dir}')} added"
@@ -141,16 +138,14 @@ def continue_command(run_dir: Path) -> str:
 
 def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     """Validate, seed, build data and model, fit. Also the in-process API the tests use."""
+    from genlab import distributed
     from genlab.checkpoint import seed_everything
     from genlab.config import validate
     from genlab.data import build_data
+    from genlab.errors import raise_if_stopped
     from genlab.models import build_model
     from genlab.registry import DATASETS
     from genlab.trainer import Trainer, resolve_device
-
-    from genlab import distributed
-
-    from genlab.errors import raise_if_stopped
 
     distributed.init()  # a data-parallel rank joins its job (a no-op in one process)
     validate(cfg)
@@ -214,8 +209,7 @@ def train(cfg: DictConfig) -> float | None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
     # a sweep job (its hparams went to the loggers at its end): its objective, for a sweeper that optimises
-    from genlab.tracking import final_scalars, read_metrics
-
     from genlab import objective
+    from genlab.tracking import final_scalars, read_metrics
 
     return objective.value(cfg, run_dir, final_scalars(read_metrics(run_dir / "metrics.jsonl")))

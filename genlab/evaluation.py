@@ -31,6 +31,7 @@ import hashlib
 import math
 import os
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,7 +129,7 @@ def domain_classifier(data, data_cfg, device, log=print) -> tuple[DomainClassifi
             state = torch.load(path, map_location=device, weights_only=True)
             model.load_state_dict(state["model"])
             return model.eval(), state["info"]
-        except Exception:  # a damaged cache entry is retrained, not fatal
+        except Exception:  # noqa: BLE001, S110  (a damaged cache entry, whatever torch raises for it, is retrained)
             pass
     log(f"training the {spec.name} domain classifier on its {spec.n_train} training images (cached in {path.parent})")
     generator = torch.Generator().manual_seed(0)
@@ -217,7 +218,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     window = min(window, min(a.shape[-2:]) - (1 - min(a.shape[-2:]) % 2))
     kernel = gaussian_window(window, sigma).to(a.double())[None, None].repeat(a.shape[1], 1, 1, 1)
     a, b = a.double(), b.double()
-    blur = lambda t: F.conv2d(t, kernel, groups=a.shape[1])  # noqa: E731
+    blur = lambda t: F.conv2d(t, kernel, groups=a.shape[1])
     mu_a, mu_b = blur(a), blur(b)
     var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
     cov = blur(a * b) - mu_a * mu_b
@@ -240,7 +241,7 @@ def ms_ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, sigma: float = 1.
     weights = weights / weights.sum()
     kernel = gaussian_window(window, sigma).to(a)[None, None].repeat(a.shape[1], 1, 1, 1)
     c1, c2 = 0.01**2, 0.03**2
-    blur = lambda t: F.conv2d(t, kernel, groups=a.shape[1])  # noqa: E731
+    blur = lambda t: F.conv2d(t, kernel, groups=a.shape[1])
     values = []
     for s in range(scales):
         mu_a, mu_b = blur(a), blur(b)
@@ -296,10 +297,9 @@ def parse_data_settings(text: str, flag: str, named: bool = False) -> list[str]:
         words = shlex.split(text)
     except ValueError as err:
         raise GenlabError(f"{flag} {text!r}: {err}; quote a path with spaces as 'data.root=\"my folder\"'") from None
-    if named:
-        if not words or words[0].startswith("data.") or "=" in words[0]:
-            raise GenlabError(f"{flag} takes a data option and data.KEY=VALUE settings, e.g. {flag} fashion_mnist "
-                              f"or {flag} 'image_folder data.root=PATH'; got {text!r}")
+    if named and (not words or words[0].startswith("data.") or "=" in words[0]):
+        raise GenlabError(f"{flag} takes a data option and data.KEY=VALUE settings, e.g. {flag} fashion_mnist "
+                          f"or {flag} 'image_folder data.root=PATH'; got {text!r}")
     rest = words[1:] if named else words
     if not named and not rest:
         raise GenlabError(f"{flag} is empty: pass data.KEY=VALUE settings, e.g. {flag} 'data.root=PATH'")
@@ -331,7 +331,7 @@ def data_config(name: str, settings: list[str], flag: str):
     for setting in settings:
         key = setting.partition("=")[0]
         if key.count(".") != 1 or key.split(".")[1] not in set(defaults.data.keys()):
-            keys = [f"data.{k}" for k in defaults.data.keys()]
+            keys = [f"data.{k}" for k in defaults.data]
             raise GenlabError(f"{flag}: data={name} has no key {key}{did_you_mean(key, keys)}")
     try:
         cfg = OmegaConf.merge(defaults, OmegaConf.from_dotlist(settings))
@@ -411,7 +411,7 @@ def _setting_value(value) -> str:
     return "[" + ",".join(item(v) for v in value) + "]" if isinstance(value, list) else item(value)
 
 
-def run_data_config(cfg, settings: list[str]):
+def run_data_config(cfg, settings: list[str]):  # noqa: C901  (to be split: issue 24)
     """A run's data.* with the places (PLACE_KEYS) of genlab's defaults or of `--data`, and nothing that writes."""
     from omegaconf import OmegaConf
 
@@ -698,7 +698,7 @@ def fd_domain(ctx: Context) -> dict:
 @metric("precision_recall")
 def precision_recall_metric(ctx: Context) -> dict:
     """k-NN manifold precision (fidelity) and recall (coverage) of samples, in the same features."""
-    ctx.fake  # first: a model that cannot sample is skipped before any classifier work
+    _ = ctx.fake  # first: a model that cannot sample is skipped before any classifier work
     classifier, info = ctx.classifier
     n = min(ctx.n, 5000)
     real_x, _ = ctx.real("train", limit=n)
@@ -724,7 +724,7 @@ def ms_ssim_metric(ctx: Context, pairs: int = 100) -> dict:
     value, classes, scales = same_class_ms_ssim(fake_x, fake_y, pairs, ctx.seed)
     test_x, test_y = ctx.real("test")
     real_value, real_classes, _ = same_class_ms_ssim(test_x, test_y, pairs, ctx.seed)
-    base = dict(pairs_per_class=pairs, scales=scales, window="gaussian 7x7, sigma 1.5")
+    base = {"pairs_per_class": pairs, "scales": scales, "window": "gaussian 7x7, sigma 1.5"}
     return {
         "ms_ssim": {"value": value, "protocol": ctx.protocol(classes=classes, grouped_by=grouping, **base)},
         "ms_ssim_real": {"value": real_value, "protocol": {"n_real": len(test_x), "real_split": "test",
@@ -763,7 +763,7 @@ def inception_extractor(path: Path, device) -> nn.Module:
     bad_file = f"{path} is not the torch-fidelity Inception weights file ({{}}); download {INCEPTION_URL} again"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated download, a file that pickles code: one line, nothing ran
+    except Exception as err:  # noqa: BLE001  (a truncated download, a file that pickles code: one line, nothing ran)
         raise MetricUnavailable(bad_file.format(first_line(err))) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise MetricUnavailable(bad_file.format("it holds no state dict of tensors"))
@@ -817,7 +817,7 @@ def kernel_inception_distance(a: torch.Tensor, b: torch.Tensor, subsets: int = 1
         x = a[torch.randperm(len(a), generator=generator)[:m]]
         y = b[torch.randperm(len(b), generator=generator)[:m]]
         kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
-        off = lambda k: (k.sum() - k.diagonal().sum()) / (m * (m - 1))  # noqa: E731
+        off = lambda k: (k.sum() - k.diagonal().sum()) / (m * (m - 1))
         values.append(float(off(kxx) + off(kyy) - 2 * kxy.mean()))
     return float(np.mean(values)), float(np.std(values))
 
@@ -978,7 +978,7 @@ def translation(ctx: Context) -> dict:
         base_l1.append((base - target).abs().flatten(1).mean(1) / 2)
         quality.append(psnr(out, target))
         base_quality.append(psnr(base, target))
-        unit = lambda t: (t.clamp(-1, 1) + 1) / 2  # noqa: E731
+        unit = lambda t: (t.clamp(-1, 1) + 1) / 2
         similarity.append(ssim(unit(out), unit(target)))
         base_similarity.append(ssim(unit(base), unit(target)))
         shapes.add(tuple(target.shape[-2:]))
@@ -991,7 +991,7 @@ def translation(ctx: Context) -> dict:
                 "images": "whole, one at a time" if whole else "the held-out crops",
                 "sizes": sorted(shapes)[:5] if len(shapes) <= 5 else f"{len(shapes)} different sizes",
                 "baseline": "the input, bicubic-resized to the target's size" if resized else "the input itself"}
-    mean = lambda parts: float(torch.cat(parts).mean())  # noqa: E731
+    mean = lambda parts: float(torch.cat(parts).mean())
     return {"translation_l1": {"value": mean(l1), "protocol": protocol},
             "translation_psnr": {"value": mean(quality), "protocol": {**protocol, "unit": "dB"}},
             "baseline_l1": {"value": mean(base_l1), "protocol": protocol},
@@ -1239,7 +1239,7 @@ def merge_metrics(path: Path, header: dict, result: dict) -> dict:
     its own value, protocol, time, checkpoint, step and weights, so `eval --metrics a` then `--metrics b` leaves
     both. A metric scored again replaces its old outputs; a damaged file is replaced whole. Returns the record."""
     import json
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     old: dict = {}
     if os.path.lexists(path):
@@ -1248,7 +1248,7 @@ def merge_metrics(path: Path, header: dict, result: dict) -> dict:
         except (GenlabError, ValueError, RecursionError):  # not JSON, a number too long, a nesting too deep
             old = {}
     old = old if isinstance(old, dict) else {}
-    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    when = datetime.now(UTC).isoformat(timespec="seconds")
     stamp = {"time": when, "checkpoint": header.get("checkpoint"), "step": header.get("step"),
              "weights": header.get("weights")}
     fresh = {name: {**entry, **stamp} for name, entry in result["metrics"].items()}
@@ -1270,7 +1270,7 @@ def merge_metrics(path: Path, header: dict, result: dict) -> dict:
     return record
 
 
-def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: torch.device, log=print,
+def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: torch.device, log=print,  # noqa: C901  (to be split: issue 24)
                  ood_data: str | None = None, anomaly: bool = False, data: list[str] | None = None) -> dict:
     """Run each metric; a metric asked for by name that cannot run is an error, a default one is skipped
     with its reason, and one that does not apply to this run (another data kind, no --ood-data) is left out.

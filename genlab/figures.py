@@ -11,8 +11,8 @@ No imports beyond the standard library, so a model file can register its figures
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass

@@ -22,9 +22,9 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from genlab.errors import GenlabError
 
@@ -131,7 +131,7 @@ def _made_here(path: Path) -> bool:
     return any(a.made.get(str(path)) == (st.st_dev, st.st_ino) for a in _AREAS)
 
 
-def _folders_to(area: Area, path: Path, create: bool = True) -> None:
+def _folders_to(area: Area, path: Path, create: bool = True) -> None:  # noqa: C901  (to be split: issue 24)
     """Every folder from the area's root down to `path`'s parent is a real folder (made where missing)."""
     current = area.base(path)
     if create and not os.path.lexists(current):
@@ -353,7 +353,7 @@ def adopt(area: Area, path) -> None:
         area.made[str(path)] = (st.st_dev, st.st_ino)
 
 
-def remove_made(root) -> list[Path]:
+def remove_made(root) -> list[Path]:  # noqa: C901  (to be split: issue 24)
     """Remove what this process made at or inside `root`, where it is still what was made (the same inode): a
     folder it made goes whole, what it made inside someone else's folder goes alone. Returns what was removed."""
     import shutil

@@ -49,7 +49,7 @@ def validate(cfg: DictConfig) -> None:
         LOGGERS[name].check(settings)
 
 
-def build(cfg: DictConfig | None) -> list["Logger"]:
+def build(cfg: DictConfig | None) -> list[Logger]:
     return [LOGGERS[name](settings) for name, settings in selected(cfg).items()]
 
 
@@ -174,7 +174,7 @@ class Wandb(Logger):
                 # one wandb run per run folder: a resume into the same folder continues it
                 id=self._run_id(run_dir), resume="allow",
                 config=config, settings=wandb.Settings(silent=True, console="off"))
-        except Exception as err:  # no login for mode=online, a bad entity...: one line
+        except Exception as err:  # noqa: BLE001  (no login for mode=online, a bad entity...: one line)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise GenlabError(f"logger=wandb could not start a run ({first[:200]}); without an account or a "
                               "network use logger.wandb.mode=offline") from None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from genlab.errors import GenlabError
 
@@ -45,6 +46,6 @@ METRICS = Registry("metric")
 
 def load_all() -> None:
     """Import the modules whose decorators fill the registries."""
-    import genlab.data  # noqa: F401
-    import genlab.losses  # noqa: F401
+    import genlab.data
+    import genlab.losses
     import genlab.models  # noqa: F401

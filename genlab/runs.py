@@ -3,9 +3,9 @@ images that commands like `genlab reconstruct` feed it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -179,9 +179,9 @@ def _check_fits(cfg: DictConfig, spec: DataSpec, weights: dict, checkpoint: Path
     """Build the model on the meta device (no memory) and compare its tensors with the file's: a config that asks
     for a huge network, or weights of another one, is one line before anything is allocated. A family that
     cannot build on the meta device is checked by the real load instead."""
-    from genlab.models import build_model
-
     import warnings
+
+    from genlab.models import build_model
 
     try:
         with torch.device("meta"), warnings.catch_warnings():

@@ -56,7 +56,7 @@ def changed_values(cfg: DictConfig, line) -> list[tuple[str, str, str]]:
 
     if list(selected(cfg)) != list(DEFAULT):
         rows.append(("logger", ",".join(selected(cfg)), ",".join(DEFAULT)))
-    keep = [k for k in cfg.keys() if k != "hydra"]
+    keep = [k for k in cfg if k != "hydra"]
     now = _flat(OmegaConf.to_container(OmegaConf.masked_copy(cfg, keep), resolve=True))
     before = _flat(OmegaConf.to_container(base, resolve=True))
     for key, value in now.items():

@@ -13,7 +13,7 @@ model's receptive radius, so tiled equals untiled), read by `genlab eval`, `genl
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -15,13 +15,13 @@ import torch
 from omegaconf import DictConfig
 
 from genlab import distributed, summary
+from genlab.checkpoint import rng_state
 from genlab.data import Batch, Data
 from genlab.data.base import check_batches
+from genlab.ema import build_ema
 from genlab.errors import GenlabError, Interrupted, TrainingStopped
 from genlab.models import GenerativeModel
-from genlab.ema import build_ema
 from genlab.optim import describe
-from genlab.checkpoint import rng_state
 from genlab.resume import Position, checkpoint_state, init_from, position_of, resolve_resume, restore
 from genlab.runwriter import RunWriter, sweep_overrides
 from genlab.schedules import Schedule, schedule_from
@@ -105,8 +105,8 @@ class Progress:
         self.bar = None
         self.last_line = time.monotonic()
         if mode == "bar":
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn
-            from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
 
             self.bar = RichProgress(
                 TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from genlab.errors import GenlabError
 
-_FILES: dict[str, "WeightsFile"] = {}
+_FILES: dict[str, WeightsFile] = {}
 _VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, within one process
 
 

@@ -195,6 +195,10 @@ def _replace(path: Path, data: bytes | None = None, link_to: Path | None = None,
         path.write_bytes(data or b"")
 
 
+def _truncate(path: Path, size: int) -> None:
+    _replace(path, path.read_bytes()[:size])
+
+
 def _craft_checkpoint(run: Path, change) -> None:
     path = run / "checkpoints" / "last.pt"
     state = torch.load(path, weights_only=True)
@@ -253,12 +257,11 @@ def mutations(canary: Path) -> dict:
         "metrics_folder": lambda r: _replace(r / "metrics.jsonl", folder=True),
         "metrics_empty": lambda r: _replace(r / "metrics.jsonl", b""),
         # sample grids
-        "png_text": lambda r: _replace(sorted((r / "samples").glob("epoch_*.png"))[-1], b"not a png at all"),
-        "png_truncated": lambda r: (lambda p: _replace(p, p.read_bytes()[:60]))(
-            sorted((r / "samples").glob("epoch_*.png"))[-1]),
-        "png_link": lambda r: _replace(sorted((r / "samples").glob("epoch_*.png"))[-1], link_to=c / "photo.png"),
-        "png_bomb": lambda r: _replace(sorted((r / "samples").glob("epoch_*.png"))[-1], bomb_png()),
-        "png_folder": lambda r: _replace(sorted((r / "samples").glob("epoch_*.png"))[-1], folder=True),
+        "png_text": lambda r: _replace(max((r / "samples").glob("epoch_*.png")), b"not a png at all"),
+        "png_truncated": lambda r: _truncate(max((r / "samples").glob("epoch_*.png")), 60),
+        "png_link": lambda r: _replace(max((r / "samples").glob("epoch_*.png")), link_to=c / "photo.png"),
+        "png_bomb": lambda r: _replace(max((r / "samples").glob("epoch_*.png")), bomb_png()),
+        "png_folder": lambda r: _replace(max((r / "samples").glob("epoch_*.png")), folder=True),
         "samples_link": lambda r: _replace(r / "samples", link_to=c),
         # .hydra/
         "config_garbage": lambda r: _replace(r / ".hydra" / "config.yaml", b"model: [unclosed\n  : -\n"),

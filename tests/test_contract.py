@@ -1,7 +1,6 @@
 """The contract every family builds on: learning-rate schedules, the generator EMA, real network modules."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -53,9 +52,8 @@ def test_an_interrupted_run_with_a_schedule_and_ema_resumes_exactly(tmp_path, tr
     settings = [*(GAN if model == "dcgan" else TINY), f"model={model}", "train.ema=0.9", "optim.schedule=linear",
                 "optim.schedule.decay_epochs=2"]
     train(tmp_path / "straight", *settings)
-    with interrupt_at(DCGAN if model == "dcgan" else VAE, 9):  # mid-epoch, inside the decay
-        with pytest.raises(Interrupted):
-            train(tmp_path / "first", *settings)
+    with interrupt_at(DCGAN if model == "dcgan" else VAE, 9), pytest.raises(Interrupted):  # mid-epoch, in the decay
+        train(tmp_path / "first", *settings)
     first = torch.load(tmp_path / "first" / "checkpoints" / "last.pt", weights_only=True)
     assert (first["step"], first["epoch"], first["batch"]) == (10, 2, 2)
     train(tmp_path / "resumed", *settings, f"train.resume={tmp_path / 'first'}")
@@ -115,12 +113,10 @@ def test_bad_schedule_and_ema_settings_are_one_line(overrides, expected):
 
 
 def test_batches_are_named_and_a_model_refuses_data_of_another_kind(monkeypatch):
-    from genlab.compose import check_command_line
+    from genlab.compose import check_command_line, compose
     from genlab.data import Batch, build_data
     from genlab.errors import GenlabError
     from genlab.registry import DATASETS, load_all
-
-    from genlab.compose import compose
 
     data = build_data(compose(["data.size=16", "data.limit=64"]).data, batch_size=16, seed=0,
                       device=torch.device("cpu"))
@@ -215,10 +211,9 @@ def test_init_from_refuses_a_model_without_a_mapping_and_a_resume_beside_it(tmp_
 def test_the_sweep_objective_is_a_named_scalar_with_a_direction(compose, caplog, tmp_path, monkeypatch):
     import logging
 
-    from genlab.objective import spec, value
-
     import genlab.objective
     from genlab.errors import GenlabError
+    from genlab.objective import spec, value
 
     final = {"d_loss": 0.7, "g_loss": 2.0, "test_nelbo": 410.5, "loss": 400.0}
     with caplog.at_level(logging.INFO, logger="genlab"):

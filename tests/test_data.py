@@ -99,7 +99,7 @@ def test_cifar10_python_pickles(tmp_path):
     folder.mkdir()
     rng = np.random.default_rng(0)
     written = {}
-    for name, n in [*(("data_batch_%d" % i, 6) for i in range(1, 6)), ("test_batch", 5)]:
+    for name, n in [*((f"data_batch_{i}", 6) for i in range(1, 6)), ("test_batch", 5)]:
         entry = {"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8), "labels": rng.integers(0, 10, n).tolist(),
                  "batch_label": name}
         with open(folder / name, "wb") as f:

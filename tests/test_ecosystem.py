@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,8 +41,14 @@ def test_the_public_extractor_gives_the_numbers_of_the_former_torchmetrics_path(
     NoTrainInceptionV3 with antialias=False (before) give the same features, so the same FID, KID and IS."""
     from torchmetrics.image.fid import NoTrainInceptionV3
 
-    from genlab.evaluation import (_to_uint8_rgb, frechet_distance, inception_extractor, inception_features,
-                                   inception_score, kernel_inception_distance)
+    from genlab.evaluation import (
+        _to_uint8_rgb,
+        frechet_distance,
+        inception_extractor,
+        inception_features,
+        inception_score,
+        kernel_inception_distance,
+    )
 
     generator = torch.Generator().manual_seed(1)
     grey = torch.rand(5, 1, 32, 32, generator=generator) * 2 - 1  # a greyscale set, repeated to RGB
@@ -203,7 +208,7 @@ def test_train_completion_opens_keys_of_the_composed_config_and_their_values(mon
     from genlab.paths import config_dir
 
     monkeypatch.chdir(tmp_path)
-    complete = lambda *words: in_process(monkeypatch, ["genlab", *words])  # noqa: E731
+    complete = lambda *words: in_process(monkeypatch, ["genlab", *words])
     assert complete("train", "mod") == ["model=", "model."]
     # a lone key is opened (bash would put a space after `experiment=`): every option, as experiment=NAME
     experiments = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
@@ -460,8 +465,8 @@ def test_an_optuna_sweep_of_three_trials_completes_and_keeps_the_best(tmp_path):
 
 def test_typers_own_usage_errors_are_one_line_with_where_to_look(tmp_path):
     for args, expected in ((["trian"], "genlab: no such command 'trian'. Did you mean 'train'? (see `genlab --help`)"),
-                           (["eval", "run", "--metric", "fid"], "genlab: eval: no such option: --metric (Possible "
-                                                                 "options: --device, --metrics) (see `genlab eval --help`)"),
+                           (["eval", "run", "--metric", "fid"], ("genlab: eval: no such option: --metric (Possible "
+                                                                 "options: --device, --metrics) (see `genlab eval --help`)")),
                            (["sample"], "genlab: sample: missing argument 'run' (see `genlab sample --help`)")):
         out = run_cli(args, tmp_path)
         assert out.returncode == 2 and out.stderr.strip().splitlines() == [expected], out.stderr

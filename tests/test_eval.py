@@ -6,8 +6,7 @@ import math
 import pytest
 import torch
 
-from genlab.evaluation import (frechet_distance, inception_score, kernel_inception_distance, ms_ssim,
-                               precision_recall)
+from genlab.evaluation import frechet_distance, inception_score, kernel_inception_distance, ms_ssim, precision_recall
 from tests.conftest import FASHION_SYSTEM, run_cli
 
 

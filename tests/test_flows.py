@@ -72,7 +72,7 @@ def test_made_outputs_depend_only_on_inputs_of_lower_degree(order):
     xs = torch.randn(40, dim, dtype=torch.float64)
     for output in (0, 1):  # shift, log-scale
         # |d out_i / d x_j| summed over 40 points (at one point a ReLU path may be off)
-        jacobian = sum(torch.autograd.functional.jacobian(lambda v: made(v[None])[output][0], x).abs() for x in xs)
+        jacobian = sum(torch.autograd.functional.jacobian(lambda v, output=output: made(v[None])[output][0], x).abs() for x in xs)
         allowed = degrees[None, :] < degrees[:, None]  # input j may reach output i only if deg(j) < deg(i)
         assert torch.all(jacobian[~allowed] == 0)
         assert torch.all(jacobian[allowed] > 0)  # and every allowed path is used: the test can fail
@@ -205,9 +205,8 @@ def test_a_toy_flow_draws_its_density_beside_data_and_samples_and_resumes_exactl
                 "device=cpu", "optim.schedule.name=cosine"]
     train(tmp_path / "straight", *settings)
     straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
-    with interrupt_at(RealNVP, 11):
-        with pytest.raises(Interrupted):
-            train(tmp_path / "first", *settings)
+    with interrupt_at(RealNVP, 11), pytest.raises(Interrupted):
+        train(tmp_path / "first", *settings)
     train(tmp_path / "resumed", *settings, f"train.resume={tmp_path / 'first'}")
     resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
     assert straight["step"] == 24 and all(torch.equal(straight["model"][k], resumed["model"][k])
@@ -269,7 +268,7 @@ def test_anomaly_eval_on_a_held_out_class_writes_auroc_auprc_and_both_curves(tmp
     assert 0 <= metrics["anomaly_auroc_class_8"]["value"] <= 1
     from genlab.report import build_report
 
-    report, index = build_report([tmp_path / "run"], tmp_path / "report")
+    _, index = build_report([tmp_path / "run"], tmp_path / "report")
     assert (tmp_path / "report" / "eval_anomaly_roc.png").is_file() and "eval_anomaly_roc.png" in index.read_text()
     # a run trained on every class has no anomalies to find: one line
     train(tmp_path / "all", *TINY_FLOW, "train.steps=2")

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from omegaconf import OmegaConf
 
 from genlab.data import Batch, DataSpec

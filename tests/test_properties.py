@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from genlab.rundir import trained  # noqa: E402
-from tests import hostile  # noqa: E402
-from tests.hostile import one_line_or_success, run_here  # noqa: E402
+from genlab.rundir import trained
+from tests import hostile
+from tests.hostile import one_line_or_success, run_here
 
 # each entry: a group or key, and values that are right, of the wrong type, out of range, or unknown
 CHOICES = {
@@ -113,7 +113,7 @@ def _check_command(command, runs, case, root: Path) -> None:
         target = run / "1" if source == runs["sweep"] else run
         try:
             fns[name](target)
-        except Exception:  # noqa: BLE001  (a change that needs what an earlier one removed or broke: the others
+        except Exception:  # noqa: BLE001, S112  (a change that needs what an earlier one removed or broke: the others
             continue  # still apply, and the command still meets them)
     args = [command, run, *variants[variant % len(variants)]]
     ran = run_here(args, work)

@@ -8,7 +8,6 @@ import resource
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -86,7 +85,7 @@ def test_hydra_callbacks_and_targets_are_refused(tmp_path, how):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
     if how == "override":
-        args = [f"+hydra.callbacks.wipe._target_=os.truncate", f"+hydra.callbacks.wipe.path={victim}",
+        args = ["+hydra.callbacks.wipe._target_=os.truncate", f"+hydra.callbacks.wipe.path={victim}",
                 "+hydra.callbacks.wipe.length=0"]
     else:
         configs = tmp_path / "my_configs" / "experiment"
@@ -264,7 +263,7 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path):
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, train, monkeypatch):
-    import genlab.checkpoint as checkpoint
+    from genlab import checkpoint
     from genlab.errors import GenlabError
 
     calls = []
@@ -456,7 +455,7 @@ def test_sigkill_at_random_moments_never_breaks_a_run_and_the_resumed_run_equals
             time.sleep(rng.uniform(0.0, 6.0))
         else:
             try:
-                _wait_for(lambda: (run / "metrics.jsonl").is_file() and '"d_loss"' in (run / "metrics.jsonl").read_text(),
+                _wait_for(lambda run=run: (run / "metrics.jsonl").is_file() and '"d_loss"' in (run / "metrics.jsonl").read_text(),
                           timeout=120)
             except AssertionError:
                 pass

@@ -114,8 +114,8 @@ def test_an_nproc_mistake_is_one_line_before_any_folder(tmp_path):
     (["-m", "train.steps=1,2"], {"WORLD_SIZE": "2", "RANK": "0"}, "for a sweep (-m) run each job as"),
     (["--nproc", "2"], {"WORLD_SIZE": "2", "RANK": "0"}, "under torchrun leave it out"),
     (["train.steps=1"], {"WORLD_SIZE": "2"}, "WORLD_SIZE=2 is set but MASTER_ADDR is not"),
-    (["--nproc", "2", "loss=wgan_gp", "model.d_norm=batch"], {}, "loss=wgan_gp with model.d_norm=batch cannot run "
-                                                                 "data-parallel"),
+    (["--nproc", "2", "loss=wgan_gp", "model.d_norm=batch"], {}, ("loss=wgan_gp with model.d_norm=batch cannot run "
+                                                                 "data-parallel")),
 ])
 def test_nproc_mistakes_are_one_line(tmp_path, monkeypatch, args, env, expected):
     """The same checks in-process (the subprocess test above shows the one line and exit code they become)."""
@@ -218,10 +218,10 @@ def _needs_fashion(name: str) -> None:
 
 
 def _compiled_family(tmp_path, train, compose, name):
+    from torch._dynamo.utils import counters
+
     from genlab.models import build_model
     from genlab.runs import load_run
-
-    from torch._dynamo.utils import counters
 
     _needs_fashion(name)
     torch._dynamo.reset()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import run_cli
 from genlab.errors import GenlabError
+from tests.conftest import run_cli
 
 CPU = torch.device("cpu")
 TINY = ["model=srresnet", "model.n_blocks=1", "model.width=8", "data=sr_folder", "data.train=train",
@@ -75,9 +75,9 @@ def test_y_psnr_and_ssim_match_scikit_image_on_the_same_y_and_crop():
     smooth = np.kron(rng.integers(0, 256, (6, 8, 3)), np.ones((8, 8, 1)))
     target = smooth.astype(np.uint8)
     output = np.clip(smooth + rng.normal(0, 12, smooth.shape), 0, 255).round().astype(np.uint8)
-    to_unit = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].double() / 127.5 - 1  # noqa: E731
+    to_unit = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].double() / 127.5 - 1
     scale = 4
-    y = lambda a: np.round(rgb2ycbcr(a)[..., 0])[scale:-scale, scale:-scale]  # noqa: E731
+    y = lambda a: np.round(rgb2ycbcr(a)[..., 0])[scale:-scale, scale:-scale]
     assert float(psnr_y(to_unit(output), to_unit(target), scale)) == pytest.approx(
         peak_signal_noise_ratio(y(target), y(output), data_range=255), abs=1e-6)
     assert float(ssim_y(to_unit(output), to_unit(target), scale)) == pytest.approx(
@@ -174,8 +174,8 @@ def test_hr_images_of_every_mode_become_rgb_and_mistakes_are_one_line(sr_root, c
 
     for overrides, expected in [
         (["data.size=60"], r"00.png is 40x48, smaller than the 60-pixel HR crop \(2 such image\(s\)\)"),
-        (["data.scale=3", "data.size=30"], "SRResNet up-samples with x2 pixel-shuffle stages, so it makes scales 2, 4 "
-                                           "or 8, not data.scale=3"),
+        (["data.scale=3", "data.size=30"], ("SRResNet up-samples with x2 pixel-shuffle stages, so it makes scales 2, 4 "
+                                           "or 8, not data.scale=3")),
         (["data.size=30"], "data.size=30 .the HR crop. is not a multiple of data.scale=4"),
         (["data.train=nowhere"], "no folder .*nowhere .the HR training images."),
         (["data.resize=pil"], "data.resize must be matlab or torch"),
@@ -278,9 +278,8 @@ def test_an_srgan_interrupted_after_its_rate_step_resumes_exactly(sr_root, train
     train(sr_root / "straight", *settings)
     straight = torch.load(sr_root / "straight" / "checkpoints" / "last.pt", weights_only=True)
     assert straight["batches_per_epoch"] == 3 and straight["step"] == 12
-    with interrupt_at(SRGAN, 6):
-        with pytest.raises(Interrupted):
-            train(sr_root / "first", *settings)
+    with interrupt_at(SRGAN, 6), pytest.raises(Interrupted):
+        train(sr_root / "first", *settings)
     train(sr_root / "resumed", *settings, f"train.resume={sr_root / 'first'}")
     resumed = torch.load(sr_root / "resumed" / "checkpoints" / "last.pt", weights_only=True)
     assert all(torch.equal(straight["model"][k], resumed["model"][k]) for k in straight["model"])

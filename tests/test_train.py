@@ -47,7 +47,7 @@ def test_vae_with_a_2d_latent_trains(tmp_path, train):
     assert {"loss", "recon_loss", "kl"} <= set(last)
     assert last["loss"] == pytest.approx(last["recon_loss"] + last["kl"], rel=1e-4)
     assert (tmp_path / "samples" / "epoch_002_reconstructions.png").is_file()
-    first = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in line][0]
+    first = next(json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in line)
     assert last["loss"] < first["loss"]
 
 

@@ -6,14 +6,15 @@ batches the uninterrupted run would have seen, with no sampler state to save.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from genlab.distributed import part
 from genlab.errors import GenlabError
+
 
 class Batch(dict):
     """One batch as named tensors, built by the data layer; the names depend on the data kind (DataSpec.kind):

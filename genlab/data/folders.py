@@ -109,7 +109,7 @@ class CelebA:
 
             try:
                 torchvision.datasets.CelebA(root=cfg.root, split="all", download=True)
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001  (a third party's error of any type becomes one line)
                 raise GenlabError(
                     f"downloading CelebA failed ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
                     f"unzip img_align_celeba.zip into {cls.folders(cfg)[0].parent} by hand"
@@ -124,7 +124,7 @@ class CelebA:
             test_files = [f for f in files if split.get(f.name) == "2"]
         if cfg.limit is not None:
             train_files = train_files[: cfg.limit]
-        make = lambda fs: ImageFiles(fs, [0] * len(fs), cfg.size, 3, crop=cfg.crop)  # noqa: E731
+        make = lambda fs: ImageFiles(fs, [0] * len(fs), cfg.size, 3, crop=cfg.crop)
         train = batches_of(make(train_files), cfg, folder, "celeba-train", batch_size, seed, device, cfg.num_workers)
         check_batches(train, batch_size, "celeba")
         test = batches_of(make(test_files), cfg, folder, "celeba-test", batch_size, seed, device, 0) if test_files \
@@ -231,7 +231,7 @@ def _beside(files: list[Path]) -> Path:
 def holdout(n: int, fraction: float) -> np.ndarray:
     """A boolean mask of evenly spaced test items, so every class keeps its share in both splits."""
     test = np.zeros(n, dtype=bool)
-    k = int(round(n * fraction))
+    k = round(n * fraction)
     if k:
         test[np.linspace(0, n - 1, k).round().astype(int)] = True
     return test

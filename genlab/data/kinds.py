@@ -18,7 +18,7 @@ are held as uint8 on the training device and cross to float [-1, 1] per batch, a
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 

@@ -174,7 +174,7 @@ def _package_images(package: str) -> Path:
         pip = {"skimage": "scikit-image", "sklearn": "scikit-learn"}[package]
         raise GenlabError(f"data=sr_photos reads the photos {pip} ships, and {pip} is not installed: "
                           f"pip install {pip}")
-    base = Path(list(spec.submodule_search_locations)[0])
+    base = Path(next(iter(spec.submodule_search_locations)))
     return base / "data" if package == "skimage" else base / "datasets" / "images"
 
 

@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 
 from genlab.data.base import Data, DataSpec, TensorBatches, check_batches, resize_uint8
 from genlab.errors import GenlabError
-from genlab.safety import safe_pickle_load
 from genlab.registry import DATASETS
+from genlab.safety import safe_pickle_load
 
 
 def _finish(name, cfg, train_x, train_y, test_x, test_y, batch_size, seed, device, n_classes, class_names) -> Data:
@@ -175,7 +175,7 @@ def _torchvision_download(class_name: str, root: str, name: str) -> None:
     try:
         getattr(torchvision.datasets, class_name)(root=root, train=True, download=True)
         getattr(torchvision.datasets, class_name)(root=root, train=False, download=True)
-    except Exception as err:  # network errors come in many types; the message is what matters
+    except Exception as err:  # noqa: BLE001  (network errors come in many types; the message is what matters)
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise GenlabError(f"downloading {name} into {root} failed ({first}); put the files there by hand") from None
 
@@ -249,7 +249,7 @@ class CIFAR10:
                 except pickle.UnpicklingError as err:
                     raise GenlabError(f"refused {folder / name}: it is not a CIFAR-10 batch ({err}); genlab runs no "
                                       "code from data files. Unpack cifar-10-python.tar.gz again") from None
-                except Exception as err:  # truncated, not a pickle, or not CIFAR's dict
+                except Exception as err:  # noqa: BLE001  (truncated, not a pickle, or not CIFAR's dict)
                     raise GenlabError(f"cannot read {folder / name} as a CIFAR-10 batch ({type(err).__name__}); "
                                       "unpack cifar-10-python.tar.gz again") from None
             return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))

@@ -3,17 +3,19 @@ G maximises L_C - L_S. Nets as the paper's CIFAR-10 table (SEEDS.md 000), sized 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from genlab.config import check_choice, check_int
 from genlab.errors import GenlabError
+from genlab.figures import CLASS_ROWS, family_figures, visual_figures
 from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.models.cgan import LabelCode
 from genlab.models.gan import class_rows, d_outputs, discriminator_norm, norm_layer, require_labels, sample_labels
 from genlab.registry import MODELS
-from genlab.figures import CLASS_ROWS, family_figures, visual_figures
 
 
 class ACGANGenerator(nn.Module):
@@ -64,9 +66,9 @@ class ACGANDiscriminator(nn.Module):
 class ACGAN(GenerativeModel):
     """Adam 2e-4, beta1 0.5 (the paper). Logs the report's four curves: d_loss, d_loss_label, g_loss, g_loss_label."""
 
-    default_optim = {"lr": 2e-4, "betas": (0.5, 0.999)}
+    default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999)}
     ema_networks = ("g",)  # the generator draws the samples
-    curve_groups = {
+    curve_groups: ClassVar[dict] = {
         "source (real/fake)": ["d_loss", "g_loss"],
         "class": ["d_loss_label", "g_loss_label"],
         "D outputs": ["d_real", "d_fake", "critic_real", "critic_fake", "d_accuracy"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -18,8 +19,8 @@ class GenerativeModel(nn.Module):
     (which scalars share a panel in curves.png).
     """
 
-    default_optim: dict = {"lr": 1e-3, "betas": (0.9, 0.999)}
-    default_schedule: dict = {}  # the paper's learning-rate schedule (genlab/schedules.py), where optim.schedule.* is null
+    default_optim: ClassVar[dict] = {"lr": 1e-3, "betas": (0.9, 0.999)}
+    default_schedule: ClassVar[dict] = {}  # the paper's learning-rate schedule (genlab/schedules.py), where optim.schedule.* is null
     accepts: tuple[str, ...] = ("images",)  # the data kinds it trains on (a dataset's `kind`, DataSpec.kind)
     objective: tuple[str | None, str | None] = (None, None)  # (scalar, "min"|"max") a sweeper optimises
     ema_networks: tuple[str, ...] = ()  # the networks (names in networks()) that train.ema averages, e.g. ("g",)
@@ -29,7 +30,7 @@ class GenerativeModel(nn.Module):
     #               `genlab eval --ood-data NAME` and `--anomaly` rank by it
     score_is_8bit_nll: bool = False  # the score is -log p of the 8-bit image in nats (a flow's): eval then also ranks
     #                                  by the input-complexity corrected score -log2 p(x) - L(x)
-    curve_groups: dict[str, list[str]] = {}
+    curve_groups: ClassVar[dict[str, list[str]]] = {}
     replaces_metrics: tuple[str, ...] = ()  # generic metrics a family scores its own way instead (SR: translation,
     #                                         by the `superres` metric's published protocol): `genlab eval` leaves
     #                                         them out

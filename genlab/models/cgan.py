@@ -3,16 +3,25 @@ image features in D, before D's dense layers."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from genlab.config import check_choice, check_int
 from genlab.errors import GenlabError
-from genlab.models.base import GenerativeModel, init_dcgan_weights
-from genlab.models.gan import GAN_CURVES, adversarial_step, class_rows, discriminator_norm, norm_layer, require_labels
-from genlab.models.gan import sample_labels
-from genlab.registry import MODELS
 from genlab.figures import CLASS_ROWS, family_figures, visual_figures
+from genlab.models.base import GenerativeModel, init_dcgan_weights
+from genlab.models.gan import (
+    GAN_CURVES,
+    adversarial_step,
+    class_rows,
+    discriminator_norm,
+    norm_layer,
+    require_labels,
+    sample_labels,
+)
+from genlab.registry import MODELS
 
 
 class LabelCode(nn.Module):
@@ -83,7 +92,7 @@ class CGANDiscriminator(nn.Module):
 class CGAN(GenerativeModel):
     """Adam 2e-4 for D and 4e-4 for G (the report's combined G step), beta1 0.5."""
 
-    default_optim = {"lr": 2e-4, "betas": (0.5, 0.999), "g": {"lr": 4e-4}}
+    default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999), "g": {"lr": 4e-4}}
     ema_networks = ("g",)  # the generator draws the samples
     curve_groups = GAN_CURVES
 

@@ -9,10 +9,11 @@ G_A is the A -> B generator's adversarial loss, cycle_A = |F(G(A)) - A|, idt_A =
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import ClassVar
 
+import torch
 import torch.nn.functional as F
+from torch import nn
 
 from genlab.config import check_float, check_int
 from genlab.errors import GenlabError
@@ -99,10 +100,10 @@ class CycleGAN(GenerativeModel):
     accepts = ("unpaired",)
     size_multiple = 4  # two stride-2 down-samplings
     min_size = 8  # the reflection pads need 2 pixels left after them
-    default_optim = {"lr": 2e-4, "betas": (0.5, 0.999)}
-    default_schedule = {"name": "linear", "decay_fraction": 0.5}  # the paper's 100 epochs constant, 100 decaying
+    default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999)}
+    default_schedule: ClassVar[dict] = {"name": "linear", "decay_fraction": 0.5}  # the paper's 100 epochs constant, 100 decaying
     ema_networks = ("g",)
-    curve_groups = {
+    curve_groups: ClassVar[dict] = {
         "generators (adversarial)": ["G_A", "G_B"],
         "discriminators": ["D_A", "D_B"],
         "cycle": ["cycle_A", "cycle_B"],
@@ -252,7 +253,7 @@ def domain_transfer(ctx) -> dict:
     train = domain_stacks(data.train, limit=2000)
     test = domain_stacks(data.test)
     classifier = _train_domain_classifier(train, ctx.device)
-    as_b = lambda images: float((_called(classifier, images, ctx.device) == 1).float().mean())  # noqa: E731
+    as_b = lambda images: float((_called(classifier, images, ctx.device) == 1).float().mean())
 
     def distance(x, y):  # a classifier that only saw real A and B calls noise anything: FD in its features
         from genlab.evaluation import features_of, frechet_distance

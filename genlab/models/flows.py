@@ -22,6 +22,7 @@ bits/dim of published image tables). On vector data (toy densities) the flow wor
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -308,10 +309,10 @@ class Flow(GenerativeModel):
     """A stack of invertible layers over a standard normal, trained by exact maximum likelihood."""
 
     accepts = ("images", "vectors")
-    default_optim = {"lr": 1e-3, "betas": (0.9, 0.999)}
+    default_optim: ClassVar[dict] = {"lr": 1e-3, "betas": (0.9, 0.999)}
     objective = ("test_nll", "min")
     ema_networks = ("flow",)
-    curve_groups = {"NLL (nats)": ["loss", "test_nll", "test_nll_logit"],
+    curve_groups: ClassVar[dict] = {"NLL (nats)": ["loss", "test_nll", "test_nll_logit"],
                     "bits/dim": ["bits_per_dim", "test_bits_per_dim", "test_bits_per_dim_8bit"]}
     heat_points = 160  # the density heat map: grid points along each axis (vector data)
     scatter_samples = 2000  # samples in the density figure

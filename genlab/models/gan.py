@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -15,7 +16,7 @@ from genlab.registry import MODELS
 
 def _stages(size: int) -> int:
     """Number of x2 stages between 4x4 and size x size (64 -> 4, 32 -> 3, 128 -> 5)."""
-    stages = int(round(math.log2(size))) - 2
+    stages = round(math.log2(size)) - 2
     if size < 16 or 2 ** (stages + 2) != size:
         raise GenlabError(f"dcgan needs data.size to be a power of two >= 16, got {size}: pass e.g. data.size=32")
     return stages
@@ -126,7 +127,7 @@ GAN_CURVES = {
 
 @MODELS.register("dcgan")
 class DCGAN(GenerativeModel):
-    default_optim = {"lr": 2e-4, "betas": (0.5, 0.999)}
+    default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999)}
     ema_networks = ("g",)  # the generator draws the samples
     curve_groups = GAN_CURVES
 

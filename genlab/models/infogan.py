@@ -3,16 +3,18 @@ D's features predicts c from fakes, and both G and Q minimise lambda_info * (-lo
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from genlab.config import check_choice, check_float, check_int
 from genlab.errors import GenlabError
+from genlab.figures import family_figures, final_visual
 from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.models.gan import d_outputs, discriminator_norm, norm_layer, sample_labels
 from genlab.registry import MODELS
-from genlab.figures import family_figures, final_visual
 
 
 def _norm1d(kind: str, width: int) -> nn.Module:
@@ -60,9 +62,9 @@ class InfoGANDiscriminator(nn.Module):
 class InfoGAN(GenerativeModel):
     """Adam, D 2e-4 and G 1e-3, beta1 0.5 (Chen et al.'s MNIST settings)."""
 
-    default_optim = {"lr": 2e-4, "betas": (0.5, 0.999), "g": {"lr": 1e-3}}
+    default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999), "g": {"lr": 1e-3}}
     ema_networks = ("g",)  # the generator draws the samples
-    curve_groups = {
+    curve_groups: ClassVar[dict] = {
         "losses": ["d_loss", "g_loss"],
         "mutual information": ["info_loss"],
         "code recovery": ["q_accuracy"],

@@ -10,6 +10,7 @@ Adam 2e-4, beta1 0.5; D's loss halved (the paper slows D down this way). The Pat
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -32,7 +33,7 @@ def norm2d(kind: str, channels: int) -> nn.Module:
 
 def unet_depth(size: int) -> int:
     """Down-samplings from size x size to 1 x 1 (256 -> 8, 128 -> 7, 32 -> 5)."""
-    depth = int(round(math.log2(size))) if size > 0 else 0
+    depth = round(math.log2(size)) if size > 0 else 0
     if size < 8 or 2**depth != size:
         raise GenlabError(f"pix2pix's U-Net needs data.size (the crop) to be a power of two >= 8, got {size}: "
                           "pass e.g. data.size=256")
@@ -132,8 +133,8 @@ def check_patch(cfg, size_key: str = "data.size") -> None:
 class Pix2Pix(GenerativeModel):
     accepts = ("paired",)
     translates = ("a", "b")  # input A -> output like B (data.direction=BtoA swaps them in the data)
-    default_optim = {"lr": 2e-4, "betas": (0.5, 0.999)}
-    default_schedule = {"name": "linear", "decay_fraction": 0.5}  # the reference's 100 epochs constant, 100 decaying
+    default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999)}
+    default_schedule: ClassVar[dict] = {"name": "linear", "decay_fraction": 0.5}  # the reference's 100 epochs constant, 100 decaying
     ema_networks = ("g",)
     curve_groups = TRANSLATION_CURVES
 

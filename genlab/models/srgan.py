@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +47,7 @@ class ResidualBlock(nn.Module):
 
 
 def upscale_stages(scale: int) -> int:
-    stages = int(round(math.log2(scale))) if scale > 0 else 0
+    stages = round(math.log2(scale)) if scale > 0 else 0
     if scale < 2 or 2**stages != scale:
         raise GenlabError(f"SRResNet up-samples with x2 pixel-shuffle stages, so it makes scales 2, 4 or 8, not "
                           f"data.scale={scale}: pass data.scale=4 (the paper's)")
@@ -146,11 +147,11 @@ class VGGFeatures(nn.Module):
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
     @classmethod
-    def from_file(cls, path: Path, cut: int) -> "VGGFeatures":
+    def from_file(cls, path: Path, cut: int) -> VGGFeatures:
         net = cls(cut)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a truncated download, another format: one line, whatever the unpickler says
+        except Exception as err:  # noqa: BLE001  (a truncated download, another format: one line, whatever the unpickler says)
             raise GenlabError(f"{path} is not torchvision's VGG19 weights file ({str(err).splitlines()[0][:120]}); "
                               f"download {VGG19_URL} again") from None
         wanted = {k: v for k, v in state.items() if k.startswith("features.")} if isinstance(state, dict) else {}
@@ -193,7 +194,7 @@ class SRResNet(GenerativeModel):
     accepts = ("superres",)
     translates = ("lr", "hr")
     replaces_metrics = ("translation", "likelihood")  # `superres` scores whole images the published way instead
-    default_optim = {"lr": 1e-4, "betas": (0.9, 0.999)}
+    default_optim: ClassVar[dict] = {"lr": 1e-4, "betas": (0.9, 0.999)}
     ema_networks = ("g",)
     objective = ("test_psnr_y", "max")
     curve_groups = SR_CURVES
@@ -267,7 +268,7 @@ class SRResNet(GenerativeModel):
 class SRGAN(SRResNet):
     """SRGAN: SRResNet's generator against the paper's discriminator, content + adversarial_weight x adversarial."""
 
-    default_schedule = {"name": "step", "milestone_steps": [100_000], "gamma": 0.1}  # 1e-4, then 1e-5
+    default_schedule: ClassVar[dict] = {"name": "step", "milestone_steps": [100_000], "gamma": 0.1}  # 1e-4, then 1e-5
     objective = (None, None)  # its claim is perceptual: no scalar to sweep for
 
     @staticmethod
@@ -418,12 +419,11 @@ def score_set(ctx, label: str, pairs) -> dict:
 def superres(ctx) -> dict:
     """PSNR/SSIM on the Y channel, border removed, beside bicubic: held-out images and Set5/Set14/BSD100."""
     from genlab.data.superres import BENCHMARK_HOW, MissingBenchmark, benchmark_root, benchmark_source
-
     from genlab.registry import DATASETS
 
     data_cfg = ctx.data_config  # the places of genlab's defaults or of --data, never of the checkpoint
     # the held-out images alone where the dataset can give them (DIV2K's 800 training photos need not be read)
-    dataset = DATASETS[data_cfg.name] if data_cfg.name in DATASETS else None
+    dataset = DATASETS.get(data_cfg.name, None)
     held = dataset.held_out(data_cfg, ctx.device) if hasattr(dataset, "held_out") else None
     if held is not None:
         results = score_set(ctx, "heldout", ctx.pairs(source=held))

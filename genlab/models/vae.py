@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import math
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import math
-
 from genlab.config import check_choice, check_float, check_int
 from genlab.data.base import dequantise
 from genlab.errors import GenlabError
+from genlab.figures import RECONSTRUCTIONS, family_figures, visual_figures
 from genlab.models.base import GenerativeModel
 from genlab.registry import MODELS
-from genlab.figures import RECONSTRUCTIONS, family_figures, visual_figures
 from genlab.tracking import Scatter, pair_rows
 
 
@@ -97,10 +98,10 @@ class Decoder(nn.Module):
 
 @MODELS.register("vae")
 class VAE(GenerativeModel):
-    default_optim = {"lr": 1e-3, "betas": (0.9, 0.999)}
+    default_optim: ClassVar[dict] = {"lr": 1e-3, "betas": (0.9, 0.999)}
     ema_networks = ("vae",)
     objective = ("test_nelbo", "min")  # the held-out negative ELBO, nats per image
-    curve_groups = {"loss": ["loss"], "reconstruction": ["recon_loss"], "KL": ["kl"],
+    curve_groups: ClassVar[dict] = {"loss": ["loss"], "reconstruction": ["recon_loss"], "KL": ["kl"],
                     "test -ELBO (nats)": ["test_nelbo"], "test bits/dim": ["test_bits_per_dim"]}
     scatter_points = 2000  # test images in the latent scatter
 

@@ -9,6 +9,7 @@ Codes no vector has picked for model.restart_after steps are moved onto encoder 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -17,9 +18,9 @@ from torch import nn
 from genlab import distributed
 from genlab.config import check_choice, check_float, check_int
 from genlab.errors import GenlabError
+from genlab.figures import RECONSTRUCTIONS, Figure, family_figures, final_visual
 from genlab.models.base import GenerativeModel
 from genlab.registry import MODELS
-from genlab.figures import RECONSTRUCTIONS, Figure, family_figures, final_visual
 from genlab.tracking import pair_rows
 
 
@@ -163,9 +164,9 @@ class VectorQuantizer(nn.Module):
 class VQVAE(GenerativeModel):
     """Adam 2e-4 as in the paper."""
 
-    default_optim = {"lr": 2e-4, "betas": (0.9, 0.999)}
+    default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.9, 0.999)}
     objective = ("test_mse", "min")  # held-out reconstruction error
-    curve_groups = {
+    curve_groups: ClassVar[dict] = {
         "loss": ["loss", "recon_loss", "test_mse"],
         "codebook": ["codebook_loss", "commitment_loss"],
         "perplexity": ["perplexity", "test_perplexity"],
