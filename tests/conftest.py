@@ -7,7 +7,12 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch = pytest.importorskip("torch")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one worker a core (pytest -n 2): one thread each, in the genlab processes the tests start too
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 GENLAB = [sys.executable, "-m", "genlab"]
 FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
@@ -37,6 +42,23 @@ def train(compose):
         return run_training(cfg, Path(run_dir))
 
     return _train
+
+
+@pytest.fixture(scope="session", autouse=True)
+def genlab_cache(tmp_path_factory):
+    """One GENLAB_CACHE for the whole test run (the domain classifiers `genlab eval` trains are trained once and
+    shared by the tests, on a warm machine as in CI), never the user's own ~/.cache/genlab. With pytest -n the
+    workers share it: genlab writes each cache entry whole."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "genlab-cache"
+    folder.mkdir(exist_ok=True)
+    previous = os.environ.get("GENLAB_CACHE")
+    os.environ["GENLAB_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("GENLAB_CACHE", None)
+    else:
+        os.environ["GENLAB_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")

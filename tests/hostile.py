@@ -245,7 +245,8 @@ def mutations(canary: Path) -> dict:
     c = canary
     m = {
         # metrics.jsonl
-        "metrics_torn": lambda r: (r / "metrics.jsonl").write_bytes((r / "metrics.jsonl").read_bytes()[:-7]),
+        # replaced, not written in place: after metrics_link the path leads into the canary folder
+        "metrics_torn": lambda r: _replace(r / "metrics.jsonl", (r / "metrics.jsonl").read_bytes()[:-7]),
         "metrics_binary": lambda r: _replace(r / "metrics.jsonl", bytes(range(256)) * 40),
         "metrics_wrong_types": lambda r: _replace(r / "metrics.jsonl", b'{"step": "x"}\n[1, 2]\n"text"\n'
                                                   b'{"step": 3, "loss": "abc", "g_loss": [1], "d_loss": {"a": 1}}\n'

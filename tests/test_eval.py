@@ -136,17 +136,14 @@ def test_missing_inception_weights_is_one_line(untrained_run, tmp_path):
 
 def test_eval_of_a_conditional_vae_scores_classes_and_likelihood(tmp_path, train):
     train(tmp_path / "cvae", "model=cvae", "data.limit=64", "train.batch_size=32", "train.steps=2")
-    env = {"GENLAB_CACHE": str(tmp_path / "cache")}
-    out = run_cli(["eval", "cvae", "--metrics", "likelihood", "-n", "200"], tmp_path, env_extra=env)
+    out = run_cli(["eval", "cvae", "--metrics", "likelihood", "-n", "200"], tmp_path)  # the session's GENLAB_CACHE
     assert out.returncode == 0, out.stderr
     first = json.loads((tmp_path / "cvae" / "metrics.json").read_text())["metrics"]
     assert {"nelbo", "bits_per_dim"} <= set(first) and "fd_domain" not in first
     # a second call with other metrics adds to metrics.json: the first numbers stay, with their own time
     from tests.hostile import run_here  # the same main() in this process, after one real `genlab eval`
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GENLAB_CACHE", env["GENLAB_CACHE"])
-        out = run_here(["eval", "cvae", "--metrics", "fd_domain,ms_ssim", "-n", "200"], tmp_path)
+    out = run_here(["eval", "cvae", "--metrics", "fd_domain,ms_ssim", "-n", "200"], tmp_path)
     assert out.returncode == 0, out.stderr
     metrics = json.loads((tmp_path / "cvae" / "metrics.json").read_text())["metrics"]
     assert {"fd_domain", "ms_ssim", "nelbo", "bits_per_dim"} <= set(metrics)

@@ -48,10 +48,21 @@ def command_lines(draw):
     return line
 
 
-@settings(max_examples=50, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(overrides=command_lines())
-def test_any_overrides_train_or_fail_with_one_line(tmp_path, monkeypatch, overrides):
+EXAMPLES = 20  # drawn by each property in the default selection; its `-m slow` twin draws MANY
+MANY = 200
+
+
+def _train_property(examples: int):
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(overrides=command_lines())
+    def check(tmp_path, monkeypatch, overrides):
+        _check_train(tmp_path, monkeypatch, overrides)
+
+    return check
+
+
+def _check_train(tmp_path, monkeypatch, overrides):
     cwd = tmp_path / str(next(counter))
     cwd.mkdir()
     monkeypatch.setenv("GENLAB_DATA", str(cwd / "data"))
@@ -65,6 +76,10 @@ def test_any_overrides_train_or_fail_with_one_line(tmp_path, monkeypatch, overri
         lines = [line for line in out.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("genlab: "), (overrides, out.stderr)
         assert all(trained(run) for run in runs), (overrides, runs)  # only runs with a checkpoint or logged steps
+
+
+test_any_overrides_train_or_fail_with_one_line = _train_property(EXAMPLES)
+test_any_overrides_train_or_fail_with_one_line_many = pytest.mark.slow(_train_property(MANY))
 
 
 # ---- the commands that read a run folder, over hostile run folders -----------------------------------------
@@ -123,8 +138,8 @@ def _check_command(command, runs, case, root: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def _property(command):
-    @settings(max_examples=50, deadline=None, derandomize=True, database=None,
+def _property(command, examples=EXAMPLES):
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(case=hostile_cases())
     def check(hostile_runs, tmp_path, monkeypatch, case):
@@ -133,7 +148,7 @@ def _property(command):
         _check_command(command, hostile_runs, case, tmp_path)
 
     check.__name__ = f"test_{command}_on_any_hostile_run_folder_succeeds_or_says_one_line"
-    return check
+    return check if examples == EXAMPLES else pytest.mark.slow(check)
 
 
 test_sample_on_any_hostile_run_folder_succeeds_or_says_one_line = _property("sample")
@@ -141,3 +156,10 @@ test_eval_on_any_hostile_run_folder_succeeds_or_says_one_line = _property("eval"
 test_report_on_any_hostile_run_folder_succeeds_or_says_one_line = _property("report")
 test_translate_on_any_hostile_run_folder_succeeds_or_says_one_line = _property("translate")
 test_upscale_on_any_hostile_run_folder_succeeds_or_says_one_line = _property("upscale")
+
+# the same properties over more examples, with -m slow
+test_sample_on_any_hostile_run_folder_succeeds_or_says_one_line_many = _property("sample", MANY)
+test_eval_on_any_hostile_run_folder_succeeds_or_says_one_line_many = _property("eval", MANY)
+test_report_on_any_hostile_run_folder_succeeds_or_says_one_line_many = _property("report", MANY)
+test_translate_on_any_hostile_run_folder_succeeds_or_says_one_line_many = _property("translate", MANY)
+test_upscale_on_any_hostile_run_folder_succeeds_or_says_one_line_many = _property("upscale", MANY)

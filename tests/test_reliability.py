@@ -389,7 +389,7 @@ def _trained_a_step(run_root: Path) -> bool:
     return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM])
 def test_a_stopped_run_saves_and_prints_a_command_that_continues_it(tmp_path, signum):
     args = ["model=vae", "model.latent_dim=3", "train.epochs=500", "train.log_every=1", "train.progress=none"]
     proc = _start(args, tmp_path)

@@ -74,7 +74,7 @@ def test_the_default_decay_is_constant_then_reaches_zero_at_the_last_step():
     factors = [schedule.factor(s, total, spe) for s in range(total + 1)]
     assert factors[:100] == [1.0] * 100
     assert factors[150] == pytest.approx(0.5) and factors[199] == pytest.approx(0.01) and factors[200] == 0.0
-    assert all(a > b for a, b in itertools.pairwise(factors))
+    assert all(a > b for a, b in itertools.pairwise(factors[100:]))
     assert "0.5 of the run" in schedule.describe()
 
 
