@@ -15,6 +15,24 @@ else:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 GENLAB = [sys.executable, "-m", "genlab"]
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject.toml): one worker a core this process may use (its affinity and a cgroup CPU quota, which
+    os.cpu_count() does not see), at most one per 3 GiB of memory, and at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        cores = min(cores, max(1, memory // (3 << 30)))
+    except (ValueError, OSError, AttributeError):
+        pass
+    return max(1, min(cores, 8))
 FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 
 
