@@ -235,8 +235,8 @@ for _name in ("unpaired", "horse2zebra", "apple2orange"):
 
 # ---- offline demos from Fashion-MNIST ----------------------------------------------------------------------------
 
-def _fashion(cfg, size: int) -> dict[str, torch.Tensor]:
-    from genlab.data.base import resize_uint8
+def _fashion(cfg) -> dict[str, torch.Tensor]:
+    """Fashion-MNIST at its own 28 px: the demos pick their images first and resize only those (`_at`)."""
     from genlab.data.tensors import FashionMNIST, read_idx
 
     found = FashionMNIST.locate(cfg)
@@ -244,8 +244,15 @@ def _fashion(cfg, size: int) -> dict[str, torch.Tensor]:
         raise GenlabError(f"data={cfg.name} is made from Fashion-MNIST: {FashionMNIST.how_to_get}")
     arrays = {key: torch.from_numpy(read_idx(path, 3 if key.endswith("images") else 1).copy())
               for key, path in found.items()}
-    return {"train": resize_uint8(arrays["train_images"].unsqueeze(1), size), "train_labels": arrays["train_labels"],
-            "test": resize_uint8(arrays["test_images"].unsqueeze(1), size), "test_labels": arrays["test_labels"]}
+    return {"train": arrays["train_images"].unsqueeze(1), "train_labels": arrays["train_labels"],
+            "test": arrays["test_images"].unsqueeze(1), "test_labels": arrays["test_labels"]}
+
+
+def _at(images: torch.Tensor, cfg) -> torch.Tensor:
+    """Images at data.load_size (each image is resized on its own: a subset resized equals the subset of all)."""
+    from genlab.data.base import resize_uint8
+
+    return resize_uint8(images, int(cfg.load_size))
 
 
 def edge_map(images: torch.Tensor, threshold: float = 0.25) -> torch.Tensor:
@@ -275,9 +282,9 @@ class EdgesToFashion:
     @staticmethod
     def build(cfg: DictConfig, batch_size: int, seed: int, device: torch.device) -> Data:
         _check_sizes(cfg)
-        fashion = _fashion(cfg, int(cfg.load_size))
-        train = fashion["train"] if cfg.limit is None else fashion["train"][spread(60000, int(cfg.limit))]
-        test = fashion["test"][spread(10000, cfg.test_limit)]
+        fashion = _fashion(cfg)
+        train = _at(fashion["train"] if cfg.limit is None else fashion["train"][spread(60000, int(cfg.limit))], cfg)
+        test = _at(fashion["test"][spread(10000, cfg.test_limit)], cfg)
         # held-out pairs at data.size: the centre crop of the load-size images, edges drawn at the same scale as
         # the training ones (at load size, then cropped)
         edges = edge_map(test)
@@ -295,17 +302,18 @@ class SandalsToSneakers:
     @staticmethod
     def build(cfg: DictConfig, batch_size: int, seed: int, device: torch.device) -> Data:
         _check_sizes(cfg)
-        fashion = _fashion(cfg, int(cfg.load_size))
+        fashion = _fashion(cfg)
         sandal, sneaker = 5, 7
         a, b = fashion["train"][fashion["train_labels"] == sandal], fashion["train"][fashion["train_labels"] == sneaker]
         if cfg.limit is not None:
             a, b = a[spread(len(a), int(cfg.limit))], b[spread(len(b), int(cfg.limit))]
+        a, b = _at(a, cfg), _at(b, cfg)
         size = int(cfg.size)
 
         top = (int(cfg.load_size) - size) // 2
 
         def held(label):  # the centre crop of the load-size images: the training images' scale
-            images = fashion["test"][fashion["test_labels"] == label][: cfg.test_limit]
+            images = _at(fashion["test"][fashion["test_labels"] == label][: cfg.test_limit], cfg)
             return images[..., top : top + size, top : top + size]
 
         return unpaired_data(cfg, (a, b), (held(sandal), held(sneaker)), batch_size, seed, device)
