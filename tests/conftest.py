@@ -8,13 +8,14 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch = pytest.importorskip("torch")
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # one worker a core (pytest -n 2): one thread each, in the genlab processes the tests start too
+    # one worker a core (pytest -n auto): one thread each, in the genlab processes the tests start too
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 else:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 GENLAB = [sys.executable, "-m", "genlab"]
+FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -33,7 +34,6 @@ def pytest_xdist_auto_num_workers(config):
     except (ValueError, OSError, AttributeError):
         pass
     return max(1, min(cores, 8))
-FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 
 
 def run_cli(args, cwd, timeout=600, env_extra=None):
