@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from genlab.data import DataSpec
 from genlab.models.flows import IAF, MAF
-from genlab.trainer import Engine
+from genlab.train.loop import Engine
 
 
 def build(model_class, args, spec, device):

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from genlab.runs import write_png_folder
+from genlab.train.runs import write_png_folder
 
 
 def main(n: int = 10000, size: int = 32) -> None:

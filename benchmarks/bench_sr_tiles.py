@@ -18,7 +18,7 @@ import time
 def one(tile: int, device: str) -> dict:
     import torch
 
-    from genlab import tiles
+    from genlab.core import tiles
     from genlab.models.srgan import SRResNetGenerator
 
     torch.manual_seed(0)

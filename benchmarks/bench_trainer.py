@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from train_throughput import gan_step  # benchmarks/ is on sys.path when this file runs
 
-from genlab.compose import compose
+from genlab.app.compose import compose
+from genlab.app.entry import run_training
 from genlab.data import build_data
-from genlab.entry import run_training
 from genlab.models.base import init_dcgan_weights
 from genlab.models.gan import DCGANDiscriminator, DCGANGenerator
 

@@ -39,10 +39,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from genlab.compose import compose
+from genlab.app.compose import compose
 from genlab.data import build_data
 from genlab.models import build_model
-from genlab.trainer import Trainer
+from genlab.train.loop import Trainer
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 BATCH = 64

@@ -1,3 +1,3 @@
-from genlab.cli import main
+from genlab.app.cli import main
 
 main()

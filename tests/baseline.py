@@ -46,8 +46,8 @@ def losses(overrides: list[str]) -> dict[str, list[float]]:
     """Train in-process and return {scalar: [value at step 1..50]} for every scalar with 'loss' in its name."""
     import torch
 
-    from genlab.compose import compose
-    from genlab.entry import run_training
+    from genlab.app.compose import compose
+    from genlab.app.entry import run_training
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the op order of a reduction may depend on the thread count

@@ -45,7 +45,7 @@ def run_cli(args, cwd, timeout=600, env_extra=None):
 
 @pytest.fixture
 def compose():
-    from genlab.compose import compose as _compose
+    from genlab.app.compose import compose as _compose
 
     return lambda *overrides: _compose(list(overrides))
 
@@ -53,7 +53,7 @@ def compose():
 @pytest.fixture
 def train(compose):
     """Train in-process: train(run_dir, *overrides) -> the last logged scalars."""
-    from genlab.entry import run_training
+    from genlab.app.entry import run_training
 
     def _train(run_dir, *overrides):
         cfg = compose("train.progress=none", *overrides)

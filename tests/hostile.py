@@ -47,7 +47,9 @@ class Ran:
 def run_here(args, cwd) -> Ran:
     """`genlab ARGS` in this process: the same main(), its exit code and its output. Everything main() changes
     for the process (signal handlers, the folders it may write, log levels, the current folder) is put back."""
-    from genlab import cli, errors, files, rundir
+    from genlab.app import cli
+    from genlab.core import errors, files
+    from genlab.train import rundir
 
     out, err = io.StringIO(), io.StringIO()
     saved_argv, saved_cwd = sys.argv, os.getcwd()
@@ -130,8 +132,8 @@ def make_data(root: Path) -> Path:
 
 def train_runs(root: Path) -> dict[str, Path]:
     """A tiny run of each kind the commands read, trained in this process, and a sweep folder of two jobs."""
-    from genlab.compose import compose
-    from genlab.entry import run_training
+    from genlab.app.compose import compose
+    from genlab.app.entry import run_training
 
     data = make_data(root / "data")
     old = os.environ.get("GENLAB_DATA")

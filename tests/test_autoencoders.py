@@ -6,8 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from genlab.core.errors import GenlabError
 from genlab.data import Batch, DataSpec
-from genlab.errors import GenlabError
 from genlab.models.cvae import CVAE
 from genlab.models.vae import VAE, project_2d, reconstruction_nll
 from genlab.models.vqvae import VQVAE, VectorQuantizer, nearest_code, perplexity
@@ -64,7 +64,7 @@ def test_cvae_samples_requested_classes_and_draws_class_rows():
 def test_cvae_training_step_reads_the_batch_labels():
     model = CVAE(vae_cfg("cvae"), DIGITS)
     model.configure_optimizers(OmegaConf.create({"name": "adam", "lr": None, "betas": None, "weight_decay": 0}))
-    from genlab.trainer import Engine
+    from genlab.train.loop import Engine
 
     model.engine = Engine(torch.device("cpu"), "none", model.optimizers)
     scalars = model.training_step(Batch(image=torch.rand(8, 1, 16, 16) * 2 - 1, label=torch.arange(8)), 0)
@@ -202,7 +202,7 @@ def test_vqvae_cannot_sample_but_reconstructs():
 
 # ---- trained on digits through the real trainer ---------------------------------------------------
 def test_vqvae_on_digits_reports_codebook_use_that_has_not_collapsed(tmp_path, train):
-    from genlab.tracking import read_metrics
+    from genlab.core.records import read_metrics
 
     train(tmp_path, "model=vqvae", "model.width=32", "model.res_width=16", "model.codebook_size=64",
           "train.epochs=4", "train.sample_every=2")
@@ -219,7 +219,7 @@ def test_vqvae_on_digits_reports_codebook_use_that_has_not_collapsed(tmp_path, t
 
 @pytest.mark.slow  # the tuned preset's whole training (about a minute on 2 cores)
 def test_cvae_on_digits_draws_the_requested_class(tmp_path, train, digit_classifier):
-    from genlab.checkpoint import load_checkpoint
+    from genlab.core.checkpoint import load_checkpoint
 
     train(tmp_path, "model=cvae")  # the tuned digits preset: 60 epochs, about 1.5 minutes on 2 cores
     state = load_checkpoint(tmp_path)
@@ -284,7 +284,7 @@ def test_cvae_two_domains_preset_trains_on_two_folders_and_draws_each_class(tmp_
     assert out.returncode == 0, out.stderr
     run = tmp_path / "run"
     assert (run / "samples" / "epoch_002_classes.png").is_file() and (run / "samples" / "epoch_002_latents.png").is_file()
-    from genlab.tracking import read_metrics
+    from genlab.core.records import read_metrics
 
     evaluation = [r for r in read_metrics(run / "metrics.jsonl") if "test_nelbo" in r]
     assert len(evaluation) == 3 and all(math.isfinite(r["test_bits_per_dim"]) for r in evaluation)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from genlab.schedules import build_schedule
+from genlab.train.schedules import build_schedule
 
 TINY = ["data.limit=128", "train.batch_size=32", "train.log_every=1", "train.epochs=4", "train.sample_every=100"]
 GAN = [*TINY, "model.ngf=8", "model.ndf=8"]
@@ -45,7 +45,7 @@ def test_the_trainer_writes_and_logs_the_scheduled_rate(tmp_path, train):
 
 @pytest.mark.parametrize("model", ["dcgan", "vae"])
 def test_an_interrupted_run_with_a_schedule_and_ema_resumes_exactly(tmp_path, train, interrupt_at, model):
-    from genlab.errors import Interrupted
+    from genlab.core.errors import Interrupted
     from genlab.models.gan import DCGAN
     from genlab.models.vae import VAE
 
@@ -73,7 +73,7 @@ def test_an_interrupted_run_with_a_schedule_and_ema_resumes_exactly(tmp_path, tr
 
 
 def test_sample_and_eval_use_the_ema_weights(tmp_path, train):
-    from genlab.runs import load_run
+    from genlab.train.runs import load_run
 
     train(tmp_path / "run", *GAN, "train.ema=0.9")
     run = load_run(tmp_path / "run")
@@ -105,18 +105,18 @@ def test_networks_are_real_modules_made_once(compose):
     (["optim.schedule=step"], "needs optim.schedule.milestones"),
 ])
 def test_bad_schedule_and_ema_settings_are_one_line(overrides, expected):
-    from genlab.compose import check_command_line
-    from genlab.errors import GenlabError
+    from genlab.app.compose import check_command_line
+    from genlab.core.errors import GenlabError
 
     with pytest.raises(GenlabError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         check_command_line(["train.epochs=1", *overrides])
 
 
 def test_batches_are_named_and_a_model_refuses_data_of_another_kind(monkeypatch):
-    from genlab.compose import check_command_line, compose
+    from genlab.app.compose import check_command_line, compose
+    from genlab.core.errors import GenlabError
+    from genlab.core.registry import DATASETS, load_all
     from genlab.data import Batch, build_data
-    from genlab.errors import GenlabError
-    from genlab.registry import DATASETS, load_all
 
     data = build_data(compose(["data.size=16", "data.limit=64"]).data, batch_size=16, seed=0,
                       device=torch.device("cpu"))
@@ -137,8 +137,8 @@ def student():
     test only."""
     from torch import nn
 
+    from genlab.core.registry import MODELS, load_all
     from genlab.models.gan import DCGAN
-    from genlab.registry import MODELS, load_all
 
     load_all()
 
@@ -179,12 +179,12 @@ def test_init_from_takes_another_models_weights_through_its_hook(tmp_path, train
 
 
 def test_a_run_with_a_loss_network_loads_and_samples_without_it(tmp_path, train, student):
-    from genlab.runs import generate, load_run
+    from genlab.train.runs import generate, load_run
 
     last = train(tmp_path, *GAN, "model.name=test_student", "train.steps=2")
     assert last["feature_mean"] > 0  # the loss network ran
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
-    from genlab.compose import compose
+    from genlab.app.compose import compose
     from genlab.data import DataSpec
     from genlab.models import build_model
 
@@ -196,8 +196,8 @@ def test_a_run_with_a_loss_network_loads_and_samples_without_it(tmp_path, train,
 
 
 def test_init_from_refuses_a_model_without_a_mapping_and_a_resume_beside_it(tmp_path, train):
-    from genlab.compose import check_command_line
-    from genlab.errors import GenlabError
+    from genlab.app.compose import check_command_line
+    from genlab.core.errors import GenlabError
 
     train(tmp_path / "vae", *TINY, "model=vae", "train.epochs=1")
     with pytest.raises(GenlabError, match="a dcgan run cannot start from a vae run"):
@@ -211,9 +211,9 @@ def test_init_from_refuses_a_model_without_a_mapping_and_a_resume_beside_it(tmp_
 def test_the_sweep_objective_is_a_named_scalar_with_a_direction(compose, caplog, tmp_path, monkeypatch):
     import logging
 
-    import genlab.objective
-    from genlab.errors import GenlabError
-    from genlab.objective import spec, value
+    import genlab.app.objective
+    from genlab.app.objective import spec, value
+    from genlab.core.errors import GenlabError
 
     final = {"d_loss": 0.7, "g_loss": 2.0, "test_nelbo": 410.5, "loss": 400.0}
     with caplog.at_level(logging.INFO, logger="genlab"):
@@ -224,7 +224,7 @@ def test_the_sweep_objective_is_a_named_scalar_with_a_direction(compose, caplog,
         assert value(compose("train.objective=nothing_logged"), tmp_path, final) is None
         assert "logged no nothing_logged" in caplog.text
         # under a sweeper that optimises, a missing number is one line, not a failed trial and its traceback
-        monkeypatch.setattr(genlab.objective, "_optimising", lambda: True)
+        monkeypatch.setattr(genlab.app.objective, "_optimising", lambda: True)
         assert value(compose(), tmp_path, final) is None and "dcgan states none" in caplog.text
         with pytest.raises(GenlabError, match="train.objective=nothing_logged: this run logged no nothing_logged"):
             value(compose("train.objective=nothing_logged"), tmp_path, final)
@@ -240,7 +240,7 @@ def test_the_sweep_objective_is_a_named_scalar_with_a_direction(compose, caplog,
 def test_only_the_run_writer_writes_and_it_is_silent_on_other_ranks(tmp_path, train, monkeypatch):
     """Everything a run leaves in its folder goes through RunWriter: with the writer of a rank > 0 silent, a
     whole run, resume and init_from included, writes nothing at all. (tests/test_scale.py runs real ranks.)"""
-    from genlab import runwriter
+    from genlab.train import runwriter
 
     train(tmp_path / "first", *GAN, "train.epochs=1", "train.ema=0.9")
     with monkeypatch.context() as patch:

@@ -10,10 +10,10 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from genlab.core.errors import GenlabError
 from genlab.data import build_data
 from genlab.data.base import TensorBatches
 from genlab.data.tensors import read_idx
-from genlab.errors import GenlabError
 from tests.conftest import FASHION_SYSTEM
 
 CPU = torch.device("cpu")
@@ -86,7 +86,7 @@ def test_truncated_idx_is_one_clear_error(tmp_path):
 @pytest.mark.parametrize("name,hint", [("mnist", "data.download=true"), ("cifar10", "cifar-10-python"),
                                        ("celeba", "img_align_celeba")])
 def test_missing_dataset_says_where_it_looked_and_how_to_get_it(tmp_path, name, hint):
-    from genlab.registry import DATASETS
+    from genlab.core.registry import DATASETS
 
     with pytest.raises(GenlabError) as err:
         DATASETS[name].locate(data_cfg(name, tmp_path / "nothing"))

@@ -41,7 +41,7 @@ def test_the_public_extractor_gives_the_numbers_of_the_former_torchmetrics_path(
     NoTrainInceptionV3 with antialias=False (before) give the same features, so the same FID, KID and IS."""
     from torchmetrics.image.fid import NoTrainInceptionV3
 
-    from genlab.evaluation import (
+    from genlab.eval.evaluation import (
         _to_uint8_rgb,
         frechet_distance,
         inception_extractor,
@@ -74,7 +74,7 @@ def test_the_public_extractor_gives_the_numbers_of_the_former_torchmetrics_path(
 
 def test_a_weights_file_that_runs_code_or_is_not_inception_is_one_line(tmp_path):
     """torch-fidelity loads a path with the full unpickler; genlab reads the file with weights_only first."""
-    from genlab.evaluation import MetricUnavailable, inception_extractor
+    from genlab.eval.evaluation import MetricUnavailable, inception_extractor
 
     class Boom:
         def __reduce__(self):
@@ -90,8 +90,8 @@ def test_a_weights_file_that_runs_code_or_is_not_inception_is_one_line(tmp_path)
 
 # ---- genlab weights ---------------------------------------------------------------------------------------------
 def test_genlab_weights_lists_every_file_and_add_puts_a_checked_download_in_place(tmp_path, monkeypatch):
-    from genlab import weights
-    from genlab.errors import GenlabError
+    from genlab.core import weights
+    from genlab.core.errors import GenlabError
 
     content = b"stand-in weights\n"
     digest = hashlib.sha256(content).hexdigest()
@@ -171,7 +171,7 @@ def in_process(monkeypatch, words: list[str]) -> list[str]:
     environment bash gives: COMP_WORDS joined by newlines, COMP_CWORD, _GENLAB_COMPLETE=complete_bash."""
     from typer.testing import CliRunner
 
-    from genlab.cli import app
+    from genlab.app.cli import app
 
     result = CliRunner().invoke(app, [], prog_name="genlab", env={
         "_GENLAB_COMPLETE": "complete_bash", "COMP_WORDS": "\n".join(words), "COMP_CWORD": str(len(words) - 1)})
@@ -180,7 +180,7 @@ def in_process(monkeypatch, words: list[str]) -> list[str]:
 
 
 def test_bash_completes_model_names_and_run_folders_through_the_installed_script(installed_completion, tmp_path):
-    from genlab.paths import config_dir
+    from genlab.core.paths import config_dir
 
     models = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
     # bash splits `model=` into `model`, `=`: the cursor after `=`, then on a started value
@@ -205,7 +205,7 @@ def _run_tree(root: Path) -> list[str]:
 
 
 def test_train_completion_opens_keys_of_the_composed_config_and_their_values(monkeypatch, tmp_path):
-    from genlab.paths import config_dir
+    from genlab.core.paths import config_dir
 
     monkeypatch.chdir(tmp_path)
     complete = lambda *words: in_process(monkeypatch, ["genlab", *words])
@@ -236,12 +236,12 @@ def test_train_completion_opens_keys_of_the_composed_config_and_their_values(mon
     # an unknown model on the line is passed over (the keys are the default model's); a config that fails to
     # compose completes nothing rather than failing in the shell
     assert "model.ngf=" in complete("train", "model", "=", "nosuch", "model.")
-    import genlab.completion
+    import genlab.app.completion
 
     def broken(typed):
         raise RuntimeError("a config that does not compose")
 
-    monkeypatch.setattr(genlab.completion, "_leaves", broken)
+    monkeypatch.setattr(genlab.app.completion, "_leaves", broken)
     assert complete("train", "optim.") == []
 
 
@@ -262,7 +262,7 @@ def test_zsh_and_fish_get_whole_words_and_hydras_completion_hint_is_replaced(tmp
 
 
 def test_genlab_list_shows_each_description_whole(tmp_path):
-    from genlab.paths import config_dir, description
+    from genlab.core.paths import config_dir, description
 
     out = run_cli(["list", "experiment"], tmp_path, env_extra={"COLUMNS": "1000"})
     assert out.returncode == 0, out.stderr
@@ -350,8 +350,8 @@ def test_a_wandb_run_in_offline_mode_writes_its_folder_with_the_scalars_config_a
 
 
 def test_logger_choices_and_settings_are_checked_in_one_line(tmp_path):
-    from genlab.compose import check_command_line
-    from genlab.errors import GenlabError
+    from genlab.app.compose import check_command_line
+    from genlab.core.errors import GenlabError
 
     for overrides, expected in ((["logger=[tensorboard,wandbb]"], "unknown logger 'wandbb'"),
                                 (["logger=wandb", "logger.wandb.mode=cloud"], "logger.wandb.mode must be one of"),
@@ -384,8 +384,8 @@ def test_logger_wandb_alone_writes_no_tensorboard_events(tmp_path, train):
 # ---- the Optuna sweeper -----------------------------------------------------------------------------------------
 def test_an_optuna_sweep_gets_the_objectives_direction_and_needs_an_objective(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install 'genlab[optuna]'")
-    from genlab.compose import check_command_line
-    from genlab.errors import GenlabError
+    from genlab.app.compose import check_command_line
+    from genlab.core.errors import GenlabError
 
     def direction(*args):
         line = check_command_line(args if "hydra.mode=MULTIRUN" in args else ["-m", *args])
@@ -504,8 +504,8 @@ def test_waits_show_a_progress_bar_on_a_terminal_and_nothing_in_a_log(tmp_path, 
 
 
 def test_metrics_json_is_merged_per_metric_and_a_damaged_one_is_replaced(tmp_path):
-    from genlab import files
-    from genlab.evaluation import merge_metrics
+    from genlab.core import files
+    from genlab.eval.evaluation import merge_metrics
 
     files.declare(tmp_path, replace=True, what="the run folder")  # what `genlab eval` declares for its run
     path = tmp_path / "metrics.json"

@@ -6,7 +6,13 @@ import math
 import pytest
 import torch
 
-from genlab.evaluation import frechet_distance, inception_score, kernel_inception_distance, ms_ssim, precision_recall
+from genlab.eval.evaluation import (
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+    ms_ssim,
+    precision_recall,
+)
 from tests.conftest import FASHION_SYSTEM, run_cli
 
 
@@ -52,7 +58,7 @@ def test_precision_recall_of_same_and_disjoint_sets():
     torch.manual_seed(0)
     real = torch.randn(300, 8)
     assert precision_recall(real, real.clone()) == (1.0, 1.0)
-    from genlab.evaluation import MetricUnavailable
+    from genlab.eval.evaluation import MetricUnavailable
 
     with pytest.raises(MetricUnavailable, match="more than k=3"):
         precision_recall(real, real[:3])
@@ -76,8 +82,8 @@ def test_ms_ssim_is_one_for_identical_images_and_low_for_unrelated_ones():
 @pytest.fixture(scope="module")
 def untrained_run(tmp_path_factory):
     """A DCGAN trained for a single step on digits: enough for the one-line answers."""
-    from genlab.compose import compose
-    from genlab.entry import run_training
+    from genlab.app.compose import compose
+    from genlab.app.entry import run_training
 
     root = tmp_path_factory.mktemp("runs")
     run_training(compose(["train.progress=none", "train.steps=1", "train.sample_every=100"]), root / "untrained")
@@ -87,8 +93,8 @@ def untrained_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def digit_runs(untrained_run):
     """Beside it, a DCGAN trained 15 epochs on digits (for the slow tests that rank the two)."""
-    from genlab.compose import compose
-    from genlab.entry import run_training
+    from genlab.app.compose import compose
+    from genlab.app.entry import run_training
 
     run_training(compose(["train.progress=none", "train.epochs=15", "train.sample_every=100"]),
                  untrained_run / "trained")
@@ -185,8 +191,8 @@ def test_fid_kid_is_run_end_to_end_with_inception_weights_on_disk(digit_runs, tm
 
 @pytest.mark.skipif(not FASHION_SYSTEM.is_dir(), reason="apt-get install dataset-fashion-mnist")
 def test_a_vae_ranks_another_dataset_as_out_of_distribution(tmp_path, train):
-    from genlab.evaluation import evaluate_run
-    from genlab.runs import load_run
+    from genlab.eval.evaluation import evaluate_run
+    from genlab.train.runs import load_run
 
     train(tmp_path / "vae", "model=vae", "data.size=16", "train.batch_size=64", "train.epochs=3",
           "train.sample_every=100")
@@ -202,7 +208,7 @@ def test_a_vae_ranks_another_dataset_as_out_of_distribution(tmp_path, train):
     # by hand: the same AUROC from the model's own score
     from sklearn.metrics import roc_auc_score
 
-    from genlab.compose import compose
+    from genlab.app.compose import compose
     from genlab.data import build_data
 
     digits = build_data(compose(["data.size=16"]).data, 500, 0, torch.device("cpu"))
@@ -212,7 +218,7 @@ def test_a_vae_ranks_another_dataset_as_out_of_distribution(tmp_path, train):
     truth = [0] * len(inside) + [1] * len(outside)
     assert roc_auc_score(truth, torch.cat([inside, outside]).numpy()) == pytest.approx(auroc["value"], abs=1e-6)
     # a second dataset that needs a setting says which, and how to pass it
-    from genlab.errors import GenlabError
+    from genlab.core.errors import GenlabError
 
     with pytest.raises(GenlabError, match=r"--ood-data image_folder needs data.root: pass it, e.g. --ood-data "
                                           r"'image_folder data.root=VALUE'"):

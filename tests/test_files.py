@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from genlab import files
-from genlab.errors import GenlabError
+from genlab.core import files
+from genlab.core.errors import GenlabError
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from genlab.core.errors import GenlabError
+from genlab.core.registry import MODELS, load_all
 from genlab.data import Batch, DataSpec
-from genlab.errors import GenlabError
 from genlab.models.flows import MADE, Dequantize, hidden_degrees, input_degrees
-from genlab.registry import MODELS, load_all
 from tests.conftest import FASHION_SYSTEM, run_cli
 
 load_all()
@@ -179,7 +179,7 @@ def test_a_maf_on_digits_improves_bits_per_dim_clearly_and_draws_on_the_8_bit_gr
     assert trained < untrained - 2.5, curve
     samples = tmp_path / "maf" / "samples"
     assert (samples / "epoch_000.png").is_file() and (samples / "epoch_008.png").is_file()
-    from genlab.runs import load_run
+    from genlab.train.runs import load_run
 
     run = load_run(tmp_path / "maf")
     images = run.model.sample(512, generator=torch.Generator().manual_seed(0))
@@ -197,7 +197,7 @@ def test_a_maf_on_digits_improves_bits_per_dim_clearly_and_draws_on_the_8_bit_gr
 
 
 def test_a_toy_flow_draws_its_density_beside_data_and_samples_and_resumes_exactly(tmp_path, train, interrupt_at):
-    from genlab.errors import Interrupted
+    from genlab.core.errors import Interrupted
     from genlab.models.flows import RealNVP
 
     settings = ["model=realnvp", "model.layers=4", "model.width=16", "model.blocks=1", "data=toy2d",
@@ -266,7 +266,7 @@ def test_anomaly_eval_on_a_held_out_class_writes_auroc_auprc_and_both_curves(tmp
     assert metrics["anomaly_auprc"]["value"] > 0.95
     assert "anomaly_auroc_complexity" in metrics and "accuracy" not in json.dumps(list(metrics))
     assert 0 <= metrics["anomaly_auroc_class_8"]["value"] <= 1
-    from genlab.report import build_report
+    from genlab.app.report import build_report
 
     _, index = build_report([tmp_path / "run"], tmp_path / "report")
     assert (tmp_path / "report" / "eval_anomaly_roc.png").is_file() and "eval_anomaly_roc.png" in index.read_text()
@@ -278,7 +278,7 @@ def test_anomaly_eval_on_a_held_out_class_writes_auroc_auprc_and_both_curves(tmp
 
 
 def test_input_complexity_is_the_png_length_in_bits():
-    from genlab.evaluation import png_bits
+    from genlab.eval.evaluation import png_bits
 
     flat = -torch.ones(1, 1, 28, 28)
     noise = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -298,7 +298,7 @@ def test_input_complexity_is_the_png_length_in_bits():
     ("model.log_scale_clamp=0", "model.log_scale_clamp must be positive"),
 ])
 def test_bad_flow_settings_are_one_line_before_any_folder(override, message):
-    from genlab.compose import check_command_line
+    from genlab.app.compose import check_command_line
 
     with pytest.raises(GenlabError) as caught:
         check_command_line(["model=maf", "data=digits", override])
@@ -312,7 +312,7 @@ def test_bad_flow_settings_are_one_line_before_any_folder(override, message):
     (["model=vae", "data=toy2d"], "trains on images data, and data=toy2d gives vectors"),
 ])
 def test_bad_toy_and_pairing_inputs_are_one_line(args, message):
-    from genlab.compose import check_command_line
+    from genlab.app.compose import check_command_line
 
     with pytest.raises(GenlabError, match=message):
         check_command_line(args)
@@ -325,7 +325,7 @@ def test_a_bad_class_list_on_the_command_line_is_one_line_and_no_folder(tmp_path
 
 
 def test_a_flow_whose_log_scales_blow_up_stops_in_one_line_and_keeps_no_bad_state(tmp_path, train):
-    from genlab.errors import TrainingStopped
+    from genlab.core.errors import TrainingStopped
 
     with pytest.raises(TrainingStopped, match=r"loss is (nan|inf).*train.on_nan=stop"):
         train(tmp_path / "nan", *TINY_FLOW, "model.log_scale_clamp=1e6", "optim.lr=100", "train.epochs=3")
@@ -340,8 +340,8 @@ def test_an_ood_set_of_another_size_or_channel_count_is_one_line(tmp_path, train
 
 
 def test_a_vae_is_scored_for_anomalies_by_its_elbo_without_the_complexity_correction(tmp_path, train):
-    from genlab.evaluation import evaluate_run
-    from genlab.runs import load_run
+    from genlab.eval.evaluation import evaluate_run
+    from genlab.train.runs import load_run
 
     train(tmp_path / "vae", "model=vae", "model.latent_dim=4", "data=digits", "data.size=8",
           "data.normal_classes=[0,1]", "train.steps=4", "device=cpu")
@@ -379,8 +379,8 @@ def test_the_toy_presets_learn_their_shapes(tmp_path, train):
 def test_plain_likelihood_misses_trousers_and_the_complexity_correction_finds_them(tmp_path, train):
     """experiment=maf_anomaly_tops (about 2 min): trained on the five tops, the flow finds the simpler trousers
     more likely than its own tops; -log2 p(x) - L(x) ranks them as anomalies (docs/flows.md)."""
-    from genlab.evaluation import evaluate_run
-    from genlab.runs import load_run
+    from genlab.eval.evaluation import evaluate_run
+    from genlab.train.runs import load_run
 
     if not FASHION_SYSTEM.is_dir():
         pytest.skip("needs Debian's dataset-fashion-mnist")

@@ -8,7 +8,7 @@ pytestmark = pytest.mark.slow
 
 
 def _trained(tmp_path, train, *overrides):
-    from genlab.checkpoint import load_checkpoint
+    from genlab.core.checkpoint import load_checkpoint
     from genlab.data import DataSpec
     from genlab.models import build_model
 

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.core.errors import GenlabError
 from genlab.data import Data, DataSpec
 from genlab.data.base import resize_uint8, to_unit_range
 from genlab.data.bicubic import downscale
 from genlab.data.kinds import PairedBatches, SuperResolutionBatches, UnpairedBatches, VectorBatches
-from genlab.errors import GenlabError
 
 CPU = torch.device("cpu")
 
@@ -333,7 +333,7 @@ PAIRS = {"test_translator": "test_paired", "test_cycle": "test_unpaired", "test_
 @pytest.fixture
 def kinds():
     """The tiny models and datasets above, registered for one test: a family's one registry line each."""
-    from genlab.registry import DATASETS, MODELS, load_all
+    from genlab.core.registry import DATASETS, MODELS, load_all
 
     load_all()
     models = _model_classes()
@@ -353,7 +353,7 @@ def kinds():
 @pytest.mark.parametrize("model", list(PAIRS))
 def test_a_tiny_model_of_each_kind_resumes_exactly_with_a_decay_and_ema(tmp_path, train, kinds, interrupt_at,
                                                                        model):
-    from genlab.errors import Interrupted
+    from genlab.core.errors import Interrupted
 
     settings = [f"model.name={model}", f"data.name={PAIRS[model]}", "train.batch_size=32", "train.epochs=4",
                 "train.log_every=1", "train.sample_every=100", "train.ema=0.9", "optim.schedule=linear",
@@ -386,7 +386,7 @@ def test_a_tiny_model_of_each_kind_resumes_exactly_with_a_decay_and_ema(tmp_path
 
 
 def test_a_model_refuses_data_of_another_kind_in_one_line(kinds):
-    from genlab.compose import check_command_line
+    from genlab.app.compose import check_command_line
 
     with pytest.raises(GenlabError, match="model=test_translator trains on paired data, and data=test_moons gives "
                                           "vectors"):
@@ -397,9 +397,9 @@ def test_a_model_refuses_data_of_another_kind_in_one_line(kinds):
 
 def test_eval_scores_translations_against_targets_and_a_family_registers_its_metric(tmp_path, train, kinds,
                                                                                     monkeypatch):
-    from genlab.evaluation import evaluate_run, metric
-    from genlab.registry import METRICS
-    from genlab.runs import load_run
+    from genlab.core.registry import METRICS
+    from genlab.eval.evaluation import evaluate_run, metric
+    from genlab.train.runs import load_run
 
     tiny = ["train.batch_size=32", "train.steps=3", "train.sample_every=100"]
     train(tmp_path / "paired", "model.name=test_translator", "data.name=test_paired", *tiny)
@@ -437,7 +437,7 @@ def test_eval_scores_translations_against_targets_and_a_family_registers_its_met
     assert protocol["baseline"] == "the input, bicubic-resized to the target's size" and protocol["n_images"] == 359
     assert sr["baseline_psnr"]["value"] > 15  # bicubic 2x on 32 px digits is close, not noise
     assert "mse" in sr  # the model's own held-out score, through the likelihood metric
-    from genlab.errors import GenlabError
+    from genlab.core.errors import GenlabError
 
     with pytest.raises(GenlabError, match="fd_domain does not apply to this run: it scores images data"):
         evaluate_run(load_run(tmp_path / "sr"), ["fd_domain"], n=20, seed=0, device=CPU)
@@ -446,7 +446,7 @@ def test_eval_scores_translations_against_targets_and_a_family_registers_its_met
 
 
 def test_psnr_of_a_known_error():
-    from genlab.evaluation import psnr
+    from genlab.eval.evaluation import psnr
 
     target = torch.zeros(2, 3, 8, 8)
     # an error of 0.1 on [0, 1] pixels is 0.2 on [-1, 1] ones: 10 log10(1 / 0.01) = 20 dB
@@ -455,8 +455,8 @@ def test_psnr_of_a_known_error():
 
 
 def test_an_ood_set_of_another_kind_and_an_epoch_of_no_batches_are_one_line(tmp_path, train, kinds):
-    from genlab.evaluation import evaluate_run
-    from genlab.runs import load_run
+    from genlab.eval.evaluation import evaluate_run
+    from genlab.train.runs import load_run
 
     train(tmp_path / "flow", "model.name=test_density", "data.name=test_moons", "train.batch_size=64", "train.steps=2")
     run = load_run(tmp_path / "flow")
@@ -471,10 +471,10 @@ def test_an_ood_set_of_another_kind_and_an_epoch_of_no_batches_are_one_line(tmp_
 
 
 def test_evaluation_can_be_imported_by_a_model_file():
-    """A family registers its metrics in its model file, which genlab.models imports: genlab.evaluation must not
+    """A family registers its metrics in its model file, which genlab.models imports: genlab.eval.evaluation must not
     import genlab.models (or runs) when it loads, or that import is circular."""
     import subprocess
     import sys
 
-    code = "import sys, genlab.evaluation; assert 'genlab.models' not in sys.modules and 'genlab.runs' not in sys.modules"
+    code = "import sys, genlab.eval.evaluation; assert 'genlab.models' not in sys.modules and 'genlab.train.runs' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -7,9 +7,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from genlab.core.registry import LOSSES, load_all
 from genlab.data import Batch
-from genlab.losses import gradient_penalty
-from genlab.registry import LOSSES, load_all
+from genlab.models.losses import gradient_penalty
 
 load_all()
 REAL = torch.tensor([2.0, -1.0])
@@ -83,7 +83,7 @@ def test_gradient_penalty_matches_finite_differences():
 def _dcgan(loss_name, **loss_cfg):
     from genlab.data import DataSpec
     from genlab.models.gan import DCGAN
-    from genlab.trainer import Engine
+    from genlab.train.loop import Engine
 
     loss = LOSSES[loss_name](OmegaConf.create({"name": loss_name, **loss_cfg}))
     model = DCGAN(OmegaConf.create({"nz": 8, "ngf": 8, "ndf": 8, "d_norm": "auto"}), DataSpec("x", 1, 16), loss)
@@ -177,7 +177,7 @@ def test_a_losss_optimiser_is_replaced_whole_by_the_users(compose):
 
 
 def test_every_gan_model_is_in_the_parametrised_test():
-    from genlab.registry import MODELS
+    from genlab.core.registry import MODELS
 
     # the autoencoders, SRResNet (pixel MSE alone) and the flows (exact likelihood) take no GAN loss
     assert set(SMALL) == set(MODELS.names()) - {"vae", "cvae", "vqvae", "srresnet", "made", "maf", "iaf", "realnvp"}

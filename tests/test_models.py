@@ -4,10 +4,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from genlab.core.errors import GenlabError
 from genlab.data import Batch, DataSpec
-from genlab.errors import GenlabError
-from genlab.losses import NonSaturating
 from genlab.models.gan import DCGAN, DCGANDiscriminator, DCGANGenerator
+from genlab.models.losses import NonSaturating
 from genlab.models.vae import VAE, kl_to_standard_normal, reconstruction_loss
 
 
@@ -91,7 +91,7 @@ def test_vae_forward_sample_and_visuals():
 
 
 def test_dcgan_training_step_updates_both_networks_and_leaves_no_stale_grads():
-    from genlab.trainer import Engine
+    from genlab.train.loop import Engine
 
     cfg = OmegaConf.create({"nz": 16, "ngf": 8, "ndf": 8, "d_norm": "auto"})
     model = DCGAN(cfg, DataSpec("x", 1, 16), NonSaturating())
@@ -138,7 +138,7 @@ def test_cgan_nets_follow_the_cifar10_report():
 
 @pytest.mark.parametrize("name", ["cgan", "acgan"])
 def test_label_conditional_models_need_labels_and_sample_the_asked_class_rows(name):
-    from genlab.registry import LOSSES, MODELS
+    from genlab.core.registry import LOSSES, MODELS
 
     cfg = OmegaConf.create({"nz": 8, "label_mode": "embedding", "embed_dim": 4, "g_width": 32, "d_width": 4,
                             "d_norm": "auto"})
@@ -158,7 +158,7 @@ def test_label_conditional_models_need_labels_and_sample_the_asked_class_rows(na
 
 
 def test_infogan_visuals_sweep_each_continuous_code_per_category():
-    from genlab.registry import LOSSES, MODELS
+    from genlab.core.registry import LOSSES, MODELS
 
     cfg = OmegaConf.create({"nz": 8, "n_cat": 4, "n_cont": 2, "lambda_info": 1.0, "lambda_cont": 0.1,
                             "d_norm": "auto"})

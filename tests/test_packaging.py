@@ -25,7 +25,7 @@ def test_the_wheel_carries_the_configs_and_uses_them(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
     empty = tmp_path / "empty"
     empty.mkdir()
-    where = subprocess.run([sys.executable, "-c", "import genlab.paths as p; print(p.config_dir())"],
+    where = subprocess.run([sys.executable, "-c", "import genlab.core.paths as p; print(p.config_dir())"],
                            cwd=empty, env=env, capture_output=True, text=True)
     assert where.stdout.strip() == str(tmp_path / "site" / "genlab" / "configs")
     show = subprocess.run([sys.executable, "-m", "genlab", "config", "show", "model=vae"], cwd=empty, env=env,

@@ -11,7 +11,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genlab.rundir import trained
+from genlab.train.rundir import trained
 from tests import hostile
 from tests.hostile import one_line_or_success, run_here
 

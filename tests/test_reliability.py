@@ -61,8 +61,8 @@ def test_hydras_rerun_flag_is_refused_and_its_pickle_never_loaded(tmp_path):
 def test_a_poisoned_cifar_batch_is_refused_without_running_it(tmp_path):
     from omegaconf import OmegaConf
 
+    from genlab.core.errors import GenlabError
     from genlab.data import build_data
-    from genlab.errors import GenlabError
 
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
@@ -119,16 +119,16 @@ def test_hydra_callbacks_and_targets_are_refused(tmp_path, how):
     ("+hydra.job.env_set.LD_PRELOAD=/tmp/x.so", "sets no environment variables"),
 ])
 def test_configs_cannot_run_code_or_write_elsewhere(override, expected):
-    from genlab.compose import CommandLine, checked_config
-    from genlab.errors import GenlabError
+    from genlab.app.compose import CommandLine, checked_config
+    from genlab.core.errors import GenlabError
 
     with pytest.raises(GenlabError, match=expected):
         checked_config(["train.epochs=1", override], CommandLine())
 
 
 def test_a_target_in_a_preset_is_refused(tmp_path):
-    from genlab.compose import CommandLine, checked_config
-    from genlab.errors import GenlabError
+    from genlab.app.compose import CommandLine, checked_config
+    from genlab.core.errors import GenlabError
 
     (tmp_path / "experiment").mkdir()
     (tmp_path / "experiment" / "evil.yaml").write_text("# @package _global_\nmodel:\n  _target_: os.system\n")
@@ -192,8 +192,8 @@ def test_run_folders_started_in_the_same_second_are_distinct(tmp_path):
 def test_a_folder_a_live_run_holds_is_refused(tmp_path):
     import fcntl
 
-    from genlab import rundir
-    from genlab.errors import GenlabError
+    from genlab.core.errors import GenlabError
+    from genlab.train import rundir
 
     folder = tmp_path / "run"
     folder.mkdir()
@@ -263,8 +263,8 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path):
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, train, monkeypatch):
-    from genlab import checkpoint
-    from genlab.errors import GenlabError
+    from genlab.core import checkpoint
+    from genlab.core.errors import GenlabError
 
     calls = []
     real_save = torch.save
@@ -309,8 +309,8 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_record(tmp_path):
 
 
 def test_metrics_jsonl_never_holds_nan_or_infinity(tmp_path):
-    from genlab.runwriter import RunWriter
-    from genlab.tracking import read_metrics
+    from genlab.core.records import read_metrics
+    from genlab.train.runwriter import RunWriter
 
     writer = RunWriter(tmp_path, active=True)
     writer.open({})
@@ -322,7 +322,7 @@ def test_metrics_jsonl_never_holds_nan_or_infinity(tmp_path):
 
 
 def test_on_nan_stop_keeps_the_last_good_checkpoint(tmp_path, train, monkeypatch):
-    from genlab.errors import TrainingStopped
+    from genlab.core.errors import TrainingStopped
     from genlab.models.vae import VAE
 
     real_step = VAE.training_step

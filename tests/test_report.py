@@ -100,7 +100,7 @@ def test_report_of_a_run_has_progression_strips_curves_and_family_figures(tmp_pa
 
 
 def test_pick_epochs_spreads_six_or_takes_the_nearest_wanted():
-    from genlab.report import pick_epochs
+    from genlab.app.report import pick_epochs
 
     assert pick_epochs(list(range(52))) == [0, 10, 20, 31, 41, 51]
     assert pick_epochs([0, 10, 20, 30, 40], wanted=[0, 10, 20, 30, 40]) == [0, 10, 20, 30, 40]

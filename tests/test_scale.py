@@ -31,7 +31,7 @@ def _records(run: Path, key: str) -> list[tuple[int, float]]:
 def _batchnorm_rank(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from genlab import distributed
+    from genlab.core import distributed
 
     distributed.init()
     torch.manual_seed(0)
@@ -50,7 +50,7 @@ def _batchnorm_rank(rank: int, world: int, port: int, out: str) -> None:
 def test_global_batchnorm_equals_batchnorm_on_the_whole_batch(tmp_path):
     """Two gloo processes, each with half of a batch: outputs' gradients, the weights' summed gradients and the
     running statistics are those of one nn.BatchNorm2d over the whole batch."""
-    from genlab.distributed import free_port
+    from genlab.core.distributed import free_port
 
     torch.multiprocessing.spawn(_batchnorm_rank, args=(2, free_port(), str(tmp_path)), nprocs=2)
     torch.manual_seed(0)
@@ -71,7 +71,7 @@ def test_global_batchnorm_equals_batchnorm_on_the_whole_batch(tmp_path):
 def test_two_processes_train_the_run_one_process_would(tmp_path, train, caplog):
     """`genlab train --nproc 2` on gloo: one run folder written by rank 0 alone, and, with a deterministic step (a
     flow on points: no noise), the very losses of one process with the same global batch."""
-    from genlab.runs import load_run
+    from genlab.train.runs import load_run
 
     two = run_cli(["train", "--nproc", "2", *FLOW_POINTS, f"hydra.run.dir={tmp_path / 'two'}"], tmp_path)
     assert two.returncode == 0, two.stderr[-2000:]
@@ -121,9 +121,9 @@ def test_nproc_mistakes_are_one_line(tmp_path, monkeypatch, args, env, expected)
     """The same checks in-process (the subprocess test above shows the one line and exit code they become)."""
     from typer.testing import CliRunner
 
-    from genlab import distributed
-    from genlab.cli import app
-    from genlab.errors import GenlabError
+    from genlab.app.cli import app
+    from genlab.core import distributed
+    from genlab.core.errors import GenlabError
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(distributed, "PLANNED", 1)
@@ -221,7 +221,7 @@ def _compiled_family(tmp_path, train, compose, name):
     from torch._dynamo.utils import counters
 
     from genlab.models import build_model
-    from genlab.runs import load_run
+    from genlab.train.runs import load_run
 
     _needs_fashion(name)
     torch._dynamo.reset()
@@ -272,8 +272,8 @@ def test_fp16_grad_scalers_resume_exactly(tmp_path, train):
 
 
 def test_compile_settings_are_checked(compose):
-    from genlab.config import validate
-    from genlab.errors import GenlabError
+    from genlab.core.config import validate
+    from genlab.core.errors import GenlabError
 
     for overrides, message in ((["device.compile=yes"], "device.compile must be true or false"),
                                (["device.compile_backend=tvm"], "device.compile_backend must be one of"),
@@ -290,8 +290,8 @@ SWEEP = ["device=cpu", "model=realnvp", "data=toy2d", "data.n_train=512", "data.
 
 
 def test_a_launcher_without_its_plugin_names_the_extra(monkeypatch):
-    from genlab import compose
-    from genlab.errors import GenlabError
+    from genlab.app import compose
+    from genlab.core.errors import GenlabError
 
     monkeypatch.setitem(compose.LAUNCHER_PLUGINS, "local", "hydra_plugins.no_such_joblib_launcher")
     with pytest.raises(GenlabError, match=r"hydra/launcher=local needs Hydra's joblib launcher, which is not "

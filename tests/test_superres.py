@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from tests.conftest import run_cli
 
 CPU = torch.device("cpu")
@@ -109,7 +109,7 @@ def test_srresnet_and_the_discriminator_are_the_papers():
 
 
 def test_tiles_give_the_untiled_output():
-    from genlab import tiles
+    from genlab.core import tiles
     from genlab.models.srgan import SRResNetGenerator
 
     torch.manual_seed(0)
@@ -152,7 +152,7 @@ def sr_root(tmp_path, monkeypatch):
 def test_hr_images_of_every_mode_become_rgb_and_mistakes_are_one_line(sr_root, compose):
     from PIL import Image
 
-    from genlab.compose import check_command_line
+    from genlab.app.compose import check_command_line
     from genlab.data import build_data
     from genlab.data.superres import read_hr
 
@@ -203,7 +203,7 @@ def _vgg_file(path: Path) -> dict:
 
 def test_the_vgg_loss_network_loads_torchvisions_file_and_is_never_saved(sr_root, train, monkeypatch):
     from genlab.models.srgan import VGGFeatures, vgg19_weights
-    from genlab.runs import load_run
+    from genlab.train.runs import load_run
 
     monkeypatch.setenv("TORCH_HOME", str(sr_root / "torch"))
     with pytest.raises(GenlabError, match="model.content needs VGG19's ImageNet weights \\(vgg19-dcbb9e9d.pth\\), "
@@ -270,7 +270,7 @@ def test_eval_prints_bicubic_and_model_per_set_and_upscale_writes_any_size(sr_ro
 
 
 def test_an_srgan_interrupted_after_its_rate_step_resumes_exactly(sr_root, train, interrupt_at):
-    from genlab.errors import Interrupted
+    from genlab.core.errors import Interrupted
     from genlab.models.srgan import SRGAN
 
     settings = [*TINY, "model=srgan", "model.content=mse", "model.ndf=8", "model.from_scratch=true",
@@ -293,8 +293,8 @@ def test_an_srgan_interrupted_after_its_rate_step_resumes_exactly(sr_root, train
 
 @pytest.mark.slow
 def test_the_demo_srresnet_beats_bicubic_and_srgan_starts_from_it(tmp_path, train):
-    from genlab.evaluation import evaluate_run
-    from genlab.runs import load_run
+    from genlab.eval.evaluation import evaluate_run
+    from genlab.train.runs import load_run
 
     train(tmp_path / "srresnet", "experiment=srresnet_sr_photos")
     scores = evaluate_run(load_run(tmp_path / "srresnet"), ["superres"], n=10, seed=0, device=CPU)["metrics"]

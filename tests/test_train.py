@@ -111,7 +111,7 @@ def test_resume_mid_epoch_from_a_step_budget(tmp_path, train):
 def test_checkpoint_rebuilds_the_model_alone_and_writes_atomically(tmp_path, train, monkeypatch):
     from omegaconf import OmegaConf
 
-    from genlab import checkpoint
+    from genlab.core import checkpoint
     from genlab.data import DataSpec
     from genlab.models import build_model
 
@@ -138,7 +138,7 @@ def test_checkpoint_rebuilds_the_model_alone_and_writes_atomically(tmp_path, tra
 
 
 def test_resume_refuses_a_different_model(tmp_path, train):
-    from genlab.errors import GenlabError
+    from genlab.core.errors import GenlabError
 
     train(tmp_path / "a", "train.epochs=1", "data.limit=64", "train.batch_size=32", "model.ngf=16", "model.ndf=16")
     with pytest.raises(GenlabError, match="model=dcgan"):
@@ -198,7 +198,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path, train):
 
 
 def test_resume_refuses_a_different_optimiser_or_batching_and_applies_a_new_lr(tmp_path, train):
-    from genlab.errors import GenlabError
+    from genlab.core.errors import GenlabError
 
     common = ["data.limit=64", "train.batch_size=32", "model.ngf=16", "model.ndf=16"]
     train(tmp_path / "a", *common, "train.epochs=1")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from tests.conftest import FASHION_SYSTEM, run_cli
 
 needs_fashion = pytest.mark.skipif(not FASHION_SYSTEM.is_dir(), reason="apt-get install dataset-fashion-mnist")
@@ -67,7 +67,7 @@ def test_the_image_pool_returns_a_stored_fake_half_the_time_once_full():
 
 def test_the_default_decay_is_constant_then_reaches_zero_at_the_last_step():
     from genlab.models.cyclegan import CycleGAN
-    from genlab.schedules import build_schedule
+    from genlab.train.schedules import build_schedule
 
     schedule = build_schedule({}, CycleGAN.default_schedule)
     total, spe = 200, 10  # 20 epochs: 10 constant, 10 decaying (the report's horse2zebra run)
@@ -81,7 +81,7 @@ def test_the_default_decay_is_constant_then_reaches_zero_at_the_last_step():
 @needs_fashion
 @pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
 def test_a_run_interrupted_mid_decay_resumes_exactly(tmp_path, train, interrupt_at, model):
-    from genlab.errors import Interrupted
+    from genlab.core.errors import Interrupted
     from genlab.models.cyclegan import CycleGAN
     from genlab.models.pix2pix import Pix2Pix
 
@@ -170,7 +170,7 @@ def test_paired_folders_in_both_layouts_and_their_mistakes(tmp_path, compose):
 
 
 def test_unpaired_folders_and_a_missing_or_empty_domain(tmp_path, compose):
-    from genlab.compose import check_command_line
+    from genlab.app.compose import check_command_line
     from genlab.data import build_data
 
     root = tmp_path / "data"
@@ -241,7 +241,7 @@ def test_translate_writes_one_output_per_input_at_its_size(tmp_path, train):
 def test_ssim_matches_scikit_image():
     from skimage.metrics import structural_similarity
 
-    from genlab.evaluation import ssim
+    from genlab.eval.evaluation import ssim
 
     a = _photo(3, (48, 40)).astype(np.float64) / 255
     b = np.clip(a + np.random.default_rng(0).normal(0, 0.05, a.shape), 0, 1)
@@ -254,8 +254,8 @@ def test_ssim_matches_scikit_image():
 
 @needs_fashion
 def test_eval_scores_each_family_by_its_own_metrics(tmp_path, train):
-    from genlab.evaluation import evaluate_run
-    from genlab.runs import load_run
+    from genlab.eval.evaluation import evaluate_run
+    from genlab.train.runs import load_run
 
     cpu = torch.device("cpu")
     train(tmp_path / "p2p", *TINY_P2P, "train.steps=2")
@@ -280,8 +280,8 @@ def test_eval_scores_each_family_by_its_own_metrics(tmp_path, train):
 def test_the_demos_learn_to_translate(tmp_path, train):
     """The offline presets, shortened: pix2pix fills edge drawings far better than the input itself, and
     CycleGAN's sandals are taken for sneakers (and back) by an A-vs-B classifier."""
-    from genlab.evaluation import evaluate_run
-    from genlab.runs import load_run
+    from genlab.eval.evaluation import evaluate_run
+    from genlab.train.runs import load_run
 
     cpu = torch.device("cpu")
     train(tmp_path / "p2p", "experiment=pix2pix_edges2fashion", "train.epochs=3")
@@ -307,7 +307,7 @@ def test_the_demos_learn_to_translate(tmp_path, train):
     ("cyclegan_apple2orange", "Get apple2orange.zip from"),
 ])
 def test_the_report_presets_compose_and_say_where_their_data_is(tmp_path, compose, preset, expected):
-    from genlab.compose import check_command_line
+    from genlab.app.compose import check_command_line
 
     cfg = compose(f"experiment={preset}")
     if preset == "pix2pix_maps":
@@ -344,7 +344,7 @@ def test_cyclegan_translates_both_ways_and_tiny_images(tmp_path, train):
     (["model=pix2pix", "data=edges2fashion", "data.test_limit=0"], "data.test_limit must be a number of held-out"),
 ])
 def test_translation_settings_that_cannot_work_are_one_line(overrides, expected):
-    from genlab.compose import check_command_line
+    from genlab.app.compose import check_command_line
 
     if "edges2fashion" in overrides[1] and not FASHION_SYSTEM.is_dir():
         pytest.skip("needs Fashion-MNIST")

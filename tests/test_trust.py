@@ -122,8 +122,8 @@ def test_a_checkpoint_says_how_to_build_the_model_never_where_to_read_or_write(h
     assert ran.returncode == 0, ran.stderr
     assert "\"nelbo\"" in (vae / "metrics.json").read_text()
     # a data place genlab has no default for is asked of the user, never taken from the file
-    from genlab.evaluation import MetricUnavailable, run_data_config
-    from genlab.runs import load_run
+    from genlab.eval.evaluation import MetricUnavailable, run_data_config
+    from genlab.train.runs import load_run
 
     cfg = load_run(vae).cfg.copy()
     cfg.data = {"name": "image_folder", "root": str(canary), "size": 32, "channels": 1}
@@ -262,8 +262,9 @@ def test_a_resume_never_copies_what_a_link_in_the_old_run_points_at(copy_of, tmp
 
 
 def test_a_failed_start_in_a_shared_folder_removes_only_what_it_wrote(tmp_path):
-    from genlab import files, rundir
-    from genlab.runwriter import RunWriter
+    from genlab.core import files
+    from genlab.train import rundir
+    from genlab.train.runwriter import RunWriter
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -348,7 +349,7 @@ def test_a_resume_from_damaged_records_keeps_the_readable_ones(copy_of, tmp_path
     hostile.mutations(canary)["png_text"](old)
     new = tmp_path / "new"
     train(new, *_longer(6), f"train.resume={old}")
-    from genlab.tracking import read_metrics
+    from genlab.core.records import read_metrics
 
     steps = [r["step"] for r in read_metrics(new / "metrics.jsonl")]
     assert steps[:3] == [3, 5, 6] and set(steps) == {3, 5, 6}  # the readable old record, then the new ones
@@ -390,8 +391,8 @@ def test_counts_sizes_and_seeds_are_checked_with_their_limit_named(hostile_runs,
 
 
 def test_idx_files_are_read_within_their_declared_size(tmp_path):
+    from genlab.core.errors import GenlabError
     from genlab.data.tensors import read_idx
-    from genlab.errors import GenlabError
 
     five = tmp_path / "five-idx3-ubyte"
     five.write_bytes(bytes([0, 0, 8, 5]) + (2).to_bytes(4, "big") * 5 + bytes(32))
@@ -515,8 +516,8 @@ def test_a_stop_dropped_inside_a_finaliser_still_stops_the_start(tmp_path):
     dropped ("Exception ignored"). genlab notices at the next step of its start and stops all the same."""
     script = textwrap.dedent("""
         import gc, os, signal, sys
-        import genlab.rundir as rundir
-        from genlab import cli
+        import genlab.train.rundir as rundir
+        from genlab.app import cli
 
         real_claim = rundir.claim
 

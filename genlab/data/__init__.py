@@ -15,6 +15,6 @@ __all__ = ["Batch", "Data", "DataSpec", "build_data"]
 
 
 def build_data(cfg, batch_size: int, seed: int, device) -> Data:
-    from genlab.registry import DATASETS
+    from genlab.core.registry import DATASETS
 
     return DATASETS[cfg.name].build(cfg, batch_size, seed, device)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from genlab.distributed import part
-from genlab.errors import GenlabError
+from genlab.core.distributed import part
+from genlab.core.errors import GenlabError
 
 
 class Batch(dict):

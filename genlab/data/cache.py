@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genlab.core.errors import GenlabError
 from genlab.data.base import loader_batches
-from genlab.errors import GenlabError
 
 log = logging.getLogger("genlab")
 
@@ -45,7 +45,7 @@ def cached_images(dataset, folder: Path, name: str, num_workers: int) -> torch.T
     key = digest(dataset.files, size, c, dataset.crop)
     path = folder / f"{name}-{size}px-{c}ch-{n}-{key}.u8"
     shape = (n, c, size, size)
-    from genlab import distributed
+    from genlab.core import distributed
 
     # a data-parallel job: the first process of each machine builds it, the others wait and then read it
     if distributed.local_rank() == 0 or not distributed.active():
@@ -64,7 +64,7 @@ def cached_images(dataset, folder: Path, name: str, num_workers: int) -> torch.T
 
 
 def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> None:
-    from genlab import files
+    from genlab.core import files
 
     size = int(np.prod(shape))
     try:
@@ -91,7 +91,7 @@ def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> Non
         raise GenlabError(f"data.cache: cannot write the {size / 2**30:.2f} GiB cache in {path.parent} "
                           f"({err.strerror or err}); free some space, pass data.cache_dir=ANOTHER/FOLDER, or "
                           "data.cache=false") from None
-    from genlab.progress import bar
+    from genlab.core.progress import bar
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=256, shuffle=False, num_workers=num_workers)
     log.info(f"data.cache: decoding {shape[0]:,} images once into {path} ({size / 2**30:.2f} GiB)")

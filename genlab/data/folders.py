@@ -11,9 +11,9 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
+from genlab.core.errors import GenlabError
+from genlab.core.registry import DATASETS
 from genlab.data.base import Data, DataSpec, LoaderBatches, TensorBatches, check_batches
-from genlab.errors import GenlabError
-from genlab.registry import DATASETS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 

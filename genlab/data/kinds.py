@@ -22,9 +22,9 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from genlab.core.distributed import part
+from genlab.core.errors import GenlabError
 from genlab.data.base import Batch, epoch_permutation, spread, to_unit_range
-from genlab.distributed import part
-from genlab.errors import GenlabError
 
 KINDS = {
     "images": ("image", "label"),

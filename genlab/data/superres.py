@@ -23,11 +23,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from genlab.core.errors import GenlabError
+from genlab.core.registry import DATASETS
 from genlab.data.base import Data, DataSpec, check_batches, spread
 from genlab.data.folders import IMAGE_SUFFIXES, list_images, open_image
 from genlab.data.kinds import SuperResolutionBatches
-from genlab.errors import GenlabError
-from genlab.registry import DATASETS
 
 DIV2K_HOW = ("get DIV2K_train_HR.zip and DIV2K_valid_HR.zip from https://data.vision.ee.ethz.ch/cvl/DIV2K/ and unzip "
              "them into data.root (DIV2K_train_HR/0001.png ..., DIV2K_valid_HR/0801.png ...)")

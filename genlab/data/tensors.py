@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from genlab.core.errors import GenlabError
+from genlab.core.registry import DATASETS
+from genlab.core.safety import safe_pickle_load
 from genlab.data.base import Data, DataSpec, TensorBatches, check_batches, resize_uint8
-from genlab.errors import GenlabError
-from genlab.registry import DATASETS
-from genlab.safety import safe_pickle_load
 
 
 def _finish(name, cfg, train_x, train_y, test_x, test_y, batch_size, seed, device, n_classes, class_names) -> Data:

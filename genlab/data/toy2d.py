@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from genlab.config import check_choice, check_float, check_int
+from genlab.core.config import check_choice, check_float, check_int
+from genlab.core.errors import GenlabError
+from genlab.core.registry import DATASETS
 from genlab.data.base import Data, DataSpec, check_batches
 from genlab.data.kinds import VectorBatches
-from genlab.errors import GenlabError
-from genlab.registry import DATASETS
 
 
 def _moons(n, rng, noise):

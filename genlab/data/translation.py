@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from PIL import Image
 
+from genlab.core.errors import GenlabError
+from genlab.core.registry import DATASETS
 from genlab.data.base import Data, DataSpec, check_batches, spread
 from genlab.data.folders import IMAGE_SUFFIXES, open_image
 from genlab.data.kinds import PairedBatches, UnpairedBatches
-from genlab.errors import GenlabError
-from genlab.registry import DATASETS
 
 
 def _images(folder: Path) -> list[Path]:

@@ -3,7 +3,7 @@
 import importlib
 import pkgutil
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.models.base import GenerativeModel
 
 # every module in this folder is imported, so its @MODELS.register line is all a new family adds
@@ -15,7 +15,7 @@ __all__ = ["GenerativeModel", "build_model"]
 
 def build_model(cfg, spec):
     """MODELS[cfg.model.name](cfg.model, spec, loss=LOSSES[cfg.loss.name](cfg.loss))."""
-    from genlab.registry import LOSSES, MODELS, load_all
+    from genlab.core.registry import LOSSES, MODELS, load_all
 
     load_all()
 

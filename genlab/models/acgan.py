@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.config import check_choice, check_int
-from genlab.errors import GenlabError
-from genlab.figures import CLASS_ROWS, family_figures, visual_figures
+from genlab.core.config import check_choice, check_int
+from genlab.core.errors import GenlabError
+from genlab.core.figures import CLASS_ROWS, family_figures, visual_figures
+from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.models.cgan import LabelCode
 from genlab.models.gan import class_rows, d_outputs, discriminator_norm, norm_layer, require_labels, sample_labels
-from genlab.registry import MODELS
 
 
 class ACGANGenerator(nn.Module):

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from genlab.optim import build_optimizer, optimizer_settings
+from genlab.core.optim import build_optimizer, optimizer_settings
 
 
 class GenerativeModel(nn.Module):
@@ -110,7 +110,7 @@ class GenerativeModel(nn.Module):
     def sample(self, n: int, *, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
         """n images in [-1, 1]. Noise is drawn on the CPU from `generator`, so a seed means the same images
         on every device."""
-        from genlab.errors import GenlabError
+        from genlab.core.errors import GenlabError
 
         translates = type(self).translate is not GenerativeModel.translate
         raise GenlabError(f"{type(self).__name__} does not draw images from noise; it "
@@ -122,7 +122,7 @@ class GenerativeModel(nn.Module):
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
         """A translation model's output for a batch of inputs (batch[translates[0]] for AtoB), in [-1, 1]."""
-        from genlab.errors import GenlabError
+        from genlab.core.errors import GenlabError
 
         raise GenlabError(f"{type(self).__name__} does not translate images: pass a pix2pix or cyclegan run")
 

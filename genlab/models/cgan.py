@@ -8,9 +8,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from genlab.config import check_choice, check_int
-from genlab.errors import GenlabError
-from genlab.figures import CLASS_ROWS, family_figures, visual_figures
+from genlab.core.config import check_choice, check_int
+from genlab.core.errors import GenlabError
+from genlab.core.figures import CLASS_ROWS, family_figures, visual_figures
+from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.models.gan import (
     GAN_CURVES,
@@ -21,7 +22,6 @@ from genlab.models.gan import (
     require_labels,
     sample_labels,
 )
-from genlab.registry import MODELS
 
 
 class LabelCode(nn.Module):

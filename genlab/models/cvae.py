@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genlab.figures import CLASS_ROWS, family_figures, visual_figures
+from genlab.core.figures import CLASS_ROWS, family_figures, visual_figures
+from genlab.core.registry import MODELS
 from genlab.models.gan import class_rows, require_labels, sample_labels
 from genlab.models.vae import VAE
-from genlab.registry import MODELS
 
 
 @MODELS.register("cvae")

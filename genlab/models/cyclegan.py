@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.config import check_float, check_int
-from genlab.errors import GenlabError
-from genlab.evaluation import MetricUnavailable, metric
-from genlab.figures import family_figures, visual_figures
+from genlab.core.config import check_float, check_int
+from genlab.core.errors import GenlabError
+from genlab.core.figures import family_figures, visual_figures
+from genlab.core.registry import MODELS
+from genlab.eval.evaluation import MetricUnavailable, metric
 from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.models.pix2pix import PatchDiscriminator, check_patch, norm2d
-from genlab.registry import MODELS
 
 
 class ResidualBlock(nn.Module):
@@ -216,7 +216,7 @@ class CycleGAN(GenerativeModel):
 
 def _train_domain_classifier(train: dict[str, torch.Tensor], device, epochs: int = 4):
     """A small A-vs-B classifier (evaluation.DomainClassifier) trained now on the training domains (seeded)."""
-    from genlab.evaluation import DomainClassifier
+    from genlab.eval.evaluation import DomainClassifier
 
     images = torch.cat([train["a"], train["b"]])
     labels = torch.cat([torch.zeros(len(train["a"])), torch.ones(len(train["b"]))]).long()
@@ -248,7 +248,7 @@ def domain_transfer(ctx) -> dict:
     data, model = ctx.data, ctx.run.model
     if data.test is None:
         raise MetricUnavailable(f"{data.spec.name} has no held-out testA/testB to translate")
-    from genlab.evaluation import domain_stacks
+    from genlab.eval.evaluation import domain_stacks
 
     train = domain_stacks(data.train, limit=2000)
     test = domain_stacks(data.test)
@@ -256,7 +256,7 @@ def domain_transfer(ctx) -> dict:
     as_b = lambda images: float((_called(classifier, images, ctx.device) == 1).float().mean())
 
     def distance(x, y):  # a classifier that only saw real A and B calls noise anything: FD in its features
-        from genlab.evaluation import features_of, frechet_distance
+        from genlab.eval.evaluation import features_of, frechet_distance
 
         return frechet_distance(features_of(classifier, x)[0].float(), features_of(classifier, y)[0].float())
 

@@ -8,10 +8,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from genlab.config import check_choice, check_int
-from genlab.errors import GenlabError
+from genlab.core.config import check_choice, check_int
+from genlab.core.errors import GenlabError
+from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
-from genlab.registry import MODELS
 
 
 def _stages(size: int) -> int:
@@ -50,7 +50,7 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """image -> Conv 4x4 s2 p1, LeakyReLU(0.2) -> [Conv 4x4 s2 p1, BN, LeakyReLU(0.2)] ... -> Conv 4x4 s1 p0 -> logit.
 
-    No normalisation on the input layer; no sigmoid (the loss applies its own link, see genlab.losses).
+    No normalisation on the input layer; no sigmoid (the loss applies its own link, see genlab.models.losses).
     norm: batch (the paper), layer (per-sample, as a WGAN-GP critic needs) or none.
     """
 

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.config import check_choice, check_float, check_int
-from genlab.errors import GenlabError
-from genlab.figures import family_figures, final_visual
+from genlab.core.config import check_choice, check_float, check_int
+from genlab.core.errors import GenlabError
+from genlab.core.figures import family_figures, final_visual
+from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.models.gan import d_outputs, discriminator_norm, norm_layer, sample_labels
-from genlab.registry import MODELS
 
 
 def _norm1d(kind: str, width: int) -> nn.Module:

@@ -15,11 +15,11 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from genlab.config import check_choice, check_float, check_int
-from genlab.errors import GenlabError
-from genlab.figures import family_figures, visual_figures
+from genlab.core.config import check_choice, check_float, check_int
+from genlab.core.errors import GenlabError
+from genlab.core.figures import family_figures, visual_figures
+from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
-from genlab.registry import MODELS
 
 
 def norm2d(kind: str, channels: int) -> nn.Module:

@@ -24,14 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab import weights
-from genlab.config import check_choice, check_float, check_int
+from genlab.core import weights
+from genlab.core.config import check_choice, check_float, check_int
+from genlab.core.errors import GenlabError
+from genlab.core.figures import family_figures, visual_figures
+from genlab.core.registry import MODELS
 from genlab.data.bicubic import upscale_bicubic
-from genlab.errors import GenlabError
-from genlab.evaluation import MetricUnavailable, metric, ssim
-from genlab.figures import family_figures, visual_figures
+from genlab.eval.evaluation import MetricUnavailable, metric, ssim
 from genlab.models.base import GenerativeModel
-from genlab.registry import MODELS
 
 # ---- the generator -------------------------------------------------------------------------------------------
 
@@ -418,8 +418,8 @@ def score_set(ctx, label: str, pairs) -> dict:
         ("lr", "hr") else "the model does not up-scale lr into hr")
 def superres(ctx) -> dict:
     """PSNR/SSIM on the Y channel, border removed, beside bicubic: held-out images and Set5/Set14/BSD100."""
+    from genlab.core.registry import DATASETS
     from genlab.data.superres import BENCHMARK_HOW, MissingBenchmark, benchmark_root, benchmark_source
-    from genlab.registry import DATASETS
 
     data_cfg = ctx.data_config  # the places of genlab's defaults or of --data, never of the checkpoint
     # the held-out images alone where the dataset can give them (DIV2K's 800 training photos need not be read)

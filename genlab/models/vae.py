@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.config import check_choice, check_float, check_int
+from genlab.core.config import check_choice, check_float, check_int
+from genlab.core.errors import GenlabError
+from genlab.core.figures import RECONSTRUCTIONS, family_figures, visual_figures
+from genlab.core.records import Scatter, pair_rows
+from genlab.core.registry import MODELS
 from genlab.data.base import dequantise
-from genlab.errors import GenlabError
-from genlab.figures import RECONSTRUCTIONS, family_figures, visual_figures
 from genlab.models.base import GenerativeModel
-from genlab.registry import MODELS
-from genlab.tracking import Scatter, pair_rows
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab import distributed
-from genlab.config import check_choice, check_float, check_int
-from genlab.errors import GenlabError
-from genlab.figures import RECONSTRUCTIONS, Figure, family_figures, final_visual
+from genlab.core import distributed
+from genlab.core.config import check_choice, check_float, check_int
+from genlab.core.errors import GenlabError
+from genlab.core.figures import RECONSTRUCTIONS, Figure, family_figures, final_visual
+from genlab.core.records import pair_rows
+from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel
-from genlab.registry import MODELS
-from genlab.tracking import pair_rows
 
 
 class Residual(nn.Module):

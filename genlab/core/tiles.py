@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int, tile: int | None,

@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 import typer.core
 
-from genlab.completion import complete_run, complete_run_or_sweep
-from genlab.errors import GenlabError, interrupt_exit_code, raise_interrupted
+from genlab.app.completion import complete_run, complete_run_or_sweep
+from genlab.core.errors import GenlabError, interrupt_exit_code, raise_interrupted
 
 app = typer.Typer(
     name="genlab",
@@ -30,7 +30,7 @@ class TrainCommand(typer.core.TyperCommand):
     """`genlab train`: its words are Hydra's, so completing them is genlab's (overrides, keys, values, flags)."""
 
     def shell_complete(self, ctx, incomplete):
-        from genlab.completion import complete_train
+        from genlab.app.completion import complete_train
 
         return complete_train(ctx, incomplete)
 
@@ -58,7 +58,9 @@ def train(ctx: typer.Context) -> None:  # noqa: C901  (to be split: issue 24)
     `genlab list` shows every option; `genlab config show ...` the resolved config;
     `genlab train --hydra-help` Hydra's own flags.
     """
-    from genlab import compose, distributed, rundir
+    from genlab.app import compose
+    from genlab.core import distributed
+    from genlab.train import rundir
 
     nproc, args = _take_nproc(list(ctx.args))
     if nproc > 1 and distributed.world_size() > 1:
@@ -74,7 +76,7 @@ def train(ctx: typer.Context) -> None:  # noqa: C901  (to be split: issue 24)
         raise GenlabError("a data-parallel run is one job on several processes; for a sweep (-m) run each job as "
                           "its own `genlab train --nproc N ...` (or torchrun line)")
     if not line.informational:
-        from genlab import summary
+        from genlab.app import summary
 
         # once: by `--nproc` before it starts the ranks (which run with HELD_ENV set), else by rank 0
         if distributed.rank() == 0 and not os.environ.get(distributed.HELD_ENV) and not summary.quiet() \
@@ -105,13 +107,13 @@ def train(ctx: typer.Context) -> None:  # noqa: C901  (to be split: issue 24)
                 rundir.remove_claimed()
             raise SystemExit(code)
     compose.LAUNCHED = line
-    from genlab.entry import train as hydra_train
+    from genlab.app.entry import train as hydra_train
 
     sys.argv = ["genlab train", *line.hydra_argv()]
     try:
         hydra_train()
         if line.multirun and not line.informational and distributed.rank() == 0:
-            from genlab import summary
+            from genlab.app import summary
 
             if not summary.quiet():
                 print("next:\n" + "\n".join(f"  {c}" for c in summary.next_for_sweep(Path(folder))))
@@ -169,14 +171,14 @@ def list_options(group: str | None = typer.Argument(None, help="Only this config
     from rich.console import Console
     from rich.table import Table
 
-    from genlab.paths import config_dir, group_options
+    from genlab.core.paths import config_dir, group_options
 
     groups = sorted(p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra")
     if group == "metrics":
         return _list_metrics()
     if group is not None and group not in groups:
         raise GenlabError(f"unknown config group '{group}'; choose one of: {', '.join(groups)}, or metrics")
-    from genlab.paths import root_defaults
+    from genlab.core.paths import root_defaults
 
     defaults = root_defaults()
     table = Table(title="genlab config groups (* = default)", show_lines=False)
@@ -198,9 +200,9 @@ def _list_metrics() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    import genlab.evaluation  # noqa: F401  (registers the shared metrics)
-    from genlab.evaluation import metric_help
-    from genlab.registry import METRICS, load_all
+    import genlab.eval.evaluation  # noqa: F401  (registers the shared metrics)
+    from genlab.core.registry import METRICS, load_all
+    from genlab.eval.evaluation import metric_help
 
     load_all()
     table = Table(title="genlab eval metrics")
@@ -241,7 +243,7 @@ def _output_area(out: Path | None, target, overwrite: bool) -> Path | None:
     existing file only with --overwrite, and one inside the run folder has the run folder as its root, so the
     run folder's links are refused there too. The default path is inside the run folder, which genlab made; a
     checkpoint outside any run folder sits in a folder of the user's, where nothing is replaced."""
-    from genlab import files
+    from genlab.core import files
 
     run_dir = files.absolute(target.path)
     made = target.checkpoint.parent.name == "checkpoints"  # <run>/checkpoints/x.pt: a run folder genlab made
@@ -289,9 +291,9 @@ def sample(  # noqa: C901  (to be split: issue 24)
     """
     import torch
 
-    from genlab import files
-    from genlab.runs import generate, load_run, parse_labels, write_png_folder
-    from genlab.tracking import image_grid
+    from genlab.core import files
+    from genlab.core.records import image_grid
+    from genlab.train.runs import generate, load_run, parse_labels, write_png_folder
 
     device = _device(device)
     target = load_run(run, device)
@@ -369,7 +371,7 @@ def translate(
     import torch
 
     from genlab.data.folders import open_image
-    from genlab.runs import load_run, translate_image
+    from genlab.train.runs import load_run, translate_image
 
     if direction not in ("AtoB", "BtoA"):
         raise GenlabError(f"--direction must be AtoB or BtoA, got {direction!r}")
@@ -413,7 +415,7 @@ def translate(
 def _image_inputs(source: Path, out: Path, overwrite: bool, target) -> list[Path]:
     """The image files a translate/upscale command reads, and the checks on OUTPUT that go with them (it may
     replace an existing file only with --overwrite)."""
-    from genlab import files as writes
+    from genlab.core import files as writes
     from genlab.data.folders import IMAGE_SUFFIXES, list_images
 
     source = source.expanduser()
@@ -440,8 +442,8 @@ def _image_inputs(source: Path, out: Path, overwrite: bool, target) -> list[Path
 
 def _write_outputs(source: Path, out: Path, outputs, total: int | None = None) -> int:
     """One image file in: OUTPUT.png written atomically; a folder in: a new folder, all or nothing."""
-    from genlab.files import atomic_write
-    from genlab.runs import to_pil, write_named_pngs
+    from genlab.core.files import atomic_write
+    from genlab.train.runs import to_pil, write_named_pngs
 
     if source.expanduser().is_file():
         (_, image), = list(outputs)
@@ -484,9 +486,9 @@ def upscale(
     """
     import torch
 
-    from genlab import tiles
+    from genlab.core import tiles
     from genlab.data.superres import read_hr
-    from genlab.runs import load_run
+    from genlab.train.runs import load_run
 
     device = _device(device)
     target = load_run(run, device)
@@ -562,10 +564,10 @@ def evaluate(  # noqa: C901  (to be split: issue 24)
     from rich.console import Console
     from rich.table import Table
 
-    from genlab.evaluation import evaluate_run, merge_metrics, parse_data_settings, run_header
-    from genlab.files import atomic_write
-    from genlab.registry import load_all
-    from genlab.runs import load_run
+    from genlab.core.files import atomic_write
+    from genlab.core.registry import load_all
+    from genlab.eval.evaluation import evaluate_run, merge_metrics, parse_data_settings, run_header
+    from genlab.train.runs import load_run
 
     logging.getLogger("genlab").setLevel(logging.WARNING)
     device = _device(device)
@@ -657,7 +659,7 @@ def report(
     from rich.console import Console
     from rich.table import Table
 
-    from genlab.report import build_report
+    from genlab.app.report import build_report
 
     wanted = None
     if epochs is not None:
@@ -713,9 +715,9 @@ def reconstruct(
     """
     import torch
 
-    from genlab.files import atomic_write, check_target
-    from genlab.runs import is_run, load_run, read_images
-    from genlab.tracking import image_grid, pair_rows, titled_rows
+    from genlab.core.files import atomic_write, check_target
+    from genlab.core.records import image_grid, pair_rows, titled_rows
+    from genlab.train.runs import is_run, load_run, read_images
 
     target = load_run(run)
     model = target.model
@@ -767,8 +769,8 @@ def weights_list(ctx: typer.Context) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    from genlab import weights
-    from genlab.progress import bar
+    from genlab.core import weights
+    from genlab.core.progress import bar
 
     console = Console(highlight=False, soft_wrap=True)  # paths and URLs whole, whatever the width
     for entry in weights.known():
@@ -798,8 +800,8 @@ def weights_list(ctx: typer.Context) -> None:
 def weights_add(file: Path = typer.Argument(..., help="A weights file downloaded elsewhere (any name).")) -> None:
     """Put a downloaded weights file where genlab looks for it (the torch hub cache, under its published name),
     after checking its SHA-256 against the published one. The copy is written whole or not at all."""
-    from genlab import weights
-    from genlab.progress import bar
+    from genlab.core import weights
+    from genlab.core.progress import bar
 
     size = file.expanduser().stat().st_size if file.expanduser().is_file() else None
     with bar(f"checking {file.name}", total=size) as advance:
@@ -817,7 +819,7 @@ def config_show(ctx: typer.Context) -> None:
     from rich.console import Console
     from rich.syntax import Syntax
 
-    from genlab.compose import checked_config, parse_command_line
+    from genlab.app.compose import checked_config, parse_command_line
 
     line = parse_command_line(list(ctx.args))
     # the types and the safety `genlab train` checks; not its ranges, the GPU or the data (so a user can look
@@ -846,7 +848,7 @@ def _root(version: bool = typer.Option(False, "--version", help="Print genlab's 
 def main() -> None:  # noqa: C901  (to be split: issue 24)
     import signal
 
-    from genlab import rundir
+    from genlab.train import rundir
 
     # SIGTERM (timeout, SLURM pre-emption, kill) and SIGHUP (a closed terminal or SSH session) are a Ctrl-C: a
     # run stops cleanly and saves, a start leaves nothing behind (a SIGHUP that nohup ignores stays ignored)
@@ -861,18 +863,18 @@ def main() -> None:  # noqa: C901  (to be split: issue 24)
         code = app(prog_name="genlab", standalone_mode=False)
         if isinstance(code, int) and code:  # typer.Exit(code), or Ctrl-C (130) while parsing
             raise SystemExit(code)
-        from genlab.errors import raise_if_stopped
+        from genlab.core.errors import raise_if_stopped
 
         raise_if_stopped()  # a stop dropped on its way (in a finaliser) still ends the command as a stop
     except GenlabError as err:
-        from genlab import distributed
+        from genlab.core import distributed
 
         if distributed.rank() == 0:  # every rank of a torchrun job meets the same error: one says it
             print(f"genlab: {err}", file=sys.stderr)
         rundir.remove_claimed()
         sys.exit(err.exit_code)
     except KeyboardInterrupt as err:
-        from genlab.errors import handled
+        from genlab.core.errors import handled
 
         handled()
         rundir.remove_claimed()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.errors import GenlabError
-from genlab.paths import config_dir, group_options
+from genlab.core.errors import GenlabError
+from genlab.core.paths import config_dir, group_options
 
 # Hydra's flags that genlab supports. Those that print something and exit leave the command line to Hydra.
 INFO_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h"}
@@ -166,7 +166,7 @@ def compose(overrides: list[str], config_dir_extra: str | None = None, config_na
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from genlab.safety import check_config_folder, check_searchpath
+    from genlab.core.safety import check_config_folder, check_searchpath
 
     extra = (Path(config_dir_extra).expanduser().resolve(),) if config_dir_extra else ()
     for folder in extra:
@@ -277,7 +277,7 @@ def _check_preset_keys(cfg: DictConfig, overrides: list[str]) -> None:
     """A key that a file of the user's --config-dir adds and genlab's own config for the same model, data and
     loss does not have is read by nothing (a typo such as train.epochz): one line naming it and its file's
     choice, with the nearest real key."""
-    from genlab.paths import group_options
+    from genlab.core.paths import group_options
 
     names = {group: OmegaConf.select(cfg, f"{group}.name") for group in ("model", "data", "loss")}
     choices = [f"{group}={name}" for group, name in names.items()
@@ -433,8 +433,8 @@ def check_resolves(cfg: DictConfig) -> None:
 def checked_config(overrides: list[str], line: CommandLine, validate_values: bool = True) -> DictConfig:
     """Compose one job's config (Hydra's part included) and check it as a run would: the types of the values
     set, the shared and model keys, and that nothing in it would run code or write outside the run folder."""
-    from genlab.config import validate
-    from genlab.safety import check_config_safety
+    from genlab.core.config import validate
+    from genlab.core.safety import check_config_safety
 
     cfg = compose(overrides, line.config_dir, line.config_name, with_hydra=True, multirun=line.multirun)
     check_config_safety(cfg)
@@ -486,7 +486,7 @@ def check_sweeper(line: CommandLine, first: DictConfig) -> None:
     leaves it null) or where it contradicts a direction genlab knows (the model's, the metric's, or
     train.objective_direction: PSNR is never minimised); one set on the command line against a known direction
     is refused. Its sqlite storage fails with SQLAlchemy 2: in-memory is the default."""
-    from genlab import objective
+    from genlab.app import objective
 
     target = str(OmegaConf.select(first, "hydra.sweeper._target_", default="") or "")
     if "optuna" not in target.lower():
@@ -515,10 +515,10 @@ def check_sweeper(line: CommandLine, first: DictConfig) -> None:
 
 def check_command_line(args: list[str]) -> CommandLine:  # noqa: C901  (to be split: issue 24)
     """Everything `genlab train ARGS` can get wrong before a run folder is made, as one GenlabError."""
-    from genlab.checkpoint import load_checkpoint
-    from genlab.config import check_writable
-    from genlab.registry import DATASETS
-    from genlab.safety import check_config_safety
+    from genlab.core.checkpoint import load_checkpoint
+    from genlab.core.config import check_writable
+    from genlab.core.registry import DATASETS
+    from genlab.core.safety import check_config_safety
 
     line = parse_command_line(args)
     check_launcher(line.overrides)

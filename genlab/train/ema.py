@@ -14,7 +14,7 @@ import contextlib
 import torch
 from torch import nn
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 def _named(module: nn.Module) -> dict[str, torch.Tensor]:

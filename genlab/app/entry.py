@@ -13,8 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from genlab.errors import GenlabError
-from genlab.paths import config_dir
+from genlab.core.errors import GenlabError
+from genlab.core.paths import config_dir
 
 log = logging.getLogger("genlab")
 
@@ -29,8 +29,9 @@ def report_user_errors(func):  # noqa: C901  (to be split: issue 24)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):  # noqa: C901  (to be split: issue 24)
-        from genlab import distributed, rundir
-        from genlab.errors import handled, interrupt_exit_code, raise_if_stopped, raise_interrupted
+        from genlab.core import distributed
+        from genlab.core.errors import handled, interrupt_exit_code, raise_if_stopped, raise_interrupted
+        from genlab.train import rundir
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         if distributed.rank() > 0:  # a data-parallel rank > 0: rank 0 holds, writes and cleans the folder
@@ -88,8 +89,8 @@ def report_user_errors(func):  # noqa: C901  (to be split: issue 24)
 def _other_rank(func, *args, **kwargs):
     """A rank > 0 of a data-parallel job: rank 0 holds and cleans up the folder; this one says its error (marked
     with its rank) and exits with the same code."""
-    from genlab import distributed
-    from genlab.errors import interrupt_exit_code
+    from genlab.core import distributed
+    from genlab.core.errors import interrupt_exit_code
 
     try:
         return func(*args, **kwargs)
@@ -117,7 +118,7 @@ def continue_command(run_dir: Path) -> str:
     train.resume pointing at it."""
     import shlex
 
-    from genlab import compose
+    from genlab.app import compose
 
     hydra_cfg = HydraConfig.get()
     overrides = [o for o in hydra_cfg.overrides.task if not o.startswith(("train.resume=", "train.init_from="))]
@@ -127,7 +128,7 @@ def continue_command(run_dir: Path) -> str:
         flags = [f for f in line.flags if f not in ("-m", "--multirun", "-r", "--run")]
     import os
 
-    from genlab import distributed
+    from genlab.core import distributed
 
     if distributed.world_size() > 1 and not os.environ.get(distributed.HELD_ENV):  # a torchrun job
         return f"the same torchrun command, with {shlex.quote(f'train.resume={run_dir}')} added"
@@ -138,14 +139,14 @@ def continue_command(run_dir: Path) -> str:
 
 def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     """Validate, seed, build data and model, fit. Also the in-process API the tests use."""
-    from genlab import distributed
-    from genlab.checkpoint import seed_everything
-    from genlab.config import validate
+    from genlab.core import distributed
+    from genlab.core.checkpoint import seed_everything
+    from genlab.core.config import validate
+    from genlab.core.errors import raise_if_stopped
+    from genlab.core.registry import DATASETS
     from genlab.data import build_data
-    from genlab.errors import raise_if_stopped
     from genlab.models import build_model
-    from genlab.registry import DATASETS
-    from genlab.trainer import Trainer, resolve_device
+    from genlab.train.loop import Trainer, resolve_device
 
     distributed.init()  # a data-parallel rank joins its job (a no-op in one process)
     validate(cfg)
@@ -209,7 +210,7 @@ def train(cfg: DictConfig) -> float | None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
     # a sweep job (its hparams went to the loggers at its end): its objective, for a sweeper that optimises
-    from genlab import objective
-    from genlab.tracking import final_scalars, read_metrics
+    from genlab.app import objective
+    from genlab.core.records import final_scalars, read_metrics
 
     return objective.value(cfg, run_dir, final_scalars(read_metrics(run_dir / "metrics.jsonl")))

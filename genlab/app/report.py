@@ -21,12 +21,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from genlab import files
-from genlab.errors import GenlabError
-from genlab.figures import FAMILY_FIGURES, Figure
-from genlab.files import atomic_write
-from genlab.rundir import is_plain_folder, is_run_folder
-from genlab.tracking import NOT_CURVES, draw_curves, read_metrics
+from genlab.core import files
+from genlab.core.errors import GenlabError
+from genlab.core.figures import FAMILY_FIGURES, Figure
+from genlab.core.files import atomic_write
+from genlab.core.records import NOT_CURVES, draw_curves, read_metrics
+from genlab.train.rundir import is_plain_folder, is_run_folder
 
 GRID = re.compile(r"^epoch_(\d+)(_[A-Za-z0-9_]+)?\.png$")
 
@@ -158,7 +158,7 @@ def _read_config(path: Path, notes: list[str]) -> dict:
         except GenlabError as err:
             notes.append(f".hydra/config.yaml: {err}")
     if (path / "checkpoints" / "last.pt").is_file():
-        from genlab.checkpoint import load_checkpoint
+        from genlab.core.checkpoint import load_checkpoint
 
         try:
             return load_checkpoint(path)["config"]
@@ -300,7 +300,7 @@ class Report:
         return name
 
     def add_run(self, run: RunFolder, prefix: str) -> None:  # noqa: C901  (to be split: issue 24)
-        from genlab.registry import MODELS, load_all
+        from genlab.core.registry import MODELS, load_all
 
         load_all()
         self.reading = run.path
@@ -492,7 +492,7 @@ def build_report(paths: list[Path], out: Path | None, epochs: list[int] | None =
         files.make_folder(out)
     except OSError as err:
         raise GenlabError(f"cannot make the report folder {out} ({err.strerror or err}); pass --out DIR") from None
-    from genlab.progress import bar
+    from genlab.core.progress import bar
 
     report = Report(out, epochs)
     with bar("building the report", total=len(paths), unit="folders") as advance:

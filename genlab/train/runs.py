@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.checkpoint import find_checkpoint, load_checkpoint
+from genlab.core.checkpoint import find_checkpoint, load_checkpoint
+from genlab.core.errors import GenlabError
 from genlab.data import DataSpec
-from genlab.errors import GenlabError
 from genlab.models import GenerativeModel
 
 
@@ -67,7 +67,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
         raise GenlabError(f"{checkpoint}: the checkpoint's extra state does not fit this {cfg.model.name} "
                           f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
     if state.get("ema"):  # a run trained with train.ema draws with its averaged weights
-        from genlab.ema import build_ema
+        from genlab.train.ema import build_ema
 
         try:
             ema = build_ema(model, state["ema"]["decay"])
@@ -85,8 +85,8 @@ def run_config(config: dict, checkpoint: Path) -> DictConfig:
     """A checkpoint's config, checked before anything is built from it: its model, data and loss are ones this
     genlab has; every model.*, loss.*, train.* and eval.* value has the type of genlab's own default for that
     key (keys it lacks take the default); and the model's own checks pass."""
-    from genlab.errors import GenlabError
-    from genlab.registry import DATASETS, LOSSES, MODELS, load_all
+    from genlab.core.errors import GenlabError
+    from genlab.core.registry import DATASETS, LOSSES, MODELS, load_all
 
     load_all()
     where = f"{checkpoint}: the checkpoint's config"
@@ -109,7 +109,7 @@ def run_config(config: dict, checkpoint: Path) -> DictConfig:
     try:
         if hasattr(model, "check_config"):
             model.check_config(cfg)
-        from genlab.tiles import settings
+        from genlab.core.tiles import settings
 
         settings(cfg)
     except GenlabError as err:
@@ -125,7 +125,7 @@ def _reference_config(model: str, data: str, loss: str) -> dict | None:
     """genlab's own defaults for this model, data and loss, and the root train.* and eval.* (their keys and their
     types), read from the YAML files without composing (this also runs inside a training job); None where genlab
     has no option of that name (a model a test registered)."""
-    from genlab.paths import config_dir, group_options
+    from genlab.core.paths import config_dir, group_options
 
     if model not in group_options("model") or loss not in group_options("loss"):
         return None
@@ -139,7 +139,7 @@ def _reference_config(model: str, data: str, loss: str) -> dict | None:
 
 def _option(group: str, name: str) -> dict:
     """One option's own keys: a plain YAML, or a `@package _global_` one that keeps them under its group."""
-    from genlab.paths import config_dir
+    from genlab.core.paths import config_dir
 
     path = config_dir() / group / f"{name}.yaml"
     raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
@@ -322,14 +322,14 @@ def write_named_pngs(items: Iterable[tuple[str, torch.Tensor]], out: Path, total
     """(file name, [-1, 1] CHW image) pairs as PNGs into `out` (new or empty, or with --overwrite an existing
     folder), all or nothing: files go to a hidden sibling folder that is moved in at the end (genlab/files.py).
     Returns the count. zlib level 1 (still lossless) saves a little time over PIL's default."""
-    from genlab import files
+    from genlab.core import files
 
     files.check_target(out, folder=True)
     try:
         staging = files.stage_folder(out)
     except OSError as err:
         raise GenlabError(f"cannot write beside {out} ({err.strerror or err}); pass -o SOMEWHERE/WRITABLE") from None
-    from genlab.progress import bar
+    from genlab.core.progress import bar
 
     index = 0
     try:

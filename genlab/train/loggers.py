@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.errors import GenlabError
-from genlab.registry import Registry
+from genlab.core.errors import GenlabError
+from genlab.core.registry import Registry
 
 LOGGERS = Registry("logger")
 DEFAULT = {"tensorboard": {}}  # runs made before the logger group existed
@@ -87,7 +87,7 @@ class TensorBoard(Logger):
     def start(self, run_dir, cfg, purge_step):
         from torch.utils.tensorboard import SummaryWriter
 
-        from genlab import files
+        from genlab.core import files
 
         self.run_dir = Path(run_dir)
         files.prepare_folder(self.run_dir / "tb")  # never a link: TensorBoard writes inside it
@@ -158,8 +158,8 @@ class Wandb(Logger):
         if "WANDB_CACHE_DIR" not in os.environ or os.environ.get("_GENLAB_SET_WANDB_CACHE") == "1":
             os.environ["WANDB_CACHE_DIR"] = str(run_dir / "wandb" / "cache")
             os.environ["_GENLAB_SET_WANDB_CACHE"] = "1"
-        from genlab import files
-        from genlab.runwriter import sweep_overrides
+        from genlab.core import files
+        from genlab.train.runwriter import sweep_overrides
 
         files.prepare_folder(run_dir / "wandb")  # never a link: wandb writes inside it
 
@@ -190,8 +190,8 @@ class Wandb(Logger):
         the same folder: a new folder at the same path (or on another machine) is a new wandb run."""
         import secrets
 
-        from genlab import files
-        from genlab.files import atomic_write
+        from genlab.core import files
+        from genlab.core.files import atomic_write
 
         path = run_dir / "wandb" / "genlab_run_id"
         if path.is_file() and not path.is_symlink():

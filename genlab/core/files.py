@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 _MISSING = object()
 THREADS_MAX = 1024  # torch.set_num_threads with tens of thousands ends in a segmentation fault
@@ -85,8 +85,8 @@ def check_betas(cfg: DictConfig, key: str) -> None:
 
 def validate(cfg: DictConfig) -> None:  # noqa: C901  (to be split: issue 24)
     """Everything that can be checked without building data or models. Raises GenlabError."""
-    from genlab.registry import DATASETS, LOSSES, MODELS, load_all
-    from genlab.schedules import schedule_from
+    from genlab.core.registry import DATASETS, LOSSES, MODELS, load_all
+    from genlab.train.schedules import schedule_from
 
     load_all()
     model = MODELS[get(cfg, "model.name")]
@@ -96,7 +96,7 @@ def validate(cfg: DictConfig) -> None:  # noqa: C901  (to be split: issue 24)
         raise GenlabError(f"model={get(cfg, 'model.name')} trains on {' or '.join(model.accepts)} data, and "
                           f"data={get(cfg, 'data.name')} gives {kind}: pick a matching pair (`genlab list`)")
     LOSSES[get(cfg, "loss.name")]
-    from genlab import loggers
+    from genlab.train import loggers
 
     loggers.validate(cfg)
 
@@ -184,7 +184,7 @@ def validate(cfg: DictConfig) -> None:  # noqa: C901  (to be split: issue 24)
             raise GenlabError("device=cuda but PyTorch sees no CUDA GPU: use device=cpu or device=auto")
         if ids is not None and max(ids) >= torch.cuda.device_count():
             raise GenlabError(f"device.ids={list(ids)} but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
-    from genlab import distributed
+    from genlab.core import distributed
 
     distributed.check_batch(int(get(cfg, "train.batch_size")))
     if max(distributed.world_size(), distributed.PLANNED) > 1:  # before `--nproc` starts its ranks
@@ -197,7 +197,7 @@ def validate(cfg: DictConfig) -> None:  # noqa: C901  (to be split: issue 24)
                               "differentiates twice through BatchNorm over the global batch, which genlab's "
                               "cross-process statistics do not support; keep model.d_norm=auto (layer norm)")
 
-    from genlab.tiles import settings as tile_settings
+    from genlab.core.tiles import settings as tile_settings
 
     tile_settings(cfg)  # eval.tile, eval.tile_overlap
     data = get(cfg, "data")

@@ -23,16 +23,25 @@ import numpy as np
 import torch
 from PIL import Image
 
-from genlab import files
-from genlab.checkpoint import save_checkpoint
-from genlab.errors import GenlabError
-from genlab.files import atomic_write
-from genlab.tracking import NOT_CURVES, Plot, draw_curves, hparams_of, image_grid, read_metrics, save_png, titled_rows
+from genlab.core import files
+from genlab.core.checkpoint import save_checkpoint
+from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write
+from genlab.core.records import (
+    NOT_CURVES,
+    Plot,
+    draw_curves,
+    hparams_of,
+    image_grid,
+    read_metrics,
+    save_png,
+    titled_rows,
+)
 
 
 def is_main_process() -> bool:
     """Rank 0 of a data-parallel job (RANK, with WORLD_SIZE > 1), or a plain single process."""
-    from genlab.distributed import rank
+    from genlab.core.distributed import rank
 
     return rank() == 0
 
@@ -105,7 +114,7 @@ class RunWriter:
              cfg=None) -> None:
         """Start metrics.jsonl and the loggers of cfg.logger (TensorBoard by default; its copied events after
         purge_step are dropped)."""
-        from genlab import loggers
+        from genlab.train import loggers
 
         self.curve_groups, self.title = curve_groups, title
         files.make_folder(self.run_dir / "samples")

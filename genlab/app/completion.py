@@ -20,7 +20,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab.rundir import is_run_folder as _is_run  # what `genlab report` takes for a run
+from genlab.train.rundir import is_run_folder as _is_run  # what `genlab report` takes for a run
 
 # Hydra's own groups genlab ships presets for (configs/hydra/<group>/); `basic` is Hydra's built-in default
 HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper")
@@ -112,7 +112,7 @@ def _typed_overrides() -> list[str]:
 
 def _group_choices(typed: list[str]) -> list[str]:
     """The group choices typed so far (model=vae, data=...), the ones that name a real option."""
-    from genlab.paths import group_options
+    from genlab.core.paths import group_options
 
     out = []
     for override in typed:
@@ -125,13 +125,13 @@ def _group_choices(typed: list[str]) -> list[str]:
 @functools.lru_cache(maxsize=1)
 def _groups() -> dict[str, dict[str, str]]:
     """Group -> {option: description}, genlab's groups and the Hydra groups it has presets for."""
-    from genlab.paths import config_dir, group_options
+    from genlab.core.paths import config_dir, group_options
 
     groups = {p.name: group_options(p.name) for p in sorted(config_dir().iterdir())
               if p.is_dir() and p.name != "hydra" and p.name not in SKIPPED_GROUPS}
     import importlib.util
 
-    from genlab.compose import LAUNCHER_PLUGINS, SWEEPER_PLUGINS
+    from genlab.app.compose import LAUNCHER_PLUGINS, SWEEPER_PLUGINS
 
     def installed(module: str) -> bool:
         try:
@@ -156,7 +156,7 @@ def _leaves(typed: list[str]) -> dict[str, object]:
     """Every key of the config `genlab train TYPED` composes -> its value (dotted), without hydra.*."""
     from omegaconf import OmegaConf
 
-    from genlab.compose import compose
+    from genlab.app.compose import compose
 
     cfg = compose(_group_choices(typed))
     flat: dict[str, object] = {}

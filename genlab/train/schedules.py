@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 NAMES = ("constant", "linear", "step", "cosine")
 

@@ -14,18 +14,19 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from genlab import distributed, summary
-from genlab.checkpoint import rng_state
+from genlab.app import summary
+from genlab.core import distributed
+from genlab.core.checkpoint import rng_state
+from genlab.core.errors import GenlabError, Interrupted, TrainingStopped
+from genlab.core.optim import describe
+from genlab.core.records import Plot, final_scalars, read_metrics
 from genlab.data import Batch, Data
 from genlab.data.base import check_batches
-from genlab.ema import build_ema
-from genlab.errors import GenlabError, Interrupted, TrainingStopped
 from genlab.models import GenerativeModel
-from genlab.optim import describe
-from genlab.resume import Position, checkpoint_state, init_from, position_of, resolve_resume, restore
-from genlab.runwriter import RunWriter, sweep_overrides
-from genlab.schedules import Schedule, schedule_from
-from genlab.tracking import Plot, final_scalars, read_metrics
+from genlab.train.ema import build_ema
+from genlab.train.resume import Position, checkpoint_state, init_from, position_of, resolve_resume, restore
+from genlab.train.runwriter import RunWriter, sweep_overrides
+from genlab.train.schedules import Schedule, schedule_from
 
 log = logging.getLogger("genlab")
 
@@ -148,7 +149,7 @@ class StopRequest:
     HANDED_ON = signal.SIGUSR2
 
     def __init__(self):
-        from genlab.errors import raise_if_stopped
+        from genlab.core.errors import raise_if_stopped
 
         raise_if_stopped()  # a stop that came while the run started: nothing trained yet, the start is undone
         self.received = None  # the signal number once one came to this process
@@ -183,7 +184,7 @@ class StopRequest:
         self._received_at = time.monotonic()
         self.received = signum
         if signum == signal.SIGHUP:  # the terminal is gone: the save must not fail writing to it
-            from genlab.errors import detach_from_terminal
+            from genlab.core.errors import detach_from_terminal
 
             detach_from_terminal()
         if not distributed.active():
@@ -376,8 +377,8 @@ class Trainer:
                  else "this process writes nothing (RANK > 0); rank 0 saved the run")
         log.info(f"done: {position.step} steps in {time.perf_counter() - self.started:.0f} s; {where}")
         if writer.active and sweep_overrides() is None and not summary.quiet():
-            from genlab.evaluation import place_settings
-            from genlab.loggers import selected
+            from genlab.eval.evaluation import place_settings
+            from genlab.train.loggers import selected
 
             log.info("next:\n" + "\n".join(f"  {line}" for line in summary.next_commands(
                 self.run_dir, model, self.spec.kind, list(selected(self.cfg)), place_settings(self.cfg))))

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 # the one writer (genlab/files.py); kept here under its old name for the writers that import it from here
-from genlab.files import atomic_write
+from genlab.core.files import atomic_write
 
 
 def save_checkpoint(state: dict, path: Path) -> None:

@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 _FILES: dict[str, WeightsFile] = {}
 _VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, within one process
@@ -86,8 +86,8 @@ def register(weights: WeightsFile) -> WeightsFile:
 
 def known() -> list[WeightsFile]:
     """Every weights file a family registered (the families are imported first)."""
-    import genlab.evaluation  # noqa: F401  (registers Inception)
-    from genlab.registry import load_all
+    import genlab.eval.evaluation  # noqa: F401  (registers Inception)
+    from genlab.core.registry import load_all
 
     load_all()
     return [_FILES[name] for name in sorted(_FILES)]
@@ -130,7 +130,7 @@ def add(source: Path, progress=None) -> tuple[WeightsFile, Path, bool]:
     target = weights.default_path
     if target.is_file() and sha256_of(target) == digest:
         return weights, target, False
-    from genlab import files
+    from genlab.core import files
 
     def copy_checked(tmp):
         shutil.copyfile(source, tmp)

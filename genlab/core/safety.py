@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 # where `_target_` may stand, and what it may name there: Hydra's own plugins (basic, joblib, submitit, optuna...)
 _TARGET_PLACES = ("hydra.launcher", "hydra.sweeper")
@@ -157,8 +157,8 @@ def check_config_folder(folder) -> None:  # noqa: C901  (to be split: issue 24)
     import os
     from pathlib import Path
 
-    from genlab import files
-    from genlab.paths import config_dir
+    from genlab.core import files
+    from genlab.core.paths import config_dir
 
     root = Path(folder).resolve()
     groups = {p.name for p in config_dir().iterdir() if p.is_dir()}

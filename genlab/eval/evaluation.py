@@ -40,13 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab import files, weights
-from genlab.errors import GenlabError
-from genlab.files import atomic_write
-from genlab.registry import METRICS
+from genlab.core import files, weights
+from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write
+from genlab.core.registry import METRICS
 
 if TYPE_CHECKING:  # a model file may import this module (to register a metric): no models import here
-    from genlab.runs import Run
+    from genlab.train.runs import Run
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -140,7 +140,7 @@ def domain_classifier(data, data_cfg, device, log=print) -> tuple[DomainClassifi
     epochs = max(2, min(20, math.ceil(1500 / batches)))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=epochs * batches)
     model.train()
-    from genlab.progress import bar
+    from genlab.core.progress import bar
 
     with bar(f"training the {spec.name} domain classifier", total=epochs * batches, unit="steps") as advance:
         for epoch in range(epochs):
@@ -317,10 +317,10 @@ def data_config(name: str, settings: list[str], flag: str):
     `genlab train` checks data.*: one line for a mistake."""
     from omegaconf import OmegaConf
 
-    from genlab.compose import _check_types, did_you_mean
-    from genlab.config import check_int, check_normal_classes
-    from genlab.paths import config_dir, group_options
-    from genlab.registry import DATASETS, load_all
+    from genlab.app.compose import _check_types, did_you_mean
+    from genlab.core.config import check_int, check_normal_classes
+    from genlab.core.paths import config_dir, group_options
+    from genlab.core.registry import DATASETS, load_all
 
     load_all()
     options = group_options("data")
@@ -371,7 +371,7 @@ def place_settings(cfg) -> list[str]:
     objective passes its own). The cache folder is not among them: eval builds no cache."""
     from omegaconf import OmegaConf
 
-    from genlab.paths import group_options
+    from genlab.core.paths import group_options
 
     name = cfg.data.name
     if name not in group_options("data"):
@@ -415,7 +415,7 @@ def run_data_config(cfg, settings: list[str]):  # noqa: C901  (to be split: issu
     """A run's data.* with the places (PLACE_KEYS) of genlab's defaults or of `--data`, and nothing that writes."""
     from omegaconf import OmegaConf
 
-    from genlab.paths import group_options
+    from genlab.core.paths import group_options
 
     name = cfg.data.name
     given = {s.partition("=")[0][len("data."):]: s.partition("=")[2] for s in settings}
@@ -490,8 +490,8 @@ class Context:
     def run_data(self, **changes):
         """The run's dataset with some data.* keys changed (limit=None; anomaly: normal_classes=None); one line
         saying why where it is not here."""
+        from genlab.core.registry import DATASETS
         from genlab.data import build_data
-        from genlab.registry import DATASETS
 
         cfg = self.run.cfg
         data_cfg = self.data_config.copy()
@@ -529,7 +529,7 @@ class Context:
         generator in tiles, eval.tile and eval.tile_overlap, where the model states its receptive radius), else
         its batches in file order. `model.translates` names the input and the target tensors of a batch, e.g.
         ("a", "b") or ("lr", "hr")."""
-        from genlab import tiles
+        from genlab.core import tiles
 
         model = self.run.model
         if not getattr(model, "translates", None):
@@ -557,8 +557,8 @@ class Context:
         if self._ood is None:
             from omegaconf.errors import OmegaConfBaseException
 
+            from genlab.core.registry import DATASETS
             from genlab.data import build_data
-            from genlab.registry import DATASETS
 
             words = parse_data_settings(self.ood_name, "--ood-data", named=True)
             name, settings = words[0], words[1:]
@@ -592,7 +592,7 @@ class Context:
         """n samples with the model's own label choice (a conditional model cycles through its classes)."""
         if self._fake is None:
             try:
-                from genlab.runs import generate
+                from genlab.train.runs import generate
 
                 parts = []
                 with self.progress(f"drawing {self.n} samples", self.n) as advance:
@@ -619,7 +619,7 @@ class Context:
     @staticmethod
     def progress(label: str, total: int | None = None):
         """A progress bar for one wait of a metric (genlab/progress.py: drawn on a terminal only)."""
-        from genlab.progress import bar
+        from genlab.core.progress import bar
 
         return bar(label, total)
 
@@ -1091,7 +1091,7 @@ def ranking_figures(prefix, truth, scores, protocol, aurocs, auprcs, chance) -> 
     from sklearn.metrics import precision_recall_curve as pr_curve
     from sklearn.metrics import roc_curve
 
-    from genlab.tracking import figure_png as png
+    from genlab.core.records import figure_png as png
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

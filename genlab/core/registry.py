@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 class Registry:
@@ -46,6 +46,3 @@ METRICS = Registry("metric")
 
 def load_all() -> None:
     """Import the modules whose decorators fill the registries."""
-    import genlab.data
-    import genlab.losses
-    import genlab.models  # noqa: F401

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genlab.registry import LOSSES
+from genlab.core.registry import LOSSES
 
 
 class AdversarialLoss:
