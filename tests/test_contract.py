@@ -113,9 +113,11 @@ def test_bad_schedule_and_ema_settings_are_one_line(overrides, expected):
 
 
 def test_batches_are_named_and_a_model_refuses_data_of_another_kind(monkeypatch):
+    import genlab.data
+    import genlab.models  # noqa: F401
     from genlab.app.compose import check_command_line, compose
     from genlab.core.errors import GenlabError
-    from genlab.core.registry import DATASETS, load_all
+    from genlab.core.registry import DATASETS
     from genlab.data import Batch, build_data
 
     data = build_data(compose(["data.size=16", "data.limit=64"]).data, batch_size=16, seed=0,
@@ -124,7 +126,6 @@ def test_batches_are_named_and_a_model_refuses_data_of_another_kind(monkeypatch)
     assert isinstance(batch, Batch) and list(batch) == ["image", "label"] and batch.size == 16
     assert isinstance(data.fixed_batch(8), Batch) and all(isinstance(b, Batch) for b in data.evaluation.ordered())
 
-    load_all()
     monkeypatch.setattr(DATASETS["digits"], "kind", "vectors")  # as a 2-D density set will be
     with pytest.raises(GenlabError, match="model=dcgan trains on images data, and data=digits gives vectors"):
         check_command_line(["train.epochs=1"])
@@ -137,10 +138,11 @@ def student():
     test only."""
     from torch import nn
 
-    from genlab.core.registry import MODELS, load_all
+    import genlab.data
+    import genlab.models  # noqa: F401
+    from genlab.core.registry import MODELS
     from genlab.models.gan import DCGAN
 
-    load_all()
 
     class Student(DCGAN):
         def init_weights(self, source_model, state):

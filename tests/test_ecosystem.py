@@ -41,14 +41,8 @@ def test_the_public_extractor_gives_the_numbers_of_the_former_torchmetrics_path(
     NoTrainInceptionV3 with antialias=False (before) give the same features, so the same FID, KID and IS."""
     from torchmetrics.image.fid import NoTrainInceptionV3
 
-    from genlab.eval.evaluation import (
-        _to_uint8_rgb,
-        frechet_distance,
-        inception_extractor,
-        inception_features,
-        inception_score,
-        kernel_inception_distance,
-    )
+    from genlab.core.imaging import frechet_distance, inception_score, kernel_inception_distance
+    from genlab.eval.inception import _to_uint8_rgb, inception_extractor, inception_features
 
     generator = torch.Generator().manual_seed(1)
     grey = torch.rand(5, 1, 32, 32, generator=generator) * 2 - 1  # a greyscale set, repeated to RGB
@@ -74,7 +68,8 @@ def test_the_public_extractor_gives_the_numbers_of_the_former_torchmetrics_path(
 
 def test_a_weights_file_that_runs_code_or_is_not_inception_is_one_line(tmp_path):
     """torch-fidelity loads a path with the full unpickler; genlab reads the file with weights_only first."""
-    from genlab.eval.evaluation import MetricUnavailable, inception_extractor
+    from genlab.core.metrics import MetricUnavailable
+    from genlab.eval.inception import inception_extractor
 
     class Boom:
         def __reduce__(self):
@@ -505,7 +500,7 @@ def test_waits_show_a_progress_bar_on_a_terminal_and_nothing_in_a_log(tmp_path, 
 
 def test_metrics_json_is_merged_per_metric_and_a_damaged_one_is_replaced(tmp_path):
     from genlab.core import files
-    from genlab.eval.evaluation import merge_metrics
+    from genlab.eval.store import merge_metrics
 
     files.declare(tmp_path, replace=True, what="the run folder")  # what `genlab eval` declares for its run
     path = tmp_path / "metrics.json"

@@ -6,13 +6,7 @@ import math
 import pytest
 import torch
 
-from genlab.eval.evaluation import (
-    frechet_distance,
-    inception_score,
-    kernel_inception_distance,
-    ms_ssim,
-    precision_recall,
-)
+from genlab.core.imaging import frechet_distance, inception_score, kernel_inception_distance, ms_ssim, precision_recall
 from tests.conftest import FASHION_SYSTEM, run_cli
 
 
@@ -58,7 +52,7 @@ def test_precision_recall_of_same_and_disjoint_sets():
     torch.manual_seed(0)
     real = torch.randn(300, 8)
     assert precision_recall(real, real.clone()) == (1.0, 1.0)
-    from genlab.eval.evaluation import MetricUnavailable
+    from genlab.core.metrics import MetricUnavailable
 
     with pytest.raises(MetricUnavailable, match="more than k=3"):
         precision_recall(real, real[:3])
@@ -191,7 +185,7 @@ def test_fid_kid_is_run_end_to_end_with_inception_weights_on_disk(digit_runs, tm
 
 @pytest.mark.skipif(not FASHION_SYSTEM.is_dir(), reason="apt-get install dataset-fashion-mnist")
 def test_a_vae_ranks_another_dataset_as_out_of_distribution(tmp_path, train):
-    from genlab.eval.evaluation import evaluate_run
+    from genlab.eval.store import evaluate_run
     from genlab.train.runs import load_run
 
     train(tmp_path / "vae", "model=vae", "data.size=16", "train.batch_size=64", "train.epochs=3",

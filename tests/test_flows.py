@@ -7,13 +7,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+import genlab.data
+import genlab.models  # noqa: F401
 from genlab.core.errors import GenlabError
-from genlab.core.registry import MODELS, load_all
+from genlab.core.registry import MODELS
 from genlab.data import Batch, DataSpec
 from genlab.models.flows import MADE, Dequantize, hidden_degrees, input_degrees
 from tests.conftest import FASHION_SYSTEM, run_cli
-
-load_all()
 
 VECTORS = DataSpec("toy", 0, 0, kind="vectors", shapes={"x": [5]})
 IMAGES = DataSpec("digits", 1, 4, 10)  # 1 x 4 x 4: a Jacobian of 16 x 16
@@ -278,7 +278,7 @@ def test_anomaly_eval_on_a_held_out_class_writes_auroc_auprc_and_both_curves(tmp
 
 
 def test_input_complexity_is_the_png_length_in_bits():
-    from genlab.eval.evaluation import png_bits
+    from genlab.eval.density import png_bits
 
     flat = -torch.ones(1, 1, 28, 28)
     noise = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -340,7 +340,7 @@ def test_an_ood_set_of_another_size_or_channel_count_is_one_line(tmp_path, train
 
 
 def test_a_vae_is_scored_for_anomalies_by_its_elbo_without_the_complexity_correction(tmp_path, train):
-    from genlab.eval.evaluation import evaluate_run
+    from genlab.eval.store import evaluate_run
     from genlab.train.runs import load_run
 
     train(tmp_path / "vae", "model=vae", "model.latent_dim=4", "data=digits", "data.size=8",
@@ -379,7 +379,7 @@ def test_the_toy_presets_learn_their_shapes(tmp_path, train):
 def test_plain_likelihood_misses_trousers_and_the_complexity_correction_finds_them(tmp_path, train):
     """experiment=maf_anomaly_tops (about 2 min): trained on the five tops, the flow finds the simpler trousers
     more likely than its own tops; -log2 p(x) - L(x) ranks them as anomalies (docs/flows.md)."""
-    from genlab.eval.evaluation import evaluate_run
+    from genlab.eval.store import evaluate_run
     from genlab.train.runs import load_run
 
     if not FASHION_SYSTEM.is_dir():

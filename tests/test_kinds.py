@@ -333,9 +333,10 @@ PAIRS = {"test_translator": "test_paired", "test_cycle": "test_unpaired", "test_
 @pytest.fixture
 def kinds():
     """The tiny models and datasets above, registered for one test: a family's one registry line each."""
-    from genlab.core.registry import DATASETS, MODELS, load_all
+    import genlab.data
+    import genlab.models  # noqa: F401
+    from genlab.core.registry import DATASETS, MODELS
 
-    load_all()
     models = _model_classes()
     datasets = {"test_paired": PairedDigits, "test_unpaired": UnpairedDigits, "test_superres": SuperResDigits,
                 "test_moons": Moons}
@@ -397,8 +398,9 @@ def test_a_model_refuses_data_of_another_kind_in_one_line(kinds):
 
 def test_eval_scores_translations_against_targets_and_a_family_registers_its_metric(tmp_path, train, kinds,
                                                                                     monkeypatch):
+    from genlab.core.metrics import metric
     from genlab.core.registry import METRICS
-    from genlab.eval.evaluation import evaluate_run, metric
+    from genlab.eval.store import evaluate_run
     from genlab.train.runs import load_run
 
     tiny = ["train.batch_size=32", "train.steps=3", "train.sample_every=100"]
@@ -446,7 +448,7 @@ def test_eval_scores_translations_against_targets_and_a_family_registers_its_met
 
 
 def test_psnr_of_a_known_error():
-    from genlab.eval.evaluation import psnr
+    from genlab.core.imaging import psnr
 
     target = torch.zeros(2, 3, 8, 8)
     # an error of 0.1 on [0, 1] pixels is 0.2 on [-1, 1] ones: 10 log10(1 / 0.01) = 20 dB
@@ -455,7 +457,7 @@ def test_psnr_of_a_known_error():
 
 
 def test_an_ood_set_of_another_kind_and_an_epoch_of_no_batches_are_one_line(tmp_path, train, kinds):
-    from genlab.eval.evaluation import evaluate_run
+    from genlab.eval.store import evaluate_run
     from genlab.train.runs import load_run
 
     train(tmp_path / "flow", "model.name=test_density", "data.name=test_moons", "train.batch_size=64", "train.steps=2")
@@ -471,10 +473,10 @@ def test_an_ood_set_of_another_kind_and_an_epoch_of_no_batches_are_one_line(tmp_
 
 
 def test_evaluation_can_be_imported_by_a_model_file():
-    """A family registers its metrics in its model file, which genlab.models imports: genlab.eval.evaluation must not
+    """A family registers its metrics in its model file, which genlab.models imports: genlab.core.metrics must not
     import genlab.models (or runs) when it loads, or that import is circular."""
     import subprocess
     import sys
 
-    code = "import sys, genlab.eval.evaluation; assert 'genlab.models' not in sys.modules and 'genlab.train.runs' not in sys.modules"
+    code = "import sys, genlab.core.metrics; assert 'genlab.models' not in sys.modules and 'genlab.train.runs' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

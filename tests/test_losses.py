@@ -7,11 +7,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from genlab.core.registry import LOSSES, load_all
+import genlab.data
+import genlab.models  # noqa: F401
+from genlab.core.registry import LOSSES
 from genlab.data import Batch
 from genlab.models.losses import gradient_penalty
 
-load_all()
 REAL = torch.tensor([2.0, -1.0])
 FAKE = torch.tensor([0.5, -3.0])
 

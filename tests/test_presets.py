@@ -10,7 +10,7 @@ EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_preset_composes_and_validates(compose, name, tmp_path, monkeypatch):
-    from genlab.core.config import validate
+    from genlab.train.validate import validate
 
     cfg = compose(f"experiment={name}")
     if cfg.model.name == "srgan":  # its presets start from an SRResNet run the user names, with VGG19's weights

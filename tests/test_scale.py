@@ -272,8 +272,8 @@ def test_fp16_grad_scalers_resume_exactly(tmp_path, train):
 
 
 def test_compile_settings_are_checked(compose):
-    from genlab.core.config import validate
     from genlab.core.errors import GenlabError
+    from genlab.train.validate import validate
 
     for overrides, message in ((["device.compile=yes"], "device.compile must be true or false"),
                                (["device.compile_backend=tvm"], "device.compile_backend must be one of"),

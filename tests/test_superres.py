@@ -293,7 +293,7 @@ def test_an_srgan_interrupted_after_its_rate_step_resumes_exactly(sr_root, train
 
 @pytest.mark.slow
 def test_the_demo_srresnet_beats_bicubic_and_srgan_starts_from_it(tmp_path, train):
-    from genlab.eval.evaluation import evaluate_run
+    from genlab.eval.store import evaluate_run
     from genlab.train.runs import load_run
 
     train(tmp_path / "srresnet", "experiment=srresnet_sr_photos")

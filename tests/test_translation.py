@@ -241,7 +241,7 @@ def test_translate_writes_one_output_per_input_at_its_size(tmp_path, train):
 def test_ssim_matches_scikit_image():
     from skimage.metrics import structural_similarity
 
-    from genlab.eval.evaluation import ssim
+    from genlab.core.imaging import ssim
 
     a = _photo(3, (48, 40)).astype(np.float64) / 255
     b = np.clip(a + np.random.default_rng(0).normal(0, 0.05, a.shape), 0, 1)
@@ -254,7 +254,7 @@ def test_ssim_matches_scikit_image():
 
 @needs_fashion
 def test_eval_scores_each_family_by_its_own_metrics(tmp_path, train):
-    from genlab.eval.evaluation import evaluate_run
+    from genlab.eval.store import evaluate_run
     from genlab.train.runs import load_run
 
     cpu = torch.device("cpu")
@@ -280,7 +280,7 @@ def test_eval_scores_each_family_by_its_own_metrics(tmp_path, train):
 def test_the_demos_learn_to_translate(tmp_path, train):
     """The offline presets, shortened: pix2pix fills edge drawings far better than the input itself, and
     CycleGAN's sandals are taken for sneakers (and back) by an A-vs-B classifier."""
-    from genlab.eval.evaluation import evaluate_run
+    from genlab.eval.store import evaluate_run
     from genlab.train.runs import load_run
 
     cpu = torch.device("cpu")

@@ -122,7 +122,8 @@ def test_a_checkpoint_says_how_to_build_the_model_never_where_to_read_or_write(h
     assert ran.returncode == 0, ran.stderr
     assert "\"nelbo\"" in (vae / "metrics.json").read_text()
     # a data place genlab has no default for is asked of the user, never taken from the file
-    from genlab.eval.evaluation import MetricUnavailable, run_data_config
+    from genlab.core.metrics import MetricUnavailable
+    from genlab.eval.places import run_data_config
     from genlab.train.runs import load_run
 
     cfg = load_run(vae).cfg.copy()

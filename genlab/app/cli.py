@@ -200,11 +200,10 @@ def _list_metrics() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    import genlab.eval.evaluation  # noqa: F401  (registers the shared metrics)
-    from genlab.core.registry import METRICS, load_all
-    from genlab.eval.evaluation import metric_help
+    import genlab.eval  # noqa: F401  (registers the shared metrics)
+    from genlab.core.metrics import metric_help
+    from genlab.core.registry import METRICS
 
-    load_all()
     table = Table(title="genlab eval metrics")
     table.add_column("metric", style="bold")
     table.add_column("what it measures (the data it scores)")
@@ -565,13 +564,12 @@ def evaluate(  # noqa: C901  (to be split: issue 24)
     from rich.table import Table
 
     from genlab.core.files import atomic_write
-    from genlab.core.registry import load_all
-    from genlab.eval.evaluation import evaluate_run, merge_metrics, parse_data_settings, run_header
+    from genlab.eval.places import parse_data_settings
+    from genlab.eval.store import evaluate_run, merge_metrics, run_header
     from genlab.train.runs import load_run
 
     logging.getLogger("genlab").setLevel(logging.WARNING)
     device = _device(device)
-    load_all()
     names = [m for m in metrics.replace(" ", "").split(",") if m] if metrics else None
     if anomaly and names is None:  # the other metrics score samples or likelihoods: ask for them by name
         names = ["anomaly"] + (["ood"] if ood_data is not None else [])
@@ -740,7 +738,9 @@ def reconstruct(
             raise GenlabError(f"--label must be a class number from 0 to {target.spec.n_classes - 1}, got {label}")
     recon = model.reconstruct(x, labels)
     mse = float((recon.float() - x).pow(2).mean())
-    psnr = 10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12))).item()  # [-1, 1] pixels: peak-to-peak 2
+    from genlab.core.imaging import psnr_of_mse
+
+    psnr = float(psnr_of_mse(mse, peak=2.0))  # [-1, 1] pixels: peak-to-peak 2
     row = min(8, len(x))
     pairs = pair_rows(x, recon.float(), row)
     grid = titled_rows(image_grid(pairs, nrow=row), ["input", "reconstruction"] * (len(pairs) // (2 * row)))

@@ -20,6 +20,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from genlab.app.compose import LAUNCHER_PLUGINS, SWEEPER_PLUGINS, compose
+from genlab.core.paths import config_dir, group_options
 from genlab.train.rundir import is_run_folder as _is_run  # what `genlab report` takes for a run
 
 # Hydra's own groups genlab ships presets for (configs/hydra/<group>/); `basic` is Hydra's built-in default
@@ -112,7 +114,6 @@ def _typed_overrides() -> list[str]:
 
 def _group_choices(typed: list[str]) -> list[str]:
     """The group choices typed so far (model=vae, data=...), the ones that name a real option."""
-    from genlab.core.paths import group_options
 
     out = []
     for override in typed:
@@ -125,13 +126,10 @@ def _group_choices(typed: list[str]) -> list[str]:
 @functools.lru_cache(maxsize=1)
 def _groups() -> dict[str, dict[str, str]]:
     """Group -> {option: description}, genlab's groups and the Hydra groups it has presets for."""
-    from genlab.core.paths import config_dir, group_options
 
     groups = {p.name: group_options(p.name) for p in sorted(config_dir().iterdir())
               if p.is_dir() and p.name != "hydra" and p.name not in SKIPPED_GROUPS}
     import importlib.util
-
-    from genlab.app.compose import LAUNCHER_PLUGINS, SWEEPER_PLUGINS
 
     def installed(module: str) -> bool:
         try:
@@ -155,8 +153,6 @@ def _groups() -> dict[str, dict[str, str]]:
 def _leaves(typed: list[str]) -> dict[str, object]:
     """Every key of the config `genlab train TYPED` composes -> its value (dotted), without hydra.*."""
     from omegaconf import OmegaConf
-
-    from genlab.app.compose import compose
 
     cfg = compose(_group_choices(typed))
     flat: dict[str, object] = {}

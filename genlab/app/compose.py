@@ -8,8 +8,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.app import objective
+from genlab.core.checkpoint import load_checkpoint
+from genlab.core.config import check_types, check_writable, did_you_mean
 from genlab.core.errors import GenlabError
-from genlab.core.paths import config_dir, group_options
+from genlab.core.paths import config_dir, config_groups, group_options
+from genlab.core.registry import DATASETS
+from genlab.core.safety import check_config_folder, check_config_safety, check_searchpath
+from genlab.train.validate import validate
 
 # Hydra's flags that genlab supports. Those that print something and exit leave the command line to Hydra.
 INFO_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h"}
@@ -115,7 +121,7 @@ def parse_command_line(args: list[str]) -> CommandLine:  # noqa: C901  (to be sp
 
 
 def _groups() -> set[str]:
-    return {p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra"}
+    return config_groups()
 
 
 MULTI_GROUPS = ("logger",)  # config groups whose options combine (logger=[tensorboard,wandb])
@@ -166,8 +172,6 @@ def compose(overrides: list[str], config_dir_extra: str | None = None, config_na
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from genlab.core.safety import check_config_folder, check_searchpath
-
     extra = (Path(config_dir_extra).expanduser().resolve(),) if config_dir_extra else ()
     for folder in extra:
         if not folder.is_dir():
@@ -204,22 +208,6 @@ def compose(overrides: list[str], config_dir_extra: str | None = None, config_na
         GlobalHydra.instance().clear()
     _check_added_keys(cfg, overrides, config_dir_extra, config_name)
     return cfg
-
-
-def did_you_mean(word: str, choices) -> str:
-    """' (did you mean X?)' for the nearest of `choices`, or ''."""
-    import difflib
-
-    choices = list(choices)
-    close = []
-    if "." in word:  # first the last part within its own section: train.epoch -> train.epochs
-        head, _, tail = word.rpartition(".")
-        tails = {c.rpartition(".")[2]: c for c in choices if c.rpartition(".")[0] == head}
-        close = [tails[t] for t in difflib.get_close_matches(tail, list(tails), n=1, cutoff=0.6)]
-    if not close:  # then whole paths: trian.epochs -> train.epochs
-        choices = [c for c in choices if not word.startswith(f"{c}.")]  # `train` is no answer for train.foo
-        close = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
@@ -277,7 +265,6 @@ def _check_preset_keys(cfg: DictConfig, overrides: list[str]) -> None:
     """A key that a file of the user's --config-dir adds and genlab's own config for the same model, data and
     loss does not have is read by nothing (a typo such as train.epochz): one line naming it and its file's
     choice, with the nearest real key."""
-    from genlab.core.paths import group_options
 
     names = {group: OmegaConf.select(cfg, f"{group}.name") for group in ("model", "data", "loss")}
     choices = [f"{group}={name}" for group, name in names.items()
@@ -369,35 +356,6 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
     return variants
 
 
-def _check_types(cfg: DictConfig, defaults: DictConfig, overrides: list[str]) -> None:
-    """A value set on the command line must have the type of the default it replaces (ints stay ints)."""
-    for override in overrides:
-        key, sep, _ = override.partition("=")
-        if not sep or key.startswith(("~", "+", "hydra.")) or key in _groups():
-            continue
-        old = OmegaConf.select(defaults, key, default=None, throw_on_missing=False)
-        new = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
-        if old is None or new is None or OmegaConf.is_config(old):
-            continue
-        if isinstance(old, bool):
-            ok = isinstance(new, bool)
-            hint = f"{key}=true"
-        elif isinstance(old, int):
-            ok = isinstance(new, int) and not isinstance(new, bool)
-            hint = f"{key}={old}"
-        elif isinstance(old, float):
-            ok = isinstance(new, (int, float)) and not isinstance(new, bool)
-            hint = f"{key}={old}"
-        elif isinstance(old, str):
-            ok = isinstance(new, str)
-            hint = f"{key}={old}"
-        else:
-            continue
-        if not ok:
-            kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[type(old)]
-            raise GenlabError(f"{key} must be {kind}, got {new!r}: pass e.g. {hint}")
-
-
 # Hydra's own settings genlab reads or Hydra resolves before a run starts
 RESOLVED_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.job.name",
                        "hydra.output_subdir")
@@ -433,14 +391,12 @@ def check_resolves(cfg: DictConfig) -> None:
 def checked_config(overrides: list[str], line: CommandLine, validate_values: bool = True) -> DictConfig:
     """Compose one job's config (Hydra's part included) and check it as a run would: the types of the values
     set, the shared and model keys, and that nothing in it would run code or write outside the run folder."""
-    from genlab.core.config import validate
-    from genlab.core.safety import check_config_safety
 
     cfg = compose(overrides, line.config_dir, line.config_name, with_hydra=True, multirun=line.multirun)
     check_config_safety(cfg)
     check_resolves(cfg)
     defaults = compose(_selections(overrides), line.config_dir, line.config_name)
-    _check_types(cfg, defaults, overrides)
+    check_types(cfg, defaults, overrides)
     if line.config_dir:
         _check_preset_keys(cfg, overrides)
     if validate_values:
@@ -486,7 +442,6 @@ def check_sweeper(line: CommandLine, first: DictConfig) -> None:
     leaves it null) or where it contradicts a direction genlab knows (the model's, the metric's, or
     train.objective_direction: PSNR is never minimised); one set on the command line against a known direction
     is refused. Its sqlite storage fails with SQLAlchemy 2: in-memory is the default."""
-    from genlab.app import objective
 
     target = str(OmegaConf.select(first, "hydra.sweeper._target_", default="") or "")
     if "optuna" not in target.lower():
@@ -515,10 +470,6 @@ def check_sweeper(line: CommandLine, first: DictConfig) -> None:
 
 def check_command_line(args: list[str]) -> CommandLine:  # noqa: C901  (to be split: issue 24)
     """Everything `genlab train ARGS` can get wrong before a run folder is made, as one GenlabError."""
-    from genlab.core.checkpoint import load_checkpoint
-    from genlab.core.config import check_writable
-    from genlab.core.registry import DATASETS
-    from genlab.core.safety import check_config_safety
 
     line = parse_command_line(args)
     check_launcher(line.overrides)

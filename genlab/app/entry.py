@@ -13,8 +13,21 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from genlab.core.errors import GenlabError
+from genlab.app import compose, objective, summary
+from genlab.core import distributed
+from genlab.core.checkpoint import seed_everything
+from genlab.core.device import resolve as resolve_device
+from genlab.core.errors import GenlabError, handled, interrupt_exit_code, raise_if_stopped, raise_interrupted
 from genlab.core.paths import config_dir
+from genlab.core.records import final_scalars, read_metrics
+from genlab.core.registry import DATASETS
+from genlab.data import build_data
+from genlab.eval.places import place_settings
+from genlab.models import build_model
+from genlab.train import rundir
+from genlab.train.loggers import selected, sweep_overrides
+from genlab.train.loop import Trainer
+from genlab.train.validate import validate
 
 log = logging.getLogger("genlab")
 
@@ -29,9 +42,6 @@ def report_user_errors(func):  # noqa: C901  (to be split: issue 24)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):  # noqa: C901  (to be split: issue 24)
-        from genlab.core import distributed
-        from genlab.core.errors import handled, interrupt_exit_code, raise_if_stopped, raise_interrupted
-        from genlab.train import rundir
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         if distributed.rank() > 0:  # a data-parallel rank > 0: rank 0 holds, writes and cleans the folder
@@ -89,8 +99,6 @@ def report_user_errors(func):  # noqa: C901  (to be split: issue 24)
 def _other_rank(func, *args, **kwargs):
     """A rank > 0 of a data-parallel job: rank 0 holds and cleans up the folder; this one says its error (marked
     with its rank) and exits with the same code."""
-    from genlab.core import distributed
-    from genlab.core.errors import interrupt_exit_code
 
     try:
         return func(*args, **kwargs)
@@ -118,8 +126,6 @@ def continue_command(run_dir: Path) -> str:
     train.resume pointing at it."""
     import shlex
 
-    from genlab.app import compose
-
     hydra_cfg = HydraConfig.get()
     overrides = [o for o in hydra_cfg.overrides.task if not o.startswith(("train.resume=", "train.init_from="))]
     flags = []
@@ -127,8 +133,6 @@ def continue_command(run_dir: Path) -> str:
     if line is not None:
         flags = [f for f in line.flags if f not in ("-m", "--multirun", "-r", "--run")]
     import os
-
-    from genlab.core import distributed
 
     if distributed.world_size() > 1 and not os.environ.get(distributed.HELD_ENV):  # a torchrun job
         return f"the same torchrun command, with {shlex.quote(f'train.resume={run_dir}')} added"
@@ -139,14 +143,6 @@ def continue_command(run_dir: Path) -> str:
 
 def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     """Validate, seed, build data and model, fit. Also the in-process API the tests use."""
-    from genlab.core import distributed
-    from genlab.core.checkpoint import seed_everything
-    from genlab.core.config import validate
-    from genlab.core.errors import raise_if_stopped
-    from genlab.core.registry import DATASETS
-    from genlab.data import build_data
-    from genlab.models import build_model
-    from genlab.train.loop import Trainer, resolve_device
 
     distributed.init()  # a data-parallel rank joins its job (a no-op in one process)
     validate(cfg)
@@ -160,7 +156,11 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     model = build_model(cfg, data.spec)
     raise_if_stopped()
     distributed.seed_offset(cfg.train.seed)  # after the model: every rank builds the same weights
-    return Trainer(cfg, run_dir, device).fit(model, data)
+    last = Trainer(cfg, run_dir, device).fit(model, data)
+    if distributed.rank() == 0 and sweep_overrides() is None and not summary.quiet():
+        log.info("next:\n" + "\n".join(f"  {line}" for line in summary.next_commands(
+            run_dir, model, data.spec.kind, list(selected(cfg)), place_settings(cfg))))
+    return last
 
 
 def set_threads(cfg: DictConfig) -> None:
@@ -210,7 +210,5 @@ def train(cfg: DictConfig) -> float | None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
     # a sweep job (its hparams went to the loggers at its end): its objective, for a sweeper that optimises
-    from genlab.app import objective
-    from genlab.core.records import final_scalars, read_metrics
 
     return objective.value(cfg, run_dir, final_scalars(read_metrics(run_dir / "metrics.jsonl")))

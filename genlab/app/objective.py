@@ -17,7 +17,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from genlab.core.device import resolve as resolve_device
 from genlab.core.errors import GenlabError
+from genlab.core.metrics import MetricUnavailable
+from genlab.core.registry import DATASETS, METRICS, MODELS
+from genlab.eval.inception import inception_weights
+from genlab.eval.places import place_settings
+from genlab.eval.store import evaluate_run, merge_metrics, run_header
+from genlab.train.runs import load_run
 
 log = logging.getLogger("genlab")
 
@@ -32,10 +39,7 @@ def spec(cfg: DictConfig) -> tuple[str | None, str]:
 def spec_known(cfg: DictConfig) -> tuple[str | None, str, bool]:
     """spec, and whether the direction is known (stated by train.objective_direction, the model or the metric)
     rather than min for want of anything better."""
-    import genlab.eval.evaluation  # noqa: F401  (registers the shared metrics)
-    from genlab.core.registry import METRICS, MODELS, load_all
 
-    load_all()
     name = cfg.train.get("objective")
     own, own_direction = getattr(MODELS[cfg.model.name], "objective", (None, None))
     direction = cfg.train.get("objective_direction")
@@ -58,8 +62,6 @@ def spec_known(cfg: DictConfig) -> tuple[str | None, str, bool]:
 def check(cfg: DictConfig) -> None:
     """Before a sweep that optimises: the objective a metric names must be scorable for every trial (its
     number has its name, it applies to this data, its weights are here), so no trial trains in vain."""
-    from genlab.core.registry import DATASETS, METRICS
-    from genlab.eval.evaluation import MetricUnavailable, inception_weights
 
     name, _ = spec(cfg)
     if name is None or name not in METRICS:
@@ -90,7 +92,6 @@ def optuna_direction(direction: str) -> str:
 def value(cfg: DictConfig, run_dir: Path, final: dict[str, float]) -> float | None:
     """The objective's value for this finished job, logged with its direction. None where the run has none
     and the sweeper does not optimise; for one that does (Optuna), a missing number is a GenlabError."""
-    from genlab.core.registry import METRICS
 
     name, direction = spec(cfg)
     optimising = _optimising()
@@ -132,10 +133,6 @@ def _optimising() -> bool:
 def _score(cfg: DictConfig, run_dir: Path, name: str) -> float | None:
     """train.objective=<metric>: `genlab eval RUN --metrics <metric> -n train.objective_n` on the finished job."""
     import torch
-
-    from genlab.eval.evaluation import evaluate_run, merge_metrics, place_settings, run_header
-    from genlab.train.loop import resolve_device
-    from genlab.train.runs import load_run
 
     n = int(cfg.train.get("objective_n") or 1000)
     device = resolve_device(cfg.device)

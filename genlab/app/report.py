@@ -22,10 +22,14 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from genlab.core import files
+from genlab.core.checkpoint import load_checkpoint
 from genlab.core.errors import GenlabError
 from genlab.core.figures import FAMILY_FIGURES, Figure
 from genlab.core.files import atomic_write
+from genlab.core.progress import bar
 from genlab.core.records import NOT_CURVES, draw_curves, read_metrics
+from genlab.core.registry import MODELS
+from genlab.data.folders import open_image
 from genlab.train.rundir import is_plain_folder, is_run_folder
 
 GRID = re.compile(r"^epoch_(\d+)(_[A-Za-z0-9_]+)?\.png$")
@@ -158,8 +162,6 @@ def _read_config(path: Path, notes: list[str]) -> dict:
         except GenlabError as err:
             notes.append(f".hydra/config.yaml: {err}")
     if (path / "checkpoints" / "last.pt").is_file():
-        from genlab.core.checkpoint import load_checkpoint
-
         try:
             return load_checkpoint(path)["config"]
         except GenlabError as err:
@@ -181,7 +183,6 @@ def jobs_of(path: Path) -> list[Path]:
 def open_png(path: Path, root: Path | None = None):
     """A PNG of a run folder, decoded as untrusted input: no link, at most MAX_PNG bytes, a real PNG header, no
     decompression bomb; one line otherwise."""
-    from genlab.data.folders import open_image
 
     data = files.read_bytes(path, files.MAX_PNG, root=root, what="PNG")
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -300,9 +301,7 @@ class Report:
         return name
 
     def add_run(self, run: RunFolder, prefix: str) -> None:  # noqa: C901  (to be split: issue 24)
-        from genlab.core.registry import MODELS, load_all
 
-        load_all()
         self.reading = run.path
         section = Section(f"{run.label} ({run.path})")
         self.sections.append(section)
@@ -492,7 +491,6 @@ def build_report(paths: list[Path], out: Path | None, epochs: list[int] | None =
         files.make_folder(out)
     except OSError as err:
         raise GenlabError(f"cannot make the report folder {out} ({err.strerror or err}); pass --out DIR") from None
-    from genlab.core.progress import bar
 
     report = Report(out, epochs)
     with bar("building the report", total=len(paths), unit="folders") as advance:

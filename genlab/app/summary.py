@@ -14,6 +14,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.app.compose import _groups, compose
+from genlab.core.paths import root_defaults
+from genlab.train.loggers import DEFAULT, selected
+
 ROOT_GROUPS = ("model", "data", "loss", "optim", "device")
 
 
@@ -39,20 +43,17 @@ def _text(value) -> str:
 def changed_values(cfg: DictConfig, line) -> list[tuple[str, str, str]]:
     """(key, value, default) for every key whose value differs from the defaults of the groups chosen, and
     (group, option, default option) for the groups chosen away from the root config's defaults."""
-    from genlab.app.compose import _groups, compose
 
     choices = OmegaConf.to_container(cfg.hydra.runtime.choices) if "hydra" in cfg else {}
     base_overrides = [f"{g}={choices[g]}" for g in ROOT_GROUPS if choices.get(g)]
     base_overrides += [o for o in line.overrides if o.partition("=")[0] == "logger"]
     base = compose(base_overrides, line.config_dir, line.config_name)
-    from genlab.core.paths import root_defaults
 
     root_choices = root_defaults()
     rows = []
     for group in (*ROOT_GROUPS, "experiment", "sweep"):
         if group in _groups() and choices.get(group) != root_choices.get(group):
             rows.append((group, _text(choices.get(group)), _text(root_choices.get(group))))
-    from genlab.train.loggers import DEFAULT, selected
 
     if list(selected(cfg)) != list(DEFAULT):
         rows.append(("logger", ",".join(selected(cfg)), ",".join(DEFAULT)))

@@ -29,6 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.core.checkpoint import seed_everything
 from genlab.core.errors import GenlabError
 
 # set by `genlab train --nproc` in the ranks it starts: the run folder it claimed (and holds locked) for them
@@ -143,8 +144,6 @@ def seed_offset(seed: int) -> None:
     """Each rank its own noise (rank 0 keeps the single-process stream, so its draws are the ones a single
     process makes)."""
     if rank() > 0:
-        from genlab.core.checkpoint import seed_everything
-
         seed_everything((seed * 1_000_003 + rank() * 7_919) % 2**63)
 
 

@@ -7,6 +7,9 @@ from collections.abc import Iterable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.core.config import check_betas, check_choice, check_float, get
+from genlab.core.errors import GenlabError
+
 # Keys of optim.<net> that override the shared values for that network.
 _PER_NET = ("lr", "betas", "weight_decay", "momentum")
 
@@ -52,3 +55,17 @@ def build_optimizer(settings: dict, params: Iterable[torch.nn.Parameter]) -> tor
 def describe(settings: dict) -> str:
     keys = [k for k in ("lr", "betas", "momentum", "weight_decay") if settings.get(k) not in (None, 0, 0.0)]
     return f"{settings['name']}(" + ", ".join(f"{k}={settings[k]}" for k in keys) + ")"
+
+
+def check(cfg: DictConfig) -> None:
+    """optim.*: the optimiser class and every network's settings (optim.<net>.lr, ...), one line a mistake."""
+    name = check_choice(cfg, "optim.name", ("adam", "adamw", "rmsprop", "sgd"))  # the optimiser class, not the option
+    check_float(cfg, "optim.eps", positive=True, optional=True)
+    check_float(cfg, "optim.alpha", positive=True, optional=True)
+    for prefix in ["optim", *(f"optim.{net}" for net, sub in get(cfg, "optim").items() if isinstance(sub, DictConfig))]:
+        check_float(cfg, f"{prefix}.lr", positive=True, optional=True)
+        check_float(cfg, f"{prefix}.weight_decay", minimum=0.0, optional=True)
+        check_float(cfg, f"{prefix}.momentum", minimum=0.0, optional=True)
+        check_betas(cfg, f"{prefix}.betas")
+    if name == "sgd" and get(cfg, "optim.nesterov", False) and not get(cfg, "optim.momentum", 0):
+        raise GenlabError("optim.nesterov=true needs optim.momentum > 0")

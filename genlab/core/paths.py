@@ -1,5 +1,6 @@
 """Where the Hydra config tree is: inside the package for a wheel, at the repo root for a checkout."""
 
+import os
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # genlab/, above core/
@@ -13,6 +14,11 @@ def config_dir() -> Path:
 
 
 CONFIG_GROUPS = ("model", "data", "loss", "optim", "device")
+
+
+def config_groups() -> set[str]:
+    """The config groups of genlab's config tree (model, data, loss, ..., experiment, sweep)."""
+    return {p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra"}
 
 
 def group_options(group: str, extra_dirs: tuple[Path, ...] = ()) -> dict[str, str]:
@@ -60,3 +66,10 @@ def root_defaults() -> dict[str, object]:
                 if not str(key).startswith(("override", "optional")):
                     out[str(key)] = value
     return out
+
+
+def cache_dir() -> Path:
+    """genlab's cache: GENLAB_CACHE, else $XDG_CACHE_HOME/genlab or ~/.cache/genlab (classifiers, features)."""
+    root = os.environ.get("GENLAB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "genlab")
+    return Path(root)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from genlab.core.files import atomic_write, read_lines
+from genlab.core.files import MAX_TEXT, atomic_write, read_lines
 
 # Scalars that describe the run rather than the model; kept out of curves.png.
 NOT_CURVES = {"step", "epoch", "time", "img_per_s", "data_wait", "epoch_img_per_s", "epoch_data_wait"}
@@ -158,7 +158,6 @@ def read_metrics(path: Path, root: Path | None = None, notes: list | None = None
     """The records of a metrics.jsonl, read as untrusted input (genlab/files.py: streamed, no link, capped): a torn,
     binary or over-long line (a killed run, a damaged file) is skipped, as is a record whose step is not a count;
     values that are not numbers are dropped. A link or a file too large is one GenlabError line."""
-    from genlab.core.files import MAX_TEXT
 
     records = []
     if not os.path.lexists(path):

@@ -42,7 +42,3 @@ MODELS = Registry("model")
 DATASETS = Registry("dataset")
 LOSSES = Registry("loss")
 METRICS = Registry("metric")
-
-
-def load_all() -> None:
-    """Import the modules whose decorators fill the registries."""

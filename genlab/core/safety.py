@@ -18,7 +18,9 @@ from typing import Any, ClassVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from genlab.core import files
 from genlab.core.errors import GenlabError
+from genlab.core.paths import config_dir
 
 # where `_target_` may stand, and what it may name there: Hydra's own plugins (basic, joblib, submitit, optuna...)
 _TARGET_PLACES = ("hydra.launcher", "hydra.sweeper")
@@ -156,9 +158,6 @@ def check_config_folder(folder) -> None:  # noqa: C901  (to be split: issue 24)
     module. Other folders (a project's own YAML) are not read."""
     import os
     from pathlib import Path
-
-    from genlab.core import files
-    from genlab.core.paths import config_dir
 
     root = Path(folder).resolve()
     groups = {p.name for p in config_dir().iterdir() if p.is_dir()}

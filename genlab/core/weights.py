@@ -86,10 +86,7 @@ def register(weights: WeightsFile) -> WeightsFile:
 
 def known() -> list[WeightsFile]:
     """Every weights file a family registered (the families are imported first)."""
-    import genlab.eval.evaluation  # noqa: F401  (registers Inception)
-    from genlab.core.registry import load_all
 
-    load_all()
     return [_FILES[name] for name in sorted(_FILES)]
 
 
@@ -130,7 +127,6 @@ def add(source: Path, progress=None) -> tuple[WeightsFile, Path, bool]:
     target = weights.default_path
     if target.is_file() and sha256_of(target) == digest:
         return weights, target, False
-    from genlab.core import files
 
     def copy_checked(tmp):
         shutil.copyfile(source, tmp)

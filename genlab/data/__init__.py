@@ -6,6 +6,7 @@ Every module in this folder is imported, so a new dataset's @DATASETS.register l
 import importlib
 import pkgutil
 
+from genlab.core.registry import DATASETS
 from genlab.data.base import Batch, Data, DataSpec
 
 for _module in pkgutil.iter_modules(__path__):
@@ -15,6 +16,4 @@ __all__ = ["Batch", "Data", "DataSpec", "build_data"]
 
 
 def build_data(cfg, batch_size: int, seed: int, device) -> Data:
-    from genlab.core.registry import DATASETS
-
     return DATASETS[cfg.name].build(cfg, batch_size, seed, device)

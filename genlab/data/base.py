@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 
+from genlab.core.config import check_bool, check_int, get
 from genlab.core.distributed import part
 from genlab.core.errors import GenlabError
 
@@ -254,3 +256,63 @@ def check_batches(train, batch_size: int, name: str) -> None:
             f"{name} has {train.n_images} training images, fewer than train.batch_size={batch_size}: "
             "lower train.batch_size or raise data.limit"
         )
+
+
+def domain_stacks(source, limit: int | None = None) -> dict[str, torch.Tensor]:
+    """A paired or unpaired split's A and B images (or `limit` of each, spread), on the CPU, in file order."""
+    stacks: dict[str, list] = {"a": [], "b": []}
+    for batch in source.ordered(limit=limit, batch_size=256):
+        for name in ("a", "b"):
+            if name in batch:
+                stacks[name].append(batch[name].float().cpu())
+    return {name: torch.cat(parts) for name, parts in stacks.items() if parts}
+
+
+def check_normal_classes(cfg: DictConfig, dataset) -> None:
+    """data.normal_classes (anomaly detection: train on these classes only; the others are the anomalies of the
+    test split): distinct class numbers of a labelled dataset that leave at least one class out."""
+    normal = get(cfg, "data.normal_classes", None)
+    if normal is None:
+        return
+    name = get(cfg, "data.name")
+    n_classes = int(getattr(dataset, "n_classes", 0))
+    if not n_classes:
+        raise GenlabError(f"data.normal_classes: data={name} has no class labels to pick normal classes from")
+    if not OmegaConf.is_list(normal) or not all(
+            isinstance(k, int) and not isinstance(k, bool) for k in normal):
+        raise GenlabError(f"data.normal_classes must be a list of class numbers, e.g. data.normal_classes=[0]; "
+                          f"got {normal!r}")
+    normal = list(normal)
+    if not normal:
+        raise GenlabError("data.normal_classes=[] leaves no normal images to train on: list one class or more, "
+                          "e.g. data.normal_classes=[0]")
+    bad = [k for k in normal if not 0 <= k < n_classes]
+    if bad:
+        raise GenlabError(f"data.normal_classes: {name} has classes 0 to {n_classes - 1}, got {bad[0]}; no "
+                          "training image would have it")
+    if len(set(normal)) != len(normal):
+        raise GenlabError(f"data.normal_classes lists a class twice: {normal}")
+    if len(normal) == n_classes:
+        raise GenlabError(f"data.normal_classes lists all {n_classes} classes of {name}, which leaves no anomalous "
+                          "test images: leave some out, or drop data.normal_classes to train on everything")
+
+
+def check_data(cfg: DictConfig, dataset) -> None:
+    """data.*: the keys every dataset shares, then the dataset's own (its check_config), one line a mistake."""
+    data = get(cfg, "data")
+    if "size" in data or dataset.kind != "vectors":  # points (toy2d) have no image size
+        check_int(cfg, "data.size", minimum=8)
+    check_int(cfg, "data.limit", minimum=1, optional=True)
+    if "num_workers" in data or dataset.kind != "vectors":
+        check_int(cfg, "data.num_workers", minimum=0)
+    if "download" in data or dataset.kind != "vectors":
+        check_bool(cfg, "data.download")
+    get(cfg, "data.root", None)  # surfaces a missing mandatory root (image_folder) as one line
+    if "cache" in data:
+        check_bool(cfg, "data.cache")
+        cache_dir = get(cfg, "data.cache_dir", None)
+        if cache_dir is not None and not isinstance(cache_dir, str):
+            raise GenlabError(f"data.cache_dir must be a folder path or null; got {cache_dir!r}")
+    check_normal_classes(cfg, dataset)
+    if hasattr(dataset, "check_config"):
+        dataset.check_config(cfg)  # the dataset's own keys (toy2d: data.shape)

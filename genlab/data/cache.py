@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genlab.core import distributed, files
 from genlab.core.errors import GenlabError
+from genlab.core.progress import bar
 from genlab.data.base import loader_batches
 
 log = logging.getLogger("genlab")
@@ -45,7 +47,6 @@ def cached_images(dataset, folder: Path, name: str, num_workers: int) -> torch.T
     key = digest(dataset.files, size, c, dataset.crop)
     path = folder / f"{name}-{size}px-{c}ch-{n}-{key}.u8"
     shape = (n, c, size, size)
-    from genlab.core import distributed
 
     # a data-parallel job: the first process of each machine builds it, the others wait and then read it
     if distributed.local_rank() == 0 or not distributed.active():
@@ -64,8 +65,6 @@ def cached_images(dataset, folder: Path, name: str, num_workers: int) -> torch.T
 
 
 def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> None:
-    from genlab.core import files
-
     size = int(np.prod(shape))
     try:
         # the default .genlab_cache beside the images is checked from the images' folder: a .genlab_cache that is a
@@ -91,7 +90,6 @@ def _build(dataset, path: Path, shape: tuple[int, ...], num_workers: int) -> Non
         raise GenlabError(f"data.cache: cannot write the {size / 2**30:.2f} GiB cache in {path.parent} "
                           f"({err.strerror or err}); free some space, pass data.cache_dir=ANOTHER/FOLDER, or "
                           "data.cache=false") from None
-    from genlab.core.progress import bar
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=256, shuffle=False, num_workers=num_workers)
     log.info(f"data.cache: decoding {shape[0]:,} images once into {path} ({size / 2**30:.2f} GiB)")

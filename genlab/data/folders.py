@@ -14,6 +14,7 @@ from PIL import Image
 from genlab.core.errors import GenlabError
 from genlab.core.registry import DATASETS
 from genlab.data.base import Data, DataSpec, LoaderBatches, TensorBatches, check_batches
+from genlab.data.cache import cache_folder, cached_images
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
@@ -215,7 +216,6 @@ def batches_of(files: ImageFiles, cfg: DictConfig, folder: Path, name: str, batc
     the decoded images read from a memory-mapped file (genlab/data/cache.py), built once with a progress bar."""
     if not cfg.get("cache", False):
         return LoaderBatches(files, batch_size, seed, device, num_workers)
-    from genlab.data.cache import cache_folder, cached_images
 
     images = cached_images(files, cache_folder(cfg, folder), name, max(num_workers, 0))
     return TensorBatches(images, torch.tensor(files.labels, dtype=torch.long), batch_size, seed, device,

@@ -25,6 +25,7 @@ import torch
 from genlab.core.distributed import part
 from genlab.core.errors import GenlabError
 from genlab.data.base import Batch, epoch_permutation, spread, to_unit_range
+from genlab.data.bicubic import RESIZERS, downscale
 
 KINDS = {
     "images": ("image", "label"),
@@ -214,8 +215,6 @@ class SuperResolutionBatches(_Source):
 
     def __init__(self, hr: Sequence[torch.Tensor], batch_size: int, seed: int, device: torch.device, scale: int,
                  crop: int, flip: bool = False, names: Sequence[str] = (), resize: str = "matlab", repeat: int = 1):
-        from genlab.data.bicubic import RESIZERS
-
         if resize not in RESIZERS:
             raise GenlabError(f"data.resize must be one of {', '.join(RESIZERS)}, got {resize!r}")
         if crop % scale:
@@ -246,8 +245,6 @@ class SuperResolutionBatches(_Source):
         return len(self.hr)
 
     def _batch(self, hr: torch.Tensor) -> Batch:
-        from genlab.data.bicubic import downscale
-
         hr = hr.to(self.device)
         return Batch(lr=to_unit_range(downscale(hr, self.scale, self.resize)), hr=to_unit_range(hr))
 

@@ -23,9 +23,10 @@ from PIL import Image
 
 from genlab.core.errors import GenlabError
 from genlab.core.registry import DATASETS
-from genlab.data.base import Data, DataSpec, check_batches, spread
+from genlab.data.base import Data, DataSpec, check_batches, resize_uint8, spread
 from genlab.data.folders import IMAGE_SUFFIXES, open_image
 from genlab.data.kinds import PairedBatches, UnpairedBatches
+from genlab.data.tensors import FashionMNIST, read_idx
 
 
 def _images(folder: Path) -> list[Path]:
@@ -237,7 +238,6 @@ for _name in ("unpaired", "horse2zebra", "apple2orange"):
 
 def _fashion(cfg) -> dict[str, torch.Tensor]:
     """Fashion-MNIST at its own 28 px: the demos pick their images first and resize only those (`_at`)."""
-    from genlab.data.tensors import FashionMNIST, read_idx
 
     found = FashionMNIST.locate(cfg)
     if found is None:
@@ -250,7 +250,6 @@ def _fashion(cfg) -> dict[str, torch.Tensor]:
 
 def _at(images: torch.Tensor, cfg) -> torch.Tensor:
     """Images at data.load_size (each image is resized on its own: a subset resized equals the subset of all)."""
-    from genlab.data.base import resize_uint8
 
     return resize_uint8(images, int(cfg.load_size))
 
@@ -273,8 +272,6 @@ class EdgesToFashion:
 
     @staticmethod
     def locate(cfg: DictConfig) -> None:
-        from genlab.data.tensors import FashionMNIST
-
         _check_sizes(cfg)
         if FashionMNIST.locate(cfg) is None:
             raise GenlabError(f"data={cfg.name} is made from Fashion-MNIST: {FashionMNIST.how_to_get}")

@@ -4,6 +4,7 @@ import importlib
 import pkgutil
 
 from genlab.core.errors import GenlabError
+from genlab.core.registry import LOSSES, MODELS
 from genlab.models.base import GenerativeModel
 
 # every module in this folder is imported, so its @MODELS.register line is all a new family adds
@@ -15,9 +16,7 @@ __all__ = ["GenerativeModel", "build_model"]
 
 def build_model(cfg, spec):
     """MODELS[cfg.model.name](cfg.model, spec, loss=LOSSES[cfg.loss.name](cfg.loss))."""
-    from genlab.core.registry import LOSSES, MODELS, load_all
 
-    load_all()
 
     model = MODELS[cfg.model.name]
     if spec.kind not in model.accepts:  # config.validate said so already; this guards direct use

@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from genlab.core.errors import GenlabError
 from genlab.core.optim import build_optimizer, optimizer_settings
 
 
@@ -37,6 +38,11 @@ class GenerativeModel(nn.Module):
     receptive_radius: int | None = None  # input pixels an output pixel sees (a translation network's): whole images
     #                                      then go through it in tiles (genlab/tiles.py); None = always whole
     output_scale: int = 1  # output pixels per input pixel along a side (a 4x upscaler: 4)
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """The model's own keys (model.*) and what it needs of the rest of the config (its data's size, a loss it
+        cannot train with), checked before anything is built: raise GenlabError with one line. None by default."""
 
     def __init__(self):
         super().__init__()
@@ -110,7 +116,6 @@ class GenerativeModel(nn.Module):
     def sample(self, n: int, *, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
         """n images in [-1, 1]. Noise is drawn on the CPU from `generator`, so a seed means the same images
         on every device."""
-        from genlab.core.errors import GenlabError
 
         translates = type(self).translate is not GenerativeModel.translate
         raise GenlabError(f"{type(self).__name__} does not draw images from noise; it "
@@ -122,7 +127,6 @@ class GenerativeModel(nn.Module):
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
         """A translation model's output for a batch of inputs (batch[translates[0]] for AtoB), in [-1, 1]."""
-        from genlab.core.errors import GenlabError
 
         raise GenlabError(f"{type(self).__name__} does not translate images: pass a pix2pix or cyclegan run")
 

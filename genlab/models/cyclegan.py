@@ -12,14 +12,16 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from genlab.core.classifier import DomainClassifier, features_of, train_classifier
 from genlab.core.config import check_float, check_int
 from genlab.core.errors import GenlabError
 from genlab.core.figures import family_figures, visual_figures
+from genlab.core.imaging import frechet_distance
+from genlab.core.metrics import MetricUnavailable, metric
 from genlab.core.registry import MODELS
-from genlab.eval.evaluation import MetricUnavailable, metric
+from genlab.data.base import domain_stacks
 from genlab.models.base import GenerativeModel, init_dcgan_weights
 from genlab.models.pix2pix import PatchDiscriminator, check_patch, norm2d
 
@@ -215,25 +217,20 @@ class CycleGAN(GenerativeModel):
 # ---- genlab eval: did the translation reach the other domain? ---------------------------------------------------
 
 def _train_domain_classifier(train: dict[str, torch.Tensor], device, epochs: int = 4):
-    """A small A-vs-B classifier (evaluation.DomainClassifier) trained now on the training domains (seeded)."""
-    from genlab.eval.evaluation import DomainClassifier
-
+    """A small A-vs-B classifier (core.classifier's DomainClassifier) trained now on the training domains (seeded)."""
     images = torch.cat([train["a"], train["b"]])
     labels = torch.cat([torch.zeros(len(train["a"])), torch.ones(len(train["b"]))]).long()
+
+    def epoch():
+        order = torch.randperm(len(images))
+        for start in range(0, len(images), 64):
+            part = order[start : start + 64]
+            yield images[part].to(device), labels[part].to(device)
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = DomainClassifier(images.shape[1], 2).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-        model.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(images))
-            for start in range(0, len(images), 64):
-                part = order[start : start + 64]
-                loss = F.cross_entropy(model(images[part].to(device)), labels[part].to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-    return model.eval()
+        return train_classifier(model, (epoch() for _ in range(epochs)))
 
 
 @torch.no_grad()
@@ -248,7 +245,6 @@ def domain_transfer(ctx) -> dict:
     data, model = ctx.data, ctx.run.model
     if data.test is None:
         raise MetricUnavailable(f"{data.spec.name} has no held-out testA/testB to translate")
-    from genlab.eval.evaluation import domain_stacks
 
     train = domain_stacks(data.train, limit=2000)
     test = domain_stacks(data.test)
@@ -256,7 +252,6 @@ def domain_transfer(ctx) -> dict:
     as_b = lambda images: float((_called(classifier, images, ctx.device) == 1).float().mean())
 
     def distance(x, y):  # a classifier that only saw real A and B calls noise anything: FD in its features
-        from genlab.eval.evaluation import features_of, frechet_distance
 
         return frechet_distance(features_of(classifier, x)[0].float(), features_of(classifier, y)[0].float())
 

@@ -31,7 +31,8 @@ from torch import nn
 from genlab.core.config import check_choice, check_float, check_int, get
 from genlab.core.errors import GenlabError
 from genlab.core.figures import family_figures, visual_figures
-from genlab.core.registry import MODELS
+from genlab.core.records import DensityMap
+from genlab.core.registry import DATASETS, MODELS
 from genlab.data.base import dequantise
 from genlab.models.base import GenerativeModel
 
@@ -457,7 +458,6 @@ class Flow(GenerativeModel):
     @torch.no_grad()
     def density_map(self, data: torch.Tensor):
         """The model's log-density on a grid around the data, with the data and samples (2-D points)."""
-        from genlab.core.records import DensityMap
 
         finite = data[torch.isfinite(data).all(1)]
         low, high = finite.quantile(0.005, dim=0), finite.quantile(0.995, dim=0)
@@ -546,7 +546,6 @@ class RealNVP(Flow):
         check_int(cfg, "model.layers", minimum=1)
         check_int(cfg, "model.width", minimum=1)
         check_int(cfg, "model.blocks", minimum=0)
-        from genlab.core.registry import DATASETS
 
         if DATASETS[get(cfg, "data.name")].kind == "images" and check_int(cfg, "data.size") % 2:
             raise GenlabError(f"realnvp squeezes images 2x2: data.size must be even, got {get(cfg, 'data.size')}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from genlab.core.config import check_float, check_int, get
 from genlab.core.registry import LOSSES
 
 
@@ -176,3 +177,15 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Te
         scores = critic(x_hat).float()
         (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
         return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def check(cfg) -> None:
+    """loss.*: the loss exists, and its own keys (n_critic, clip, gp_weight) where it has them."""
+    LOSSES[get(cfg, "loss.name")]
+    loss_keys = get(cfg, "loss")
+    if "n_critic" in loss_keys:
+        check_int(cfg, "loss.n_critic", minimum=1)
+    if "clip" in loss_keys:
+        check_float(cfg, "loss.clip", positive=True)
+    if "gp_weight" in loss_keys:
+        check_float(cfg, "loss.gp_weight", minimum=0.0)

@@ -28,9 +28,11 @@ from genlab.core import weights
 from genlab.core.config import check_choice, check_float, check_int
 from genlab.core.errors import GenlabError
 from genlab.core.figures import family_figures, visual_figures
-from genlab.core.registry import MODELS
+from genlab.core.imaging import psnr_of_mse, ssim
+from genlab.core.metrics import MetricUnavailable, metric
+from genlab.core.registry import DATASETS, MODELS
 from genlab.data.bicubic import upscale_bicubic
-from genlab.eval.evaluation import MetricUnavailable, metric, ssim
+from genlab.data.superres import BENCHMARK_HOW, MissingBenchmark, benchmark_root, benchmark_source
 from genlab.models.base import GenerativeModel
 
 # ---- the generator -------------------------------------------------------------------------------------------
@@ -362,7 +364,7 @@ def shave(images: torch.Tensor, border: int) -> torch.Tensor:
 
 def _psnr_levels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     mse = (a - b).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10 * 255**2))  # an exact copy: 100 dB, finite
+    return psnr_of_mse(mse, peak=255.0)
 
 
 def psnr_y(output: torch.Tensor, target: torch.Tensor, scale: int) -> torch.Tensor:
@@ -418,8 +420,6 @@ def score_set(ctx, label: str, pairs) -> dict:
         ("lr", "hr") else "the model does not up-scale lr into hr")
 def superres(ctx) -> dict:
     """PSNR/SSIM on the Y channel, border removed, beside bicubic: held-out images and Set5/Set14/BSD100."""
-    from genlab.core.registry import DATASETS
-    from genlab.data.superres import BENCHMARK_HOW, MissingBenchmark, benchmark_root, benchmark_source
 
     data_cfg = ctx.data_config  # the places of genlab's defaults or of --data, never of the checkpoint
     # the held-out images alone where the dataset can give them (DIV2K's 800 training photos need not be read)

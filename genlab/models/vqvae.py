@@ -8,7 +8,6 @@ Codes no vector has picked for model.restart_after steps are moved onto encoder 
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
@@ -19,6 +18,7 @@ from genlab.core import distributed
 from genlab.core.config import check_choice, check_float, check_int
 from genlab.core.errors import GenlabError
 from genlab.core.figures import RECONSTRUCTIONS, Figure, family_figures, final_visual
+from genlab.core.imaging import psnr_of_mse
 from genlab.core.records import pair_rows
 from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel
@@ -265,7 +265,7 @@ class VQVAE(GenerativeModel):
         mse = squared / pixels
         return {
             "test_mse": mse,
-            "test_psnr": 10 * math.log10(4.0 / max(mse, 1e-12)),  # peak 1 on [0, 1] = peak 2 on [-1, 1]
+            "test_psnr": float(psnr_of_mse(mse, peak=2.0)),  # peak 1 on [0, 1] = peak 2 on [-1, 1]
             "test_perplexity": float(perplexity(counts)),
             "test_code_usage": float((counts > 0).float().mean()),
         }

@@ -25,11 +25,25 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.core import files
 from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write
 from genlab.core.registry import Registry
 
 LOGGERS = Registry("logger")
 DEFAULT = {"tensorboard": {}}  # runs made before the logger group existed
+
+
+def sweep_overrides() -> list[str] | None:
+    """The task overrides of a Hydra multirun job (its hyper-parameters), or None outside a sweep."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+    except ImportError:
+        return None
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return list(HydraConfig.get().overrides.task)
 
 
 def selected(cfg: DictConfig | None) -> dict[str, dict]:
@@ -86,8 +100,6 @@ class TensorBoard(Logger):
 
     def start(self, run_dir, cfg, purge_step):
         from torch.utils.tensorboard import SummaryWriter
-
-        from genlab.core import files
 
         self.run_dir = Path(run_dir)
         files.prepare_folder(self.run_dir / "tb")  # never a link: TensorBoard writes inside it
@@ -158,8 +170,6 @@ class Wandb(Logger):
         if "WANDB_CACHE_DIR" not in os.environ or os.environ.get("_GENLAB_SET_WANDB_CACHE") == "1":
             os.environ["WANDB_CACHE_DIR"] = str(run_dir / "wandb" / "cache")
             os.environ["_GENLAB_SET_WANDB_CACHE"] = "1"
-        from genlab.core import files
-        from genlab.train.runwriter import sweep_overrides
 
         files.prepare_folder(run_dir / "wandb")  # never a link: wandb writes inside it
 
@@ -189,9 +199,6 @@ class Wandb(Logger):
         """A random id made on the run folder's first start (RUN/wandb/genlab_run_id), read back on a resume into
         the same folder: a new folder at the same path (or on another machine) is a new wandb run."""
         import secrets
-
-        from genlab.core import files
-        from genlab.core.files import atomic_write
 
         path = run_dir / "wandb" / "genlab_run_id"
         if path.is_file() and not path.is_symlink():

@@ -14,18 +14,18 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from genlab.app import summary
 from genlab.core import distributed
 from genlab.core.checkpoint import rng_state
-from genlab.core.errors import GenlabError, Interrupted, TrainingStopped
+from genlab.core.errors import Interrupted, TrainingStopped, detach_from_terminal, raise_if_stopped
 from genlab.core.optim import describe
 from genlab.core.records import Plot, final_scalars, read_metrics
 from genlab.data import Batch, Data
 from genlab.data.base import check_batches
 from genlab.models import GenerativeModel
 from genlab.train.ema import build_ema
+from genlab.train.loggers import sweep_overrides
 from genlab.train.resume import Position, checkpoint_state, init_from, position_of, resolve_resume, restore
-from genlab.train.runwriter import RunWriter, sweep_overrides
+from genlab.train.runwriter import RunWriter
 from genlab.train.schedules import Schedule, schedule_from
 
 log = logging.getLogger("genlab")
@@ -67,19 +67,6 @@ class Engine:
         if scaler.is_enabled() and not torch.isfinite(norm):
             return None  # fp16 overflow: GradScaler skipped this step, so no gradient was applied
         return norm
-
-
-def resolve_device(cfg: DictConfig) -> torch.device:
-    if cfg.name == "cpu" or (cfg.name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise GenlabError("device=cuda but PyTorch sees no CUDA GPU: use device=cpu or device=auto")
-    if distributed.world_size() > 1:  # one process per GPU (config.validate checked there are enough)
-        return torch.device("cuda", distributed.local_rank())
-    index = int(cfg.ids[0]) if cfg.ids else 0
-    if index >= torch.cuda.device_count():
-        raise GenlabError(f"device.ids={list(cfg.ids)} but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
-    return torch.device("cuda", index)
 
 
 def compile_networks(model: GenerativeModel, device_cfg) -> None:
@@ -149,8 +136,6 @@ class StopRequest:
     HANDED_ON = signal.SIGUSR2
 
     def __init__(self):
-        from genlab.core.errors import raise_if_stopped
-
         raise_if_stopped()  # a stop that came while the run started: nothing trained yet, the start is undone
         self.received = None  # the signal number once one came to this process
         self.requested = None  # the stop the loop acts on: the received one, or in a job the one agreed
@@ -184,7 +169,6 @@ class StopRequest:
         self._received_at = time.monotonic()
         self.received = signum
         if signum == signal.SIGHUP:  # the terminal is gone: the save must not fail writing to it
-            from genlab.core.errors import detach_from_terminal
 
             detach_from_terminal()
         if not distributed.active():
@@ -376,12 +360,6 @@ class Trainer:
         where = (f"samples, curves.png and checkpoints/last.pt are in {self.run_dir}" if writer.active
                  else "this process writes nothing (RANK > 0); rank 0 saved the run")
         log.info(f"done: {position.step} steps in {time.perf_counter() - self.started:.0f} s; {where}")
-        if writer.active and sweep_overrides() is None and not summary.quiet():
-            from genlab.eval.evaluation import place_settings
-            from genlab.train.loggers import selected
-
-            log.info("next:\n" + "\n".join(f"  {line}" for line in summary.next_commands(
-                self.run_dir, model, self.spec.kind, list(selected(self.cfg)), place_settings(self.cfg))))
         return self.last
 
     # ---- before the loop ---------------------------------------------------------------------------------

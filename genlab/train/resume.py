@@ -16,8 +16,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 import genlab
-from genlab.core.checkpoint import find_checkpoint, load_checkpoint, rng_state, set_rng_state
+from genlab.core import distributed
+from genlab.core.checkpoint import find_checkpoint, load_checkpoint, rng_state, seed_everything, set_rng_state
 from genlab.core.errors import GenlabError
+from genlab.train.rundir import is_plain_folder
 
 log = logging.getLogger("genlab")
 
@@ -40,8 +42,6 @@ def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
     if resume is None:
         return None
     if resume == "auto":
-        from genlab.train.rundir import is_plain_folder
-
         candidates = [  # sibling run folders of their own (a link to a folder elsewhere is no sibling)
             p / "checkpoints" / "last.pt"
             for p in run_dir.parent.iterdir()
@@ -105,7 +105,6 @@ def restore(path: Path, cfg: DictConfig, model, engine, batches_per_epoch: int) 
 def _own_rng(state: dict, path: Path, cfg: DictConfig) -> dict:
     """This process's RNG state: a data-parallel checkpoint keeps every rank's. On another number of
     processes the ranks beyond rank 0 draw fresh noise, and the run goes on, but not exactly."""
-    from genlab.core import distributed
 
     saved, world, rank = state.get("world_size", 1), distributed.world_size(), distributed.rank()
     if saved == world:
@@ -114,7 +113,6 @@ def _own_rng(state: dict, path: Path, cfg: DictConfig) -> dict:
         log.info(f"{path} was saved by {saved} process(es) and this run has {world}: it goes on from the same "
                  f"weights and data position, but the ranks' noise differs from a run on {saved} (not an exact resume)")
     if rank > 0:  # fresh noise of its own (torch, CUDA, numpy, python), a function of seed, rank and step
-        from genlab.core.checkpoint import seed_everything
 
         seed_everything((int(cfg.train.seed) * 1_000_003 + rank * 7_919 + int(state["step"]) * 104_729) % 2**62)
         return rng_state()

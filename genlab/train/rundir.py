@@ -20,7 +20,8 @@ import stat
 from pathlib import Path
 
 from genlab.core import files
-from genlab.core.errors import GenlabError
+from genlab.core.errors import GenlabError, raise_if_stopped
+from genlab.core.records import read_metrics
 
 # The folder this `genlab train` made whole (a run folder, or the sweep folder holding its jobs). An environment
 # variable, so that jobs a launcher starts in other processes know it too.
@@ -76,7 +77,6 @@ def claim(path: str | os.PathLike, timestamped: bool, resume: str | None = None,
           log_name: str = "train.log") -> Path:
     """Make and lock the run (or sweep) folder before Hydra writes into it; remember what genlab owns in it.
     `log_name`: the log file Hydra will write (${hydra.job.name}.log), which a folder of the user's may not hold."""
-    from genlab.core.errors import raise_if_stopped
 
     key_name = "hydra.sweep.dir" if sweep else "hydra.run.dir"
     check_path(path, key_name)
@@ -222,7 +222,6 @@ def trained(run_dir: Path) -> bool:
     """Did the run in `run_dir` save a checkpoint or log a training step? Then its folder stays."""
     if (run_dir / "checkpoints" / "last.pt").is_file():
         return True
-    from genlab.core.records import read_metrics
 
     try:
         return any(r.get("step", 0) > 0 for r in read_metrics(run_dir / "metrics.jsonl"))

@@ -11,10 +11,18 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.core import files
 from genlab.core.checkpoint import find_checkpoint, load_checkpoint
 from genlab.core.errors import GenlabError
+from genlab.core.paths import config_dir, group_options
+from genlab.core.progress import bar
+from genlab.core.registry import DATASETS, LOSSES, MODELS
+from genlab.core.tiles import settings
 from genlab.data import DataSpec
-from genlab.models import GenerativeModel
+from genlab.data.base import to_unit_range
+from genlab.data.folders import IMAGE_SUFFIXES, ImageFiles, list_images
+from genlab.models import GenerativeModel, build_model
+from genlab.train.ema import build_ema
 
 
 @dataclass
@@ -39,7 +47,6 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     checkpoint is data (genlab/checkpoint.py checks its fields): its config says how to rebuild the model, with
     the types genlab's own config gives each key, and the network it describes must have the very tensors the
     file holds before any memory is spent on it."""
-    from genlab.models import build_model
 
     checkpoint = find_checkpoint(path)
     state = load_checkpoint(checkpoint)
@@ -67,7 +74,6 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
         raise GenlabError(f"{checkpoint}: the checkpoint's extra state does not fit this {cfg.model.name} "
                           f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
     if state.get("ema"):  # a run trained with train.ema draws with its averaged weights
-        from genlab.train.ema import build_ema
 
         try:
             ema = build_ema(model, state["ema"]["decay"])
@@ -85,10 +91,7 @@ def run_config(config: dict, checkpoint: Path) -> DictConfig:
     """A checkpoint's config, checked before anything is built from it: its model, data and loss are ones this
     genlab has; every model.*, loss.*, train.* and eval.* value has the type of genlab's own default for that
     key (keys it lacks take the default); and the model's own checks pass."""
-    from genlab.core.errors import GenlabError
-    from genlab.core.registry import DATASETS, LOSSES, MODELS, load_all
 
-    load_all()
     where = f"{checkpoint}: the checkpoint's config"
     name = config["model"]["name"]
     if name not in MODELS:
@@ -109,7 +112,6 @@ def run_config(config: dict, checkpoint: Path) -> DictConfig:
     try:
         if hasattr(model, "check_config"):
             model.check_config(cfg)
-        from genlab.core.tiles import settings
 
         settings(cfg)
     except GenlabError as err:
@@ -125,7 +127,6 @@ def _reference_config(model: str, data: str, loss: str) -> dict | None:
     """genlab's own defaults for this model, data and loss, and the root train.* and eval.* (their keys and their
     types), read from the YAML files without composing (this also runs inside a training job); None where genlab
     has no option of that name (a model a test registered)."""
-    from genlab.core.paths import config_dir, group_options
 
     if model not in group_options("model") or loss not in group_options("loss"):
         return None
@@ -139,7 +140,6 @@ def _reference_config(model: str, data: str, loss: str) -> dict | None:
 
 def _option(group: str, name: str) -> dict:
     """One option's own keys: a plain YAML, or a `@package _global_` one that keeps them under its group."""
-    from genlab.core.paths import config_dir
 
     path = config_dir() / group / f"{name}.yaml"
     raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
@@ -180,8 +180,6 @@ def _check_fits(cfg: DictConfig, spec: DataSpec, weights: dict, checkpoint: Path
     for a huge network, or weights of another one, is one line before anything is allocated. A family that
     cannot build on the meta device is checked by the real load instead."""
     import warnings
-
-    from genlab.models import build_model
 
     try:
         with torch.device("meta"), warnings.catch_warnings():
@@ -228,8 +226,6 @@ def read_images(sources: list[Path], channels: int, size: int, limit: int, seed:
                 labels=None) -> tuple[torch.Tensor, str]:
     """Images from image files, folders of them, or other runs (which draw `limit` new samples with `seed`).
     Returns up to `limit` images in [-1, 1] at the given channels and size, and a short name for the set."""
-    from genlab.data.base import to_unit_range
-    from genlab.data.folders import IMAGE_SUFFIXES, ImageFiles, list_images
 
     batches, names = [], []
     for source in sources:
@@ -322,14 +318,12 @@ def write_named_pngs(items: Iterable[tuple[str, torch.Tensor]], out: Path, total
     """(file name, [-1, 1] CHW image) pairs as PNGs into `out` (new or empty, or with --overwrite an existing
     folder), all or nothing: files go to a hidden sibling folder that is moved in at the end (genlab/files.py).
     Returns the count. zlib level 1 (still lossless) saves a little time over PIL's default."""
-    from genlab.core import files
 
     files.check_target(out, folder=True)
     try:
         staging = files.stage_folder(out)
     except OSError as err:
         raise GenlabError(f"cannot write beside {out} ({err.strerror or err}); pass -o SOMEWHERE/WRITABLE") from None
-    from genlab.core.progress import bar
 
     index = 0
     try:

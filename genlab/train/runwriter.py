@@ -25,6 +25,7 @@ from PIL import Image
 
 from genlab.core import files
 from genlab.core.checkpoint import save_checkpoint
+from genlab.core.distributed import rank
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write
 from genlab.core.records import (
@@ -37,11 +38,11 @@ from genlab.core.records import (
     save_png,
     titled_rows,
 )
+from genlab.train import loggers
 
 
 def is_main_process() -> bool:
     """Rank 0 of a data-parallel job (RANK, with WORLD_SIZE > 1), or a plain single process."""
-    from genlab.core.distributed import rank
 
     return rank() == 0
 
@@ -54,18 +55,6 @@ def _silent_on_other_ranks(method):
 
     guarded.__name__, guarded.__doc__ = method.__name__, method.__doc__
     return guarded
-
-
-def sweep_overrides() -> list[str] | None:
-    """The task overrides of a Hydra multirun job (its hyper-parameters), or None outside a sweep."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-    except ImportError:
-        return None
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
-    return list(HydraConfig.get().overrides.task)
 
 
 def _history_files(old_run: Path, epoch: int, left: list):
@@ -114,7 +103,6 @@ class RunWriter:
              cfg=None) -> None:
         """Start metrics.jsonl and the loggers of cfg.logger (TensorBoard by default; its copied events after
         purge_step are dropped)."""
-        from genlab.train import loggers
 
         self.curve_groups, self.title = curve_groups, title
         files.make_folder(self.run_dir / "samples")
