@@ -1,3 +1,3 @@
-from genlab.app.cli import main
+from genlab.app.main import main
 
 main()

@@ -105,7 +105,7 @@ def test_networks_are_real_modules_made_once(compose):
     (["optim.schedule=step"], "needs optim.schedule.milestones"),
 ])
 def test_bad_schedule_and_ema_settings_are_one_line(overrides, expected):
-    from genlab.app.compose import check_command_line
+    from genlab.app.checks import check_command_line
     from genlab.core.errors import GenlabError
 
     with pytest.raises(GenlabError, match=expected.replace("(", r"\(").replace(")", r"\)")):
@@ -115,7 +115,8 @@ def test_bad_schedule_and_ema_settings_are_one_line(overrides, expected):
 def test_batches_are_named_and_a_model_refuses_data_of_another_kind(monkeypatch):
     import genlab.data
     import genlab.models  # noqa: F401
-    from genlab.app.compose import check_command_line, compose
+    from genlab.app.checks import check_command_line
+    from genlab.app.compose import compose
     from genlab.core.errors import GenlabError
     from genlab.core.registry import DATASETS
     from genlab.data import Batch, build_data
@@ -198,7 +199,7 @@ def test_a_run_with_a_loss_network_loads_and_samples_without_it(tmp_path, train,
 
 
 def test_init_from_refuses_a_model_without_a_mapping_and_a_resume_beside_it(tmp_path, train):
-    from genlab.app.compose import check_command_line
+    from genlab.app.checks import check_command_line
     from genlab.core.errors import GenlabError
 
     train(tmp_path / "vae", *TINY, "model=vae", "train.epochs=1")

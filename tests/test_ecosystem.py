@@ -345,7 +345,7 @@ def test_a_wandb_run_in_offline_mode_writes_its_folder_with_the_scalars_config_a
 
 
 def test_logger_choices_and_settings_are_checked_in_one_line(tmp_path):
-    from genlab.app.compose import check_command_line
+    from genlab.app.checks import check_command_line
     from genlab.core.errors import GenlabError
 
     for overrides, expected in ((["logger=[tensorboard,wandbb]"], "unknown logger 'wandbb'"),
@@ -379,7 +379,7 @@ def test_logger_wandb_alone_writes_no_tensorboard_events(tmp_path, train):
 # ---- the Optuna sweeper -----------------------------------------------------------------------------------------
 def test_an_optuna_sweep_gets_the_objectives_direction_and_needs_an_objective(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install 'genlab[optuna]'")
-    from genlab.app.compose import check_command_line
+    from genlab.app.checks import check_command_line
     from genlab.core.errors import GenlabError
 
     def direction(*args):

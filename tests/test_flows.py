@@ -298,7 +298,7 @@ def test_input_complexity_is_the_png_length_in_bits():
     ("model.log_scale_clamp=0", "model.log_scale_clamp must be positive"),
 ])
 def test_bad_flow_settings_are_one_line_before_any_folder(override, message):
-    from genlab.app.compose import check_command_line
+    from genlab.app.checks import check_command_line
 
     with pytest.raises(GenlabError) as caught:
         check_command_line(["model=maf", "data=digits", override])
@@ -312,7 +312,7 @@ def test_bad_flow_settings_are_one_line_before_any_folder(override, message):
     (["model=vae", "data=toy2d"], "trains on images data, and data=toy2d gives vectors"),
 ])
 def test_bad_toy_and_pairing_inputs_are_one_line(args, message):
-    from genlab.app.compose import check_command_line
+    from genlab.app.checks import check_command_line
 
     with pytest.raises(GenlabError, match=message):
         check_command_line(args)

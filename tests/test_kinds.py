@@ -387,7 +387,7 @@ def test_a_tiny_model_of_each_kind_resumes_exactly_with_a_decay_and_ema(tmp_path
 
 
 def test_a_model_refuses_data_of_another_kind_in_one_line(kinds):
-    from genlab.app.compose import check_command_line
+    from genlab.app.checks import check_command_line
 
     with pytest.raises(GenlabError, match="model=test_translator trains on paired data, and data=test_moons gives "
                                           "vectors"):

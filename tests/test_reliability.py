@@ -119,7 +119,8 @@ def test_hydra_callbacks_and_targets_are_refused(tmp_path, how):
     ("+hydra.job.env_set.LD_PRELOAD=/tmp/x.so", "sets no environment variables"),
 ])
 def test_configs_cannot_run_code_or_write_elsewhere(override, expected):
-    from genlab.app.compose import CommandLine, checked_config
+    from genlab.app.checks import checked_config
+    from genlab.app.compose import CommandLine
     from genlab.core.errors import GenlabError
 
     with pytest.raises(GenlabError, match=expected):
@@ -127,7 +128,8 @@ def test_configs_cannot_run_code_or_write_elsewhere(override, expected):
 
 
 def test_a_target_in_a_preset_is_refused(tmp_path):
-    from genlab.app.compose import CommandLine, checked_config
+    from genlab.app.checks import checked_config
+    from genlab.app.compose import CommandLine
     from genlab.core.errors import GenlabError
 
     (tmp_path / "experiment").mkdir()

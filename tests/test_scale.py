@@ -50,7 +50,7 @@ def _batchnorm_rank(rank: int, world: int, port: int, out: str) -> None:
 def test_global_batchnorm_equals_batchnorm_on_the_whole_batch(tmp_path):
     """Two gloo processes, each with half of a batch: outputs' gradients, the weights' summed gradients and the
     running statistics are those of one nn.BatchNorm2d over the whole batch."""
-    from genlab.core.distributed import free_port
+    from genlab.train.launch import free_port
 
     torch.multiprocessing.spawn(_batchnorm_rank, args=(2, free_port(), str(tmp_path)), nprocs=2)
     torch.manual_seed(0)
@@ -290,13 +290,13 @@ SWEEP = ["device=cpu", "model=realnvp", "data=toy2d", "data.n_train=512", "data.
 
 
 def test_a_launcher_without_its_plugin_names_the_extra(monkeypatch):
-    from genlab.app import compose
+    from genlab.app import checks, compose
     from genlab.core.errors import GenlabError
 
     monkeypatch.setitem(compose.LAUNCHER_PLUGINS, "local", "hydra_plugins.no_such_joblib_launcher")
     with pytest.raises(GenlabError, match=r"hydra/launcher=local needs Hydra's joblib launcher, which is not "
                                           r"installed: pip install 'genlab\[launchers\]'"):
-        compose.check_command_line(["-m", "hydra/launcher=local", "optim.lr=1e-3,2e-3"])
+        checks.check_command_line(["-m", "hydra/launcher=local", "optim.lr=1e-3,2e-3"])
 
 
 @pytest.mark.slow

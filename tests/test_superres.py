@@ -152,7 +152,7 @@ def sr_root(tmp_path, monkeypatch):
 def test_hr_images_of_every_mode_become_rgb_and_mistakes_are_one_line(sr_root, compose):
     from PIL import Image
 
-    from genlab.app.compose import check_command_line
+    from genlab.app.checks import check_command_line
     from genlab.data import build_data
     from genlab.data.superres import read_hr
 

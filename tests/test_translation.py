@@ -170,7 +170,7 @@ def test_paired_folders_in_both_layouts_and_their_mistakes(tmp_path, compose):
 
 
 def test_unpaired_folders_and_a_missing_or_empty_domain(tmp_path, compose):
-    from genlab.app.compose import check_command_line
+    from genlab.app.checks import check_command_line
     from genlab.data import build_data
 
     root = tmp_path / "data"
@@ -307,7 +307,7 @@ def test_the_demos_learn_to_translate(tmp_path, train):
     ("cyclegan_apple2orange", "Get apple2orange.zip from"),
 ])
 def test_the_report_presets_compose_and_say_where_their_data_is(tmp_path, compose, preset, expected):
-    from genlab.app.compose import check_command_line
+    from genlab.app.checks import check_command_line
 
     cfg = compose(f"experiment={preset}")
     if preset == "pix2pix_maps":
@@ -344,7 +344,7 @@ def test_cyclegan_translates_both_ways_and_tiny_images(tmp_path, train):
     (["model=pix2pix", "data=edges2fashion", "data.test_limit=0"], "data.test_limit must be a number of held-out"),
 ])
 def test_translation_settings_that_cannot_work_are_one_line(overrides, expected):
-    from genlab.app.compose import check_command_line
+    from genlab.app.checks import check_command_line
 
     if "edges2fashion" in overrides[1] and not FASHION_SYSTEM.is_dir():
         pytest.skip("needs Fashion-MNIST")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ from genlab.train.validate import validate
 log = logging.getLogger("genlab")
 
 
-def report_user_errors(func):  # noqa: C901  (to be split: issue 24)
+def report_user_errors(func):
     """A GenlabError becomes `genlab: <message>` on stderr and exit code 2, never a traceback.
 
     A run that fails before it saved a checkpoint or logged a step (a bad image, Ctrl-C or SIGTERM while
@@ -41,52 +42,21 @@ def report_user_errors(func):  # noqa: C901  (to be split: issue 24)
     """
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):  # noqa: C901  (to be split: issue 24)
-
+    def wrapper(*args, **kwargs):
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         if distributed.rank() > 0:  # a data-parallel rank > 0: rank 0 holds, writes and cleans the folder
             return _other_rank(func, *args, **kwargs)
-        import os
-
         held = os.environ.get(distributed.HELD_ENV)  # `genlab train --nproc` holds the folder for its ranks
         if held is None or Path(held).resolve() != run_dir.resolve():
             rundir.lock(run_dir)  # outside the try: a run refused this folder must not clean up another's files
-        previous = {}
-        if _main_thread():
-            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, raise_interrupted)
-            if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup's choice stays
-                previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, raise_interrupted)
+        previous = _stop_signals()
         try:
             rundir.adopt(run_dir, sweep_job=HydraConfig.get().mode == RunMode.MULTIRUN,
                          log_name=f"{HydraConfig.get().job.name}.log")
             raise_if_stopped()  # a stop that came while Hydra started, and was dropped on its way
             return func(*args, **kwargs)
-        except GenlabError as err:  # a TrainingStopped (NaN) too: a run with a checkpoint keeps its folder
-            print(f"genlab: {err}", file=sys.stderr)
-            rundir.remove_failed_start(run_dir)
-            sys.exit(err.exit_code)
-        except KeyboardInterrupt as err:
-            handled()
-            if (run_dir / "checkpoints" / "last.pt").is_file():
-                log.info(f"Continue with: {continue_command(run_dir)}")
-            elif not rundir.trained(run_dir):
-                log.info(f"stopped before the first step; removed what this run had written in {run_dir}")
-            rundir.remove_failed_start(run_dir)
-            sys.exit(interrupt_exit_code(err))
-        except Exception as err:
-            if not distributed.peer_lost(err):
-                rundir.remove_failed_start(run_dir)  # a bug (or CUDA out of memory): Hydra shows the traceback
-                raise
-            # another rank died (its own message is above): one line here, not gloo's or nccl's traceback
-            last = run_dir / "checkpoints" / "last.pt"
-            where = f"; its last checkpoint is {last}: continue with {continue_command(run_dir)}" if last.is_file() \
-                else ""
-            print(f"genlab: another process of this data-parallel run stopped, so this one stopped too{where}",
-                  file=sys.stderr)
-            rundir.remove_failed_start(run_dir)
-            sys.exit(1)
-        except BaseException:  # a bug (or CUDA out of memory): Hydra shows the traceback; nothing empty stays
-            rundir.remove_failed_start(run_dir)
+        except BaseException as err:
+            _failed(run_dir, err)
             raise
         finally:
             rundir.release(run_dir)
@@ -94,6 +64,43 @@ def report_user_errors(func):  # noqa: C901  (to be split: issue 24)
                 signal.signal(signum, handler)
 
     return wrapper
+
+
+def _stop_signals() -> dict:
+    """SIGTERM and SIGHUP (unless nohup ignores it) raise a stop, as Ctrl-C does; the previous handlers."""
+    previous = {}
+    if _main_thread():
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, raise_interrupted)
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup's choice stays
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, raise_interrupted)
+    return previous
+
+
+def _failed(run_dir: Path, err: BaseException) -> None:
+    """A run that raised: one line and an exit code for a mistake, a stop or a lost peer (sys.exit); what the run
+    made removed where it never trained; a bug returns, and the caller re-raises it for Hydra's traceback."""
+    if isinstance(err, GenlabError):  # a TrainingStopped (NaN) too: a run with a checkpoint keeps its folder
+        print(f"genlab: {err}", file=sys.stderr)
+        rundir.remove_failed_start(run_dir)
+        sys.exit(err.exit_code)
+    if isinstance(err, KeyboardInterrupt):
+        handled()
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            log.info(f"Continue with: {continue_command(run_dir)}")
+        elif not rundir.trained(run_dir):
+            log.info(f"stopped before the first step; removed what this run had written in {run_dir}")
+        rundir.remove_failed_start(run_dir)
+        sys.exit(interrupt_exit_code(err))
+    if isinstance(err, Exception) and distributed.peer_lost(err):
+        # another rank died (its own message is above): one line here, not gloo's or nccl's traceback
+        last = run_dir / "checkpoints" / "last.pt"
+        where = f"; its last checkpoint is {last}: continue with {continue_command(run_dir)}" if last.is_file() \
+            else ""
+        print(f"genlab: another process of this data-parallel run stopped, so this one stopped too{where}",
+              file=sys.stderr)
+        rundir.remove_failed_start(run_dir)
+        sys.exit(1)
+    rundir.remove_failed_start(run_dir)  # a bug (or CUDA out of memory): Hydra shows the traceback
 
 
 def _other_rank(func, *args, **kwargs):

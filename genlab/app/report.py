@@ -26,8 +26,9 @@ from genlab.core.checkpoint import load_checkpoint
 from genlab.core.errors import GenlabError
 from genlab.core.figures import FAMILY_FIGURES, Figure
 from genlab.core.files import atomic_write
+from genlab.core.plots import draw_curves
 from genlab.core.progress import bar
-from genlab.core.records import NOT_CURVES, draw_curves, read_metrics
+from genlab.core.records import NOT_CURVES, read_metrics
 from genlab.core.registry import MODELS
 from genlab.data.folders import open_image
 from genlab.train.rundir import is_plain_folder, is_run_folder

@@ -31,33 +31,7 @@ from torch import nn
 
 from genlab.core.checkpoint import seed_everything
 from genlab.core.errors import GenlabError
-
-# set by `genlab train --nproc` in the ranks it starts: the run folder it claimed (and holds locked) for them
-HELD_ENV = "GENLAB_RUN_HELD"
-
-
-def world_size() -> int:
-    """Processes in this job: torchrun's WORLD_SIZE (1 outside one)."""
-    try:
-        return max(int(os.environ.get("WORLD_SIZE", "1") or 1), 1)
-    except ValueError:
-        return 1
-
-
-def rank() -> int:
-    if world_size() <= 1:
-        return 0
-    try:
-        return int(os.environ.get("RANK", "0") or 0)
-    except ValueError:
-        return 0
-
-
-def local_rank() -> int:
-    try:
-        return int(os.environ.get("LOCAL_RANK", str(rank())) or 0)
-    except ValueError:
-        return 0
+from genlab.core.ranks import local_rank, rank, world_size
 
 
 def active() -> bool:
@@ -145,80 +119,6 @@ def seed_offset(seed: int) -> None:
     process makes)."""
     if rank() > 0:
         seed_everything((seed * 1_000_003 + rank() * 7_919) % 2**63)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def spawn(nproc: int, argv: list[str], folder) -> int:  # noqa: C901  (to be split: issue 24)
-    """`genlab train --nproc N`: N ranks of `python -m genlab train ARGV` on this machine, rendezvous on a free
-    local port, the claimed run folder passed down (this process keeps it locked). The ranks run in a process
-    group of their own and this process passes each SIGINT, SIGTERM, SIGHUP and SIGQUIT on to every rank, so
-    Ctrl-C stops them after a step and a second Ctrl-C quits at once, as in one process. When one rank fails,
-    the others are stopped (a rank blocked in a collective is killed after 20 s). Returns the job's exit code:
-    that of the first rank seen failing (a rank that only saw its peer die says 1), else the ranks' own."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    port, cores = free_port(), os.cpu_count() or 1
-    procs: list[subprocess.Popen] = []
-    forwarded: list[int] = []
-
-    def forward(signum, frame):
-        forwarded.append(signum)
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signum)
-
-    passed_on = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-    previous = {signum: signal.signal(signum, forward) for signum in passed_on}
-    failed, failed_at = None, None
-    try:
-        for r in range(nproc):
-            env = dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(nproc),
-                       LOCAL_WORLD_SIZE=str(nproc), GROUP_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                       **{HELD_ENV: str(folder)})
-            env.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # the ranks share the cores
-            procs.append(subprocess.Popen([sys.executable, "-m", "genlab", "train", *argv], env=env,
-                                          start_new_session=True))
-            if forwarded:  # a signal came while the ranks were starting
-                procs[-1].send_signal(forwarded[-1])
-        stopped = {128 + s for s in passed_on}  # what a rank stopped by a passed-on signal exits with
-        while any(p.poll() is None for p in procs):
-            if failed is None:
-                codes = [p.returncode for p in procs if p.returncode not in (None, 0)
-                         and not (forwarded and p.returncode in stopped)]
-                # (a rank that saw its peer die exits 1 at once: the cause is the other code, where both are in)
-                failed = next((c for c in codes if c != 1), codes[0]) if codes else None
-                if failed is not None:
-                    failed_at = time.monotonic()
-                    forward(signal.SIGTERM, None)
-            elif time.monotonic() - failed_at > 20:
-                for p in procs:
-                    if p.poll() is None:
-                        p.kill()
-            time.sleep(0.1)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for p in procs:  # (this process is leaving on an error of its own: no rank stays behind)
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for r, p in enumerate(procs):
-        if p.returncode < 0:
-            print(f"genlab: rank {r} was killed by {signal.Signals(-p.returncode).name}", file=sys.stderr)
-    codes = [p.returncode if p.returncode >= 0 else 128 - p.returncode for p in procs]
-    if failed is None:
-        failed = next((c for c in codes if c not in (0, 1)), next((c for c in codes if c), 0))
-    return failed if failed >= 0 else 128 - failed
 
 
 # ---- the weights and their gradients -------------------------------------------------------------------------

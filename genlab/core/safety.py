@@ -202,7 +202,7 @@ def check_config_folder(folder) -> None:  # noqa: C901  (to be split: issue 24)
     scan(Path(folder), 0)
 
 
-def check_config_safety(cfg: DictConfig) -> None:  # noqa: C901  (to be split: issue 24)
+def check_config_safety(cfg: DictConfig) -> None:
     """Raise GenlabError for anything in the composed config (hydra part included) that would run code or
     write outside the run folder."""
     for path, key, value in _walk(cfg, ""):
@@ -219,6 +219,13 @@ def check_config_safety(cfg: DictConfig) -> None:  # noqa: C901  (to be split: i
     hydra = cfg.get("hydra") if isinstance(cfg, DictConfig) and "hydra" in cfg else None
     if hydra is None:
         return
+    _check_hydra_code(hydra)
+    _check_hydra_places(hydra)
+
+
+def _check_hydra_code(hydra: DictConfig) -> None:
+    """Hydra settings that would run code or change the environment: callbacks, search-space functions,
+    study storage, env_set, the job name (it names the log file), searchpath."""
     callbacks = hydra.get("callbacks")
     if callbacks:
         raise GenlabError(f"hydra.callbacks ({', '.join(map(str, callbacks))}): genlab runs no Hydra callbacks "
@@ -245,6 +252,10 @@ def check_config_safety(cfg: DictConfig) -> None:  # noqa: C901  (to be split: i
     if searchpath is not None:
         _check_searchpath_entries(OmegaConf.to_container(searchpath) if OmegaConf.is_config(searchpath)
                                   else searchpath, "hydra.searchpath")
+
+
+def _check_hydra_places(hydra: DictConfig) -> None:
+    """Hydra settings that name folders: the launchers', the record's, the sweep's jobs', the log handlers'."""
     for key, base in (("launcher.submitit_folder", "${hydra.sweep.dir}/"), ("launcher.temp_folder", None)):
         value = _raw(hydra, key)
         if value is None:

@@ -9,7 +9,7 @@ import torch
 
 from genlab.core.errors import GenlabError
 from genlab.core.metrics import MetricUnavailable, metric
-from genlab.core.records import figure_png as png
+from genlab.core.plots import figure_png as png
 from genlab.eval.context import Context
 
 

@@ -31,7 +31,7 @@ from torch import nn
 from genlab.core.config import check_choice, check_float, check_int, get
 from genlab.core.errors import GenlabError
 from genlab.core.figures import family_figures, visual_figures
-from genlab.core.records import DensityMap
+from genlab.core.plots import DensityMap
 from genlab.core.registry import DATASETS, MODELS
 from genlab.data.base import dequantise
 from genlab.models.base import GenerativeModel

@@ -12,7 +12,7 @@ from torch import nn
 from genlab.core.config import check_choice, check_float, check_int
 from genlab.core.errors import GenlabError
 from genlab.core.figures import RECONSTRUCTIONS, family_figures, visual_figures
-from genlab.core.records import Scatter, pair_rows
+from genlab.core.plots import Scatter, pair_rows
 from genlab.core.registry import MODELS
 from genlab.data.base import dequantise
 from genlab.models.base import GenerativeModel

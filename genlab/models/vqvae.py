@@ -19,7 +19,7 @@ from genlab.core.config import check_choice, check_float, check_int
 from genlab.core.errors import GenlabError
 from genlab.core.figures import RECONSTRUCTIONS, Figure, family_figures, final_visual
 from genlab.core.imaging import psnr_of_mse
-from genlab.core.records import pair_rows
+from genlab.core.plots import pair_rows
 from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel
 

@@ -18,7 +18,8 @@ from genlab.core import distributed
 from genlab.core.checkpoint import rng_state
 from genlab.core.errors import Interrupted, TrainingStopped, detach_from_terminal, raise_if_stopped
 from genlab.core.optim import describe
-from genlab.core.records import Plot, final_scalars, read_metrics
+from genlab.core.plots import Plot
+from genlab.core.records import final_scalars, read_metrics
 from genlab.data import Batch, Data
 from genlab.data.base import check_batches
 from genlab.models import GenerativeModel

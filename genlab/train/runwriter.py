@@ -25,19 +25,11 @@ from PIL import Image
 
 from genlab.core import files
 from genlab.core.checkpoint import save_checkpoint
-from genlab.core.distributed import rank
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write
-from genlab.core.records import (
-    NOT_CURVES,
-    Plot,
-    draw_curves,
-    hparams_of,
-    image_grid,
-    read_metrics,
-    save_png,
-    titled_rows,
-)
+from genlab.core.plots import Plot, draw_curves, image_grid, save_png, titled_rows
+from genlab.core.ranks import rank
+from genlab.core.records import NOT_CURVES, hparams_of, read_metrics
 from genlab.train import loggers
 
 

@@ -1,0 +1,1 @@
+"""One module per `genlab` command, holding its logic; genlab/app/cli.py only declares them."""
