@@ -47,7 +47,7 @@ class Ran:
 def run_here(args, cwd) -> Ran:
     """`genlab ARGS` in this process: the same main(), its exit code and its output. Everything main() changes
     for the process (signal handlers, the folders it may write, log levels, the current folder) is put back."""
-    from genlab.app import cli
+    from genlab.app import main as cli
     from genlab.core import errors, files
     from genlab.train import rundir
 

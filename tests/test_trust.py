@@ -518,7 +518,7 @@ def test_a_stop_dropped_inside_a_finaliser_still_stops_the_start(tmp_path):
     script = textwrap.dedent("""
         import gc, os, signal, sys
         import genlab.train.rundir as rundir
-        from genlab.app import cli
+        from genlab.app import main as cli
 
         real_claim = rundir.claim
 
