@@ -480,3 +480,54 @@ def test_evaluation_can_be_imported_by_a_model_file():
 
     code = "import sys, genlab.core.metrics; assert 'genlab.models' not in sys.modules and 'genlab.train.runs' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+# ---- capabilities: a model declared in a test file, used by the commands -------------------------------------
+
+def test_a_model_from_a_test_file_declares_a_capability_the_commands_use(tmp_path, train, kinds):
+    """A new model registered here alone (no genlab file changed) that declares Samples: `genlab sample` draws
+    from it, `genlab translate` refuses it in one line naming what it can do, `genlab list models` shows it."""
+    from genlab.core.registry import MODELS
+    from genlab.models import GenerativeModel
+    from genlab.models.capabilities import Samples, Translates, capabilities
+    from tests.hostile import run_here
+
+    class PointSampler(TinyModel, GenerativeModel, Samples):
+        """Gaussian points with a learnt mean and scale: draws samples, nothing else."""
+        accepts = ("vectors",)
+
+        def __init__(self, cfg, spec, loss=None):
+            super().__init__()
+            self.g = nn.Linear(2, 2)
+
+        def training_step(self, batch, step):
+            loss = (self.g.bias - batch["x"].mean(0)).pow(2).sum() + self.g.weight.pow(2).sum() * 0
+            self.update(loss, "g")
+            return {"loss": loss.detach()}
+
+        def visuals(self, batch):
+            return {}
+
+        def sample(self, n, *, generator=None, labels=None):
+            return self.g(torch.randn(n, 2, generator=generator).to(self.device))
+
+    MODELS.register("test_sampler")(PointSampler)
+    try:
+        assert capabilities(PointSampler) == [Samples] and not isinstance(PointSampler.__new__(PointSampler),
+                                                                            Translates)
+        train(tmp_path / "run", "model.name=test_sampler", "data.name=test_moons", "train.batch_size=50",
+              "train.epochs=1")
+        drawn = run_here(["sample", str(tmp_path / "run"), "-n", "7"], tmp_path)
+        assert drawn.returncode == 0, drawn.stderr
+        points = (tmp_path / "run" / "generated" / "samples_n7_seed0.csv").read_text().splitlines()
+        assert points[0] == "x1,x2" and len(points) == 8
+        refused = run_here(["translate", str(tmp_path / "run"), str(tmp_path / "in.png"), str(tmp_path / "out.png")],
+                           tmp_path)
+        lines = refused.stderr.strip().splitlines()
+        assert refused.returncode == 2 and len(lines) == 1 and "does not translate images" in lines[0], lines
+        assert refused.escaped is None and not (tmp_path / "out.png").exists()
+        listed = run_here(["list", "models"], tmp_path)
+        row = next(line for line in listed.stdout.splitlines() if "test_sampler" in line)
+        assert "draw samples" in row and "translate" not in row  # (rich may wrap the commands column)
+    finally:
+        MODELS._items.pop("test_sampler")

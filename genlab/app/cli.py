@@ -67,9 +67,10 @@ def train(ctx: typer.Context) -> None:
 
 
 @app.command("list")
-def list_options(group: str | None = typer.Argument(None, help="Only this config group (model, data, ...), or `metrics`.")) -> None:
+def list_options(group: str | None = typer.Argument(
+        None, help="Only this config group (model, data, ...), or `metrics`, or `models` (what each can do).")) -> None:
     """Show the options of every config group with its description."""
-    _command("listing").run(group)
+    _command("models" if group == "models" else "listing").run(group)
 
 
 @app.command()

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genlab.app.compose import _groups, compose
 from genlab.core.paths import root_defaults
+from genlab.models.capabilities import Reconstructs
 from genlab.train.loggers import DEFAULT, selected
 
 ROOT_GROUPS = ("model", "data", "loss", "optim", "device")
@@ -123,7 +124,7 @@ def next_commands(run_dir: Path, model, kind: str, loggers: list[str], data: lis
         pairs.append((f"genlab translate {run} IMAGE_OR_FOLDER OUTPUT", "translate images"))
     else:
         pairs.append((f"genlab sample {run} -n 64", "new samples"))
-    if hasattr(model, "reconstruct"):
+    if isinstance(model, Reconstructs):
         pairs.append((f"genlab reconstruct {run} IMAGES", "inputs beside their reconstructions"))
     where = f" --data {shlex.quote(' '.join(data))}" if data else ""
     pairs.append((f"genlab eval {run}{where}", "metrics with their protocol, into metrics.json"))

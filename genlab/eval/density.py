@@ -11,6 +11,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.metrics import MetricUnavailable, metric
 from genlab.core.plots import figure_png as png
 from genlab.eval.context import Context
+from genlab.models.capabilities import ScoresDensity
 
 
 @metric("likelihood", kinds=None)
@@ -170,7 +171,7 @@ def _score_doc(model) -> str:
 
 
 def _has_score(ctx: Context) -> str | None:
-    return None if callable(getattr(ctx.run.model, "score", None)) else \
+    return None if isinstance(ctx.run.model, ScoresDensity) else \
         f"{ctx.run.cfg.model.name} gives no per-example score to rank by"
 
 

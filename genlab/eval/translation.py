@@ -10,11 +10,11 @@ from genlab.core.metrics import MetricUnavailable, metric
 from genlab.data.base import domain_stacks
 from genlab.eval.context import Context
 from genlab.eval.inception import _inception_features, inception_weights
-from genlab.models import GenerativeModel
+from genlab.models.capabilities import Translates
 
 
 def _translates(ctx: Context) -> str | None:
-    return None if type(ctx.run.model).translate is not GenerativeModel.translate else "the model does not translate"
+    return None if isinstance(ctx.run.model, Translates) else "the model does not translate"
 
 
 @metric("translation_fid", kinds=("paired", "unpaired"), when=_translates)

@@ -14,6 +14,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.figures import CLASS_ROWS, family_figures, visual_figures
 from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
+from genlab.models.capabilities import Samples
 from genlab.models.cgan import LabelCode
 from genlab.models.gan import class_rows, d_outputs, discriminator_norm, norm_layer, require_labels, sample_labels
 
@@ -63,7 +64,7 @@ class ACGANDiscriminator(nn.Module):
 
 
 @MODELS.register("acgan")
-class ACGAN(GenerativeModel):
+class ACGAN(GenerativeModel, Samples):
     """Adam 2e-4, beta1 0.5 (the paper). Logs the report's four curves: d_loss, d_loss_label, g_loss, g_loss_label."""
 
     default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999)}

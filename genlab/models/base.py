@@ -10,14 +10,16 @@ from torch import nn
 
 from genlab.core.errors import GenlabError
 from genlab.core.optim import build_optimizer, optimizer_settings
+from genlab.models.capabilities import Translates
 
 
 class GenerativeModel(nn.Module):
     """A model owns its networks, its optimisers and its training step; the trainer owns the loop.
 
     Subclasses set `default_optim` (their paper's optimiser settings, used where optim.* is null),
-    implement networks(), training_step(), sample() and visuals(), and may set `curve_groups`
-    (which scalars share a panel in curves.png).
+    implement networks(), training_step() and visuals(), declare what they can do by inheriting capabilities
+    (genlab/models/capabilities.py: Samples, Translates, Upscales, ScoresDensity, Reconstructs, with their
+    methods), and may set `curve_groups` (which scalars share a panel in curves.png).
     """
 
     default_optim: ClassVar[dict] = {"lr": 1e-3, "betas": (0.9, 0.999)}
@@ -27,8 +29,6 @@ class GenerativeModel(nn.Module):
     ema_networks: tuple[str, ...] = ()  # the networks (names in networks()) that train.ema averages, e.g. ("g",)
     translates: tuple[str, str] | None = None  # (input, target) names in a batch for a translation model, e.g.
     #                                            ("a", "b") or ("lr", "hr"): `genlab eval`'s translation metric
-    score = None  # optional score(batch) -> [N] per-example anomaly score, higher = less likely (-log p(x), -ELBO):
-    #               `genlab eval --ood-data NAME` and `--anomaly` rank by it
     score_is_8bit_nll: bool = False  # the score is -log p of the 8-bit image in nats (a flow's): eval then also ranks
     #                                  by the input-complexity corrected score -log2 p(x) - L(x)
     curve_groups: ClassVar[dict[str, list[str]]] = {}
@@ -111,24 +111,18 @@ class GenerativeModel(nn.Module):
             for p, flag in zip(module.parameters(), flags):
                 p.requires_grad_(flag)
 
-    # ---- generation --------------------------------------------------------------------------------
-    @torch.no_grad()
+    # ---- what it can do: genlab/models/capabilities.py (Samples.sample, Translates.translate, ...) ----------
+    # the commands ask isinstance(model, Samples) first; these guards only give a direct call its one line
     def sample(self, n: int, *, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
-        """n images in [-1, 1]. Noise is drawn on the CPU from `generator`, so a seed means the same images
-        on every device."""
-
-        translates = type(self).translate is not GenerativeModel.translate
+        translates = isinstance(self, Translates)
         raise GenlabError(f"{type(self).__name__} does not draw images from noise; it "
                           + ("translates images: use `genlab translate RUN INPUT OUTPUT`" if translates
                              else "has no sampler"))
 
-    size_multiple = 1  # a translation network's inputs need sides divisible by this (genlab translate pads to it)
-
-    @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
-        """A translation model's output for a batch of inputs (batch[translates[0]] for AtoB), in [-1, 1]."""
-
         raise GenlabError(f"{type(self).__name__} does not translate images: pass a pix2pix or cyclegan run")
+
+    size_multiple = 1  # a translation network's inputs need sides divisible by this (genlab translate pads to it)
 
     @torch.no_grad()
     def visuals(self, batch) -> dict[str, torch.Tensor]:

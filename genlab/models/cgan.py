@@ -13,6 +13,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.figures import CLASS_ROWS, family_figures, visual_figures
 from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
+from genlab.models.capabilities import Samples
 from genlab.models.gan import (
     GAN_CURVES,
     adversarial_step,
@@ -89,7 +90,7 @@ class CGANDiscriminator(nn.Module):
 
 
 @MODELS.register("cgan")
-class CGAN(GenerativeModel):
+class CGAN(GenerativeModel, Samples):
     """Adam 2e-4 for D and 4e-4 for G (the report's combined G step), beta1 0.5."""
 
     default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999), "g": {"lr": 4e-4}}

@@ -23,6 +23,7 @@ from genlab.core.metrics import MetricUnavailable, metric
 from genlab.core.registry import MODELS
 from genlab.data.base import domain_stacks
 from genlab.models.base import GenerativeModel, init_dcgan_weights
+from genlab.models.capabilities import Translates
 from genlab.models.pix2pix import PatchDiscriminator, check_patch, norm2d
 
 
@@ -98,7 +99,7 @@ class ImagePool:
 
 
 @MODELS.register("cyclegan")
-class CycleGAN(GenerativeModel):
+class CycleGAN(GenerativeModel, Translates):
     accepts = ("unpaired",)
     size_multiple = 4  # two stride-2 down-samplings
     min_size = 8  # the reflection pads need 2 pixels left after them

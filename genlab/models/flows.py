@@ -35,6 +35,7 @@ from genlab.core.plots import DensityMap
 from genlab.core.registry import DATASETS, MODELS
 from genlab.data.base import dequantise
 from genlab.models.base import GenerativeModel
+from genlab.models.capabilities import Samples, ScoresDensity
 
 LOG_2PI = math.log(2 * math.pi)
 LOG_256 = math.log(256.0)
@@ -306,7 +307,7 @@ class Flatten(nn.Module):
 
 
 # ---- the models ---------------------------------------------------------------------------------------------
-class Flow(GenerativeModel):
+class Flow(GenerativeModel, Samples, ScoresDensity):
     """A stack of invertible layers over a standard normal, trained by exact maximum likelihood."""
 
     accepts = ("images", "vectors")

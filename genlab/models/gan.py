@@ -12,6 +12,7 @@ from genlab.core.config import check_choice, check_int
 from genlab.core.errors import GenlabError
 from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
+from genlab.models.capabilities import Samples
 
 
 def _stages(size: int) -> int:
@@ -126,7 +127,7 @@ GAN_CURVES = {
 
 
 @MODELS.register("dcgan")
-class DCGAN(GenerativeModel):
+class DCGAN(GenerativeModel, Samples):
     default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999)}
     ema_networks = ("g",)  # the generator draws the samples
     curve_groups = GAN_CURVES

@@ -14,6 +14,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.figures import family_figures, final_visual
 from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
+from genlab.models.capabilities import Samples
 from genlab.models.gan import d_outputs, discriminator_norm, norm_layer, sample_labels
 
 
@@ -59,7 +60,7 @@ class InfoGANDiscriminator(nn.Module):
 
 
 @MODELS.register("infogan")
-class InfoGAN(GenerativeModel):
+class InfoGAN(GenerativeModel, Samples):
     """Adam, D 2e-4 and G 1e-3, beta1 0.5 (Chen et al.'s MNIST settings)."""
 
     default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999), "g": {"lr": 1e-3}}

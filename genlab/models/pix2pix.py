@@ -20,6 +20,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.figures import family_figures, visual_figures
 from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
+from genlab.models.capabilities import Translates
 
 
 def norm2d(kind: str, channels: int) -> nn.Module:
@@ -130,7 +131,7 @@ def check_patch(cfg, size_key: str = "data.size") -> None:
 
 
 @MODELS.register("pix2pix")
-class Pix2Pix(GenerativeModel):
+class Pix2Pix(GenerativeModel, Translates):
     accepts = ("paired",)
     translates = ("a", "b")  # input A -> output like B (data.direction=BtoA swaps them in the data)
     default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999)}

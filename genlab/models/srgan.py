@@ -34,6 +34,7 @@ from genlab.core.registry import DATASETS, MODELS
 from genlab.data.bicubic import upscale_bicubic
 from genlab.data.superres import BENCHMARK_HOW, MissingBenchmark, benchmark_root, benchmark_source
 from genlab.models.base import GenerativeModel
+from genlab.models.capabilities import Upscales
 
 # ---- the generator -------------------------------------------------------------------------------------------
 
@@ -190,7 +191,7 @@ def check_sr(cfg) -> None:
 
 
 @MODELS.register("srresnet")
-class SRResNet(GenerativeModel):
+class SRResNet(GenerativeModel, Upscales):
     """SRResNet: the generator alone, trained with pixel MSE (the PSNR-oriented model)."""
 
     accepts = ("superres",)

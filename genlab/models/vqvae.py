@@ -22,6 +22,7 @@ from genlab.core.imaging import psnr_of_mse
 from genlab.core.plots import pair_rows
 from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel
+from genlab.models.capabilities import Reconstructs, Samples
 
 
 class Residual(nn.Module):
@@ -161,7 +162,7 @@ class VectorQuantizer(nn.Module):
 
 
 @MODELS.register("vqvae")
-class VQVAE(GenerativeModel):
+class VQVAE(GenerativeModel, Samples, Reconstructs):
     """Adam 2e-4 as in the paper."""
 
     default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.9, 0.999)}

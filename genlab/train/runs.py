@@ -22,6 +22,7 @@ from genlab.data import DataSpec
 from genlab.data.base import to_unit_range
 from genlab.data.folders import IMAGE_SUFFIXES, ImageFiles, list_images
 from genlab.models import GenerativeModel, build_model
+from genlab.models.capabilities import Samples, refusal
 from genlab.train.ema import build_ema
 
 
@@ -277,6 +278,8 @@ def parse_labels(text: str | None, model: GenerativeModel) -> list[int] | None:
 def generate(model: GenerativeModel, n: int, seed: int, labels: list[int] | None, batch: int = 500):
     """n samples in batches of `batch` (bounded memory); the same (seed, n, labels) give the same images.
     Labels cycle through `labels`, or through every value the model takes. Yields ([-1, 1] CPU images, labels)."""
+    if not isinstance(model, Samples):
+        raise GenlabError(refusal(model, Samples, type(model).__name__))
     generator = torch.Generator().manual_seed(seed)
     wanted = None
     if labels is not None or model.label_values:

@@ -9,6 +9,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write, check_target
 from genlab.core.imaging import psnr_of_mse
 from genlab.core.plots import image_grid, pair_rows, titled_rows
+from genlab.models.capabilities import Reconstructs
 from genlab.train.runs import is_run, load_run, read_images
 
 
@@ -22,7 +23,7 @@ def run(run, images, n, out, label, seed, overwrite) -> None:
         if out.suffix.lower() != ".png":
             raise GenlabError(f"--out must name a .png file, got {out}")
         check_target(out)
-    if not hasattr(model, "reconstruct"):
+    if not isinstance(model, Reconstructs):
         raise GenlabError(f"{run} is a {target.cfg.model.name} run, which does not reconstruct images: "
                           "pass a vae, cvae or vqvae run")
     x, name = read_images(list(images), target.spec.channels, target.spec.size, n, seed, label)

@@ -8,12 +8,15 @@ from genlab.app.commands.common import GRID_MAX, _device, _output_area
 from genlab.core import files
 from genlab.core.errors import GenlabError
 from genlab.core.plots import image_grid
+from genlab.models.capabilities import Samples, refusal
 from genlab.train.runs import generate, load_run, parse_labels, write_png_folder
 
 
 def run(run, n, labels, seed, out, overwrite, device) -> None:
     device = _device(device)
     target = load_run(run, device)
+    if not isinstance(target.model, Samples):
+        raise GenlabError(refusal(target.model, Samples, target.cfg.model.name))
     wanted = parse_labels(labels, target.model)
     out = _output_area(out, target, overwrite)
     if target.spec.kind == "vectors":  # points (a flow on toy2d): a CSV file, one point a line

@@ -9,6 +9,7 @@ from genlab.core import files as writes
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write
 from genlab.data.folders import IMAGE_SUFFIXES, list_images, open_image
+from genlab.models.capabilities import Translates
 from genlab.train.runs import load_run, to_pil, translate_image, write_named_pngs
 
 
@@ -23,7 +24,7 @@ def run(run, source, out, direction, seed, overwrite, device) -> None:
     if target.spec.kind == "superres":
         raise GenlabError(f"{run} is a {target.cfg.model.name} run, which up-scales images: use `genlab upscale "
                           f"{run} {source} {out}`")
-    if not callable(getattr(type(model), "translate", None)) or target.spec.kind not in ("paired", "unpaired"):
+    if not isinstance(model, Translates) or target.spec.kind not in ("paired", "unpaired"):
         raise GenlabError(f"{run} is a {target.cfg.model.name} run, which does not translate images: pass a pix2pix "
                           "or cyclegan run")
     side = "a" if direction == "AtoB" else "b"

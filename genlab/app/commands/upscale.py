@@ -7,6 +7,7 @@ from genlab.app.commands.translate import _image_inputs, _write_outputs
 from genlab.core import tiles
 from genlab.core.errors import GenlabError
 from genlab.data.superres import read_hr
+from genlab.models.capabilities import Upscales
 from genlab.train.runs import load_run
 
 
@@ -16,7 +17,7 @@ def run(run, source, out, tile, tile_overlap, whole, overwrite, device) -> None:
     device = _device(device)
     target = load_run(run, device)
     model = target.model
-    if target.spec.kind != "superres" or not getattr(model, "output_scale", 1) > 1:
+    if target.spec.kind != "superres" or not isinstance(model, Upscales):
         raise GenlabError(f"{run} is a {target.cfg.model.name} run, which does not up-scale images: pass an srresnet "
                           "or srgan run" + (" (translate images with `genlab translate`)" if target.spec.kind in
                                             ("paired", "unpaired") else ""))
