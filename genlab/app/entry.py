@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from genlab.app import compose, objective, summary
-from genlab.core import distributed
+from genlab.core import distributed, ranks
 from genlab.core.checkpoint import seed_everything
 from genlab.core.device import resolve as resolve_device
 from genlab.core.errors import GenlabError, handled, interrupt_exit_code, raise_if_stopped, raise_interrupted
@@ -44,9 +44,9 @@ def report_user_errors(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        if distributed.rank() > 0:  # a data-parallel rank > 0: rank 0 holds, writes and cleans the folder
+        if ranks.rank() > 0:  # a data-parallel rank > 0: rank 0 holds, writes and cleans the folder
             return _other_rank(func, *args, **kwargs)
-        held = os.environ.get(distributed.HELD_ENV)  # `genlab train --nproc` holds the folder for its ranks
+        held = os.environ.get(ranks.HELD_ENV)  # `genlab train --nproc` holds the folder for its ranks
         if held is None or Path(held).resolve() != run_dir.resolve():
             rundir.lock(run_dir)  # outside the try: a run refused this folder must not clean up another's files
         previous = _stop_signals()
@@ -110,14 +110,14 @@ def _other_rank(func, *args, **kwargs):
     try:
         return func(*args, **kwargs)
     except GenlabError as err:  # most are rank 0's too; some are this rank's own (a broken image in its share)
-        print(f"genlab: [rank {distributed.rank()}] {err}", file=sys.stderr)
+        print(f"genlab: [rank {ranks.rank()}] {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except KeyboardInterrupt as err:
         sys.exit(interrupt_exit_code(err))
     except Exception as err:
         if not distributed.peer_lost(err):
             raise
-        print(f"genlab: [rank {distributed.rank()}] another process of this data-parallel run stopped, so this one "
+        print(f"genlab: [rank {ranks.rank()}] another process of this data-parallel run stopped, so this one "
               "stopped too", file=sys.stderr)
         sys.exit(1)
 
@@ -141,9 +141,9 @@ def continue_command(run_dir: Path) -> str:
         flags = [f for f in line.flags if f not in ("-m", "--multirun", "-r", "--run")]
     import os
 
-    if distributed.world_size() > 1 and not os.environ.get(distributed.HELD_ENV):  # a torchrun job
+    if ranks.world_size() > 1 and not os.environ.get(ranks.HELD_ENV):  # a torchrun job
         return f"the same torchrun command, with {shlex.quote(f'train.resume={run_dir}')} added"
-    nproc = ["--nproc", str(distributed.world_size())] if distributed.world_size() > 1 else []
+    nproc = ["--nproc", str(ranks.world_size())] if ranks.world_size() > 1 else []
     words = ["genlab", "train", *nproc, *flags, *overrides, f"train.resume={run_dir}"]
     return " ".join(shlex.quote(w) for w in words)
 
@@ -164,7 +164,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     raise_if_stopped()
     distributed.seed_offset(cfg.train.seed)  # after the model: every rank builds the same weights
     last = Trainer(cfg, run_dir, device).fit(model, data)
-    if distributed.rank() == 0 and sweep_overrides() is None and not summary.quiet():
+    if ranks.rank() == 0 and sweep_overrides() is None and not summary.quiet():
         log.info("next:\n" + "\n".join(f"  {line}" for line in summary.next_commands(
             run_dir, model, data.spec.kind, list(selected(cfg)), place_settings(cfg))))
     return last

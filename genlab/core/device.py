@@ -7,7 +7,7 @@ import os
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.core import distributed
+from genlab.core import ranks
 from genlab.core.config import check_bool, check_choice, check_int, get
 from genlab.core.errors import GenlabError
 
@@ -62,8 +62,8 @@ def resolve(device_cfg: DictConfig) -> torch.device:
     """The torch.device a run (or a command) uses: the CPU, or its CUDA GPU (a data-parallel rank's own)."""
     if device_cfg.name == "cpu" or (device_cfg.name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
-    if distributed.world_size() > 1:  # one process per GPU (validate checked there are enough)
+    if ranks.world_size() > 1:  # one process per GPU (validate checked there are enough)
         _check_gpus(None)
-        return torch.device("cuda", distributed.local_rank())
+        return torch.device("cuda", ranks.local_rank())
     _check_gpus(device_cfg.ids)
     return torch.device("cuda", int(device_cfg.ids[0]) if device_cfg.ids else 0)

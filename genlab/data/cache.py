@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.core import distributed, files
+from genlab.core import distributed, files, ranks
 from genlab.core.errors import GenlabError
 from genlab.core.progress import bar
 from genlab.data.base import loader_batches
@@ -49,7 +49,7 @@ def cached_images(dataset, folder: Path, name: str, num_workers: int) -> torch.T
     shape = (n, c, size, size)
 
     # a data-parallel job: the first process of each machine builds it, the others wait and then read it
-    if distributed.local_rank() == 0 or not distributed.active():
+    if ranks.local_rank() == 0 or not distributed.active():
         if not path.is_file() or path.stat().st_size != int(np.prod(shape)):
             _build(dataset, path, shape, num_workers)
         else:

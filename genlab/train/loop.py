@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from genlab.core import distributed
+from genlab.core import distributed, ranks
 from genlab.core.checkpoint import rng_state
 from genlab.core.errors import Interrupted, TrainingStopped, detach_from_terminal, raise_if_stopped
 from genlab.core.optim import describe
@@ -380,8 +380,8 @@ class Trainer:
         if distributed.active():
             synced = distributed.sync_batchnorm(model, self.device)
             distributed.broadcast_module(model)
-            log.info(f"data-parallel over {distributed.world_size()} processes: each trains on "
-                     f"{self.train_cfg.batch_size // distributed.world_size()} of every batch of "
+            log.info(f"data-parallel over {ranks.world_size()} processes: each trains on "
+                     f"{self.train_cfg.batch_size // ranks.world_size()} of every batch of "
                      f"{self.train_cfg.batch_size}" + (f"; {synced} BatchNorm layers normalise over the whole batch"
                                                        if synced else ""))
         if self.cfg.device.channels_last:
@@ -401,7 +401,7 @@ class Trainer:
         from."""
         t = self.train_cfg
         # (train.resume=auto picks the newest run: rank 0 picks for every rank)
-        path = distributed.rank0s(resolve_resume(t.resume, self.run_dir) if distributed.rank() == 0 else None)
+        path = distributed.rank0s(resolve_resume(t.resume, self.run_dir) if ranks.rank() == 0 else None)
         self.resumed = path is not None
         state, position = {}, Position()
         if path is not None:
@@ -508,7 +508,7 @@ class Trainer:
         if not meter or not meter["images"]:
             return
         elapsed = max(time.perf_counter() - meter["clock"], 1e-9)
-        speed = {"epoch_img_per_s": meter["images"] * distributed.world_size() / elapsed,
+        speed = {"epoch_img_per_s": meter["images"] * ranks.world_size() / elapsed,
                  "epoch_data_wait": min(meter["waited"] / elapsed, 1.0)}
         self.last.update(speed)  # (the progress line shows them)
         self.writer.scalars(position.step, position.epoch, speed, time.perf_counter() - self.started)

@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 import genlab
-from genlab.core import distributed
+from genlab.core import ranks
 from genlab.core.checkpoint import find_checkpoint, load_checkpoint, rng_state, seed_everything, set_rng_state
 from genlab.core.errors import GenlabError
 from genlab.train.rundir import is_plain_folder
@@ -106,7 +106,7 @@ def _own_rng(state: dict, path: Path, cfg: DictConfig) -> dict:
     """This process's RNG state: a data-parallel checkpoint keeps every rank's. On another number of
     processes the ranks beyond rank 0 draw fresh noise, and the run goes on, but not exactly."""
 
-    saved, world, rank = state.get("world_size", 1), distributed.world_size(), distributed.rank()
+    saved, world, rank = state.get("world_size", 1), ranks.world_size(), ranks.rank()
     if saved == world:
         return state["rng_ranks"][rank] if world > 1 else state["rng"]
     if rank == 0:

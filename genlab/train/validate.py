@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 import genlab.data
 import genlab.models  # noqa: F401  (fills MODELS and LOSSES)
-from genlab.core import device, distributed, optim, tiles
+from genlab.core import device, distributed, optim, ranks, tiles
 from genlab.core.config import check_choice, check_float, check_int, get
 from genlab.core.errors import GenlabError
 from genlab.core.registry import DATASETS, MODELS
@@ -84,7 +84,7 @@ def check_parallel(cfg: DictConfig) -> None:
     """What a data-parallel run needs (`--nproc`, torchrun): a batch that splits, a GPU each, no double backward
     through BatchNorm."""
     distributed.check_batch(int(get(cfg, "train.batch_size")))
-    if max(distributed.world_size(), distributed.PLANNED) <= 1:  # before `--nproc` starts its ranks
+    if max(ranks.world_size(), distributed.PLANNED) <= 1:  # before `--nproc` starts its ranks
         return
     if device.uses_cuda(cfg):
         distributed.check_gpus(get(cfg, "device.ids", None))

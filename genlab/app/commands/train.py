@@ -11,14 +11,14 @@ import torch
 
 from genlab.app import checks, compose, summary
 from genlab.app.entry import train as hydra_train
-from genlab.core import distributed
+from genlab.core import distributed, ranks
 from genlab.core.errors import GenlabError
 from genlab.train import launch, rundir
 
 
 def run(ctx) -> None:
     nproc, args = _take_nproc(list(ctx.args))
-    if nproc > 1 and distributed.world_size() > 1:
+    if nproc > 1 and ranks.world_size() > 1:
         raise GenlabError("--nproc starts its own processes; under torchrun leave it out (torchrun's "
                           "--nproc-per-node says how many)")
     distributed.PLANNED = nproc
@@ -27,7 +27,7 @@ def run(ctx) -> None:
         # Hydra composes this help without genlab's root config: an override of genlab's groups has nothing to
         # change there (and would be Hydra's traceback), and genlab's help template is asked for here
         line.overrides = [o for o in line.overrides if o.startswith("hydra")] + ["hydra/hydra_help=genlab"]
-    if (nproc > 1 or distributed.world_size() > 1) and line.multirun:
+    if (nproc > 1 or ranks.world_size() > 1) and line.multirun:
         raise GenlabError("a data-parallel run is one job on several processes; for a sweep (-m) run each job as "
                           "its own `genlab train --nproc N ...` (or torchrun line)")
     folder = None
@@ -45,7 +45,7 @@ def run(ctx) -> None:
 def _print_start(line) -> None:
     """The table of changed values, once: by `--nproc` before it starts the ranks (which run with HELD_ENV set),
     else by rank 0."""
-    if distributed.rank() == 0 and not os.environ.get(distributed.HELD_ENV) and not summary.quiet() \
+    if ranks.rank() == 0 and not os.environ.get(ranks.HELD_ENV) and not summary.quiet() \
             and line.first is not None:
         try:
             summary.print_start(line.first, line, line.swept)
@@ -58,14 +58,14 @@ def _claim(line) -> str:
     """Make the run (or sweep) folder before Hydra does: unique, and genlab knows what in it is its own. The
     line's run or sweep folder then names it."""
     key = "hydra.sweep.dir" if line.multirun else "hydra.run.dir"
-    if distributed.world_size() > 1:  # a rank of a data-parallel job (torchrun, or --nproc below)
+    if ranks.world_size() > 1:  # a rank of a data-parallel job (torchrun, or --nproc below)
         distributed.init()
-        held = os.environ.get(distributed.HELD_ENV)
+        held = os.environ.get(ranks.HELD_ENV)
         # the folder is decided once: by `--nproc` before it started the ranks, else by rank 0 for all
         folder = held or distributed.agree_on_folder(
             lambda: rundir.claim(line.out_dir, line.timestamped, line.resume, sweep=line.multirun,
                                  log_name=line.log_name))
-        if distributed.rank() > 0:  # rank 0 writes .hydra/ and train.log
+        if ranks.rank() > 0:  # rank 0 writes .hydra/ and train.log
             line.overrides += ["hydra.output_subdir=null", "hydra/job_logging=genlab_rank"]
     else:
         folder = rundir.claim(line.out_dir, line.timestamped, line.resume, sweep=line.multirun,
@@ -79,7 +79,7 @@ def _run_hydra(line, folder) -> None:
     sys.argv = ["genlab train", *line.hydra_argv()]
     try:
         hydra_train()
-        if line.multirun and not line.informational and distributed.rank() == 0 and not summary.quiet():
+        if line.multirun and not line.informational and ranks.rank() == 0 and not summary.quiet():
             print("next:\n" + "\n".join(f"  {c}" for c in summary.next_for_sweep(Path(folder))))
     except SystemExit as done:
         if done.code not in (0, None):  # Hydra failed (its own message is printed): leave no empty folder
