@@ -25,8 +25,9 @@ def _count(module):
 
 
 def test_parameter_counts_match_the_papers_networks():
+    from genlab.models.blocks import PatchDiscriminator
     from genlab.models.cyclegan import ResNetGenerator
-    from genlab.models.pix2pix import PatchDiscriminator, UNetGenerator
+    from genlab.models.pix2pix import UNetGenerator
 
     assert _count(UNetGenerator(3, 3, depth=8)) == 54_413_955  # the report's Keras table sums to 54.4M
     patch = PatchDiscriminator(6)

@@ -14,9 +14,16 @@ from genlab.core.errors import GenlabError
 from genlab.core.figures import CLASS_ROWS, family_figures, visual_figures
 from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
+from genlab.models.blocks import (
+    LabelCode,
+    class_rows,
+    d_outputs,
+    discriminator_norm,
+    norm_layer,
+    require_labels,
+    sample_labels,
+)
 from genlab.models.capabilities import Samples
-from genlab.models.cgan import LabelCode
-from genlab.models.gan import class_rows, d_outputs, discriminator_norm, norm_layer, require_labels, sample_labels
 
 
 class ACGANGenerator(nn.Module):

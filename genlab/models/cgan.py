@@ -13,9 +13,9 @@ from genlab.core.errors import GenlabError
 from genlab.core.figures import CLASS_ROWS, family_figures, visual_figures
 from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
-from genlab.models.capabilities import Samples
-from genlab.models.gan import (
+from genlab.models.blocks import (
     GAN_CURVES,
+    LabelCode,
     adversarial_step,
     class_rows,
     discriminator_norm,
@@ -23,21 +23,7 @@ from genlab.models.gan import (
     require_labels,
     sample_labels,
 )
-
-
-class LabelCode(nn.Module):
-    """Label -> a vector: one-hot (n_classes wide) or a learned embedding (embed_dim wide)."""
-
-    def __init__(self, n_classes: int, mode: str, embed_dim: int):
-        super().__init__()
-        self.n_classes, self.mode = n_classes, mode
-        self.embedding = nn.Embedding(n_classes, embed_dim) if mode == "embedding" else None
-        self.dim = embed_dim if mode == "embedding" else n_classes
-
-    def forward(self, labels: torch.Tensor) -> torch.Tensor:
-        if self.embedding is not None:
-            return self.embedding(labels)
-        return nn.functional.one_hot(labels, self.n_classes).float()
+from genlab.models.capabilities import Samples
 
 
 class CGANGenerator(nn.Module):

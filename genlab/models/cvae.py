@@ -8,7 +8,7 @@ from torch import nn
 
 from genlab.core.figures import CLASS_ROWS, family_figures, visual_figures
 from genlab.core.registry import MODELS
-from genlab.models.gan import class_rows, require_labels, sample_labels
+from genlab.models.blocks import class_rows, require_labels, sample_labels
 from genlab.models.vae import VAE
 
 

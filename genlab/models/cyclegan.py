@@ -23,8 +23,8 @@ from genlab.core.metrics import MetricUnavailable, metric
 from genlab.core.registry import MODELS
 from genlab.data.base import domain_stacks
 from genlab.models.base import GenerativeModel, init_dcgan_weights
+from genlab.models.blocks import PatchDiscriminator, check_patch, norm2d
 from genlab.models.capabilities import Translates
-from genlab.models.pix2pix import PatchDiscriminator, check_patch, norm2d
 
 
 class ResidualBlock(nn.Module):

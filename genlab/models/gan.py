@@ -12,6 +12,7 @@ from genlab.core.config import check_choice, check_int
 from genlab.core.errors import GenlabError
 from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
+from genlab.models.blocks import GAN_CURVES, adversarial_step, discriminator_norm, norm_layer
 from genlab.models.capabilities import Samples
 
 
@@ -71,61 +72,6 @@ class DCGANDiscriminator(nn.Module):
         return self.head(self.features(x)).flatten()
 
 
-def norm_layer(kind: str, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "layer":
-        return nn.GroupNorm(1, channels)  # normalises each sample over (C, H, W): layer norm for conv maps
-    return nn.Identity()
-
-
-def discriminator_norm(cfg, loss) -> str:
-    """model.d_norm, where `auto` means what the loss needs (layer norm for WGAN-GP, else BatchNorm)."""
-    return loss.d_norm if cfg.get("d_norm", "auto") == "auto" else cfg.d_norm
-
-
-def adversarial_step(model: GenerativeModel, real: torch.Tensor, fake: torch.Tensor, step: int,
-                     d_forward, loss) -> dict[str, torch.Tensor]:
-    """One GAN step shared by the GAN family: D on a real and a fake batch (plus the loss's penalty, then its
-    clipping), then, every loss.n_critic steps, G against the updated D. Returns the diagnostics.
-
-    d_forward(images) -> D's raw scores. `fake` must still carry G's graph.
-    """
-    with model.autocast():
-        d_real = d_forward(real)
-        d_fake = d_forward(fake.detach())
-        d_loss = loss.d_loss(d_real, d_fake)
-        penalty = loss.penalty(d_forward, real, fake)
-    d_total = d_loss + penalty if penalty is not None else d_loss
-    out = {"d_loss": d_loss.detach(), "d_grad_norm": model.update(d_total, "d")}
-    loss.after_d_step(model.discriminator)
-    if penalty is not None:
-        out["gradient_penalty"] = penalty.detach()
-    out.update(d_outputs(loss, d_real, d_fake))
-    if (step + 1) % loss.n_critic == 0:
-        with model.frozen(model.discriminator), model.autocast():
-            g_loss = loss.g_loss(d_forward(fake))
-        out.update(g_loss=g_loss.detach(), g_grad_norm=model.update(g_loss, "g"))
-    return out
-
-
-def d_outputs(loss, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> dict[str, torch.Tensor]:
-    """D(x) and D(G(z)) (before D's step) where the loss reads D as a probability, else the critic's scores."""
-    real, fake = real_scores.detach().float(), fake_scores.detach().float()
-    p_real, p_fake = loss.probability(real), loss.probability(fake)
-    if p_real is not None:
-        return {"d_real": p_real.mean(), "d_fake": p_fake.mean()}
-    return {"critic_real": real.mean(), "critic_fake": fake.mean()}
-
-
-GAN_CURVES = {
-    "losses": ["d_loss", "g_loss"],
-    "D outputs": ["d_real", "d_fake", "critic_real", "critic_fake"],
-    "gradient norms": ["d_grad_norm", "g_grad_norm"],
-    "sample diversity (1 = real data)": ["sample_diversity"],
-}
-
-
 @MODELS.register("dcgan")
 class DCGAN(GenerativeModel, Samples):
     default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999)}
@@ -172,26 +118,3 @@ class DCGAN(GenerativeModel, Samples):
         return {"samples": self.sample(batch.size, generator=torch.Generator().manual_seed(0))}
 
 
-def class_rows(model: GenerativeModel, n_classes: int, per_class: int = 8) -> torch.Tensor:
-    """A grid batch with one row per class and the same noise down each column (fixed seed)."""
-    labels = torch.arange(n_classes).repeat_interleave(per_class)
-    generator = torch.Generator().manual_seed(0)
-    noise_columns = torch.randn(per_class, model.nz, generator=generator)
-    return model.sample(len(labels), labels=labels, noise=noise_columns.repeat(n_classes, 1))
-
-
-def require_labels(name: str, spec) -> int:
-    if spec.n_classes < 2:
-        raise GenlabError(f"{name} is label-conditional and {spec.name} has no classes: pick a labelled dataset "
-                          "(digits, mnist, fashion_mnist, cifar10, or image_folder with class subfolders)")
-    return spec.n_classes
-
-
-def sample_labels(n: int, n_classes: int, labels, device) -> torch.Tensor:
-    """Requested labels (an int, a list or a tensor, cycled to n), or 0, 1, ..., n_classes-1, 0, 1, ..."""
-    if labels is None:
-        labels = torch.arange(n) % n_classes
-    labels = torch.as_tensor(labels, dtype=torch.long).flatten()
-    if labels.numel() == 0 or labels.min() < 0 or labels.max() >= n_classes:
-        raise GenlabError(f"labels must be class numbers from 0 to {n_classes - 1}")
-    return labels.repeat((n + labels.numel() - 1) // labels.numel())[:n].to(device)

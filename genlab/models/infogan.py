@@ -14,8 +14,8 @@ from genlab.core.errors import GenlabError
 from genlab.core.figures import family_figures, final_visual
 from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
+from genlab.models.blocks import d_outputs, discriminator_norm, norm_layer, sample_labels
 from genlab.models.capabilities import Samples
-from genlab.models.gan import d_outputs, discriminator_norm, norm_layer, sample_labels
 
 
 def _norm1d(kind: str, width: int) -> nn.Module:

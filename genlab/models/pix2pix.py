@@ -15,21 +15,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from genlab.core.config import check_choice, check_float, check_int
+from genlab.core.config import check_float, check_int
 from genlab.core.errors import GenlabError
 from genlab.core.figures import family_figures, visual_figures
 from genlab.core.registry import MODELS
 from genlab.models.base import GenerativeModel, init_dcgan_weights
+from genlab.models.blocks import PatchDiscriminator, check_patch, norm2d
 from genlab.models.capabilities import Translates
-
-
-def norm2d(kind: str, channels: int) -> nn.Module:
-    """batch: BatchNorm (pix2pix); instance: InstanceNorm without learnt scale, as CycleGAN uses it."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
-    return nn.Identity()
 
 
 def unet_depth(size: int) -> int:
@@ -82,52 +74,12 @@ class UNetGenerator(nn.Module):
         return x
 
 
-class PatchDiscriminator(nn.Module):
-    """PatchGAN: C64 (no norm) then n_layers - 1 stride-2 convolutions doubling to at most 8 ndf, one stride-1
-    block, and a 1-channel 4x4 convolution. n_layers=3 is the 70x70 PatchGAN (30x30 scores at 256 px)."""
-
-    def __init__(self, c_in: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch"):
-        super().__init__()
-        bias = norm != "batch"
-        layers = [nn.Conv2d(c_in, ndf, 4, 2, 1), nn.LeakyReLU(0.2)]
-        width = ndf
-        for n in range(1, n_layers + 1):
-            previous, width = width, ndf * min(2**n, 8)
-            stride = 2 if n < n_layers else 1
-            layers += [nn.Conv2d(previous, width, 4, stride, 1, bias=bias), norm2d(norm, width), nn.LeakyReLU(0.2)]
-        layers.append(nn.Conv2d(width, 1, 4, 1, 1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    @staticmethod
-    def receptive_field(n_layers: int) -> int:
-        """70 for n_layers=3 (the 70x70 PatchGAN), 34 for 2, 142 for 4."""
-        field = 4  # the last 4x4 stride-1 conv, walking back to the input
-        field = field + 3  # the stride-1 block
-        for _ in range(n_layers):
-            field = field * 2 + 2
-        return field
-
-
 TRANSLATION_CURVES = {
     "generator: cGAN and L1 terms": ["G_GAN", "G_L1"],
     "discriminator: real and fake terms": ["D_real", "D_fake"],
     "totals": ["d_loss", "g_loss"],
     "gradient norms": ["d_grad_norm", "g_grad_norm"],
 }
-
-
-def check_patch(cfg, size_key: str = "data.size") -> None:
-    check_int(cfg, "model.ngf", minimum=1)
-    check_int(cfg, "model.ndf", minimum=1)
-    check_int(cfg, "model.d_layers", minimum=1)
-    check_choice(cfg, "model.norm", ("batch", "instance", "none"))
-    size, layers = int(cfg.data.size), int(cfg.model.d_layers)
-    if size // 2**layers < 3:  # the two 4x4 stride-1 convolutions that follow need 3 x 3 to give any score
-        raise GenlabError(f"model.d_layers={layers} down-samples a {size}-pixel image below 3 x 3: lower "
-                          f"model.d_layers (2 for 32 px, 3 for 256 px) or raise data.size")
 
 
 @MODELS.register("pix2pix")
