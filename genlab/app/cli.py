@@ -70,7 +70,7 @@ def train(ctx: typer.Context) -> None:
 def list_options(group: str | None = typer.Argument(
         None, help="Only this config group (model, data, ...), or `metrics`, or `models` (what each can do).")) -> None:
     """Show the options of every config group with its description."""
-    _command("models" if group == "models" else "listing").run(group)
+    _command(group if group in ("models", "metrics") else "listing").run(group)
 
 
 @app.command()

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genlab.core.config import did_you_mean
 from genlab.core.errors import GenlabError
-from genlab.core.paths import config_dir, config_groups, group_options
+from genlab.core.paths import config_dir, config_groups, group_options, model_defaults, root_defaults
 from genlab.core.safety import check_config_folder, check_searchpath
 
 # Hydra's flags that genlab supports. Those that print something and exit leave the command line to Hydra.
@@ -187,6 +187,8 @@ def compose(overrides: list[str], config_dir_extra: str | None = None, config_na
         if "Cannot find primary config" in text:
             raise GenlabError(f"no root config named '{config_name}' (--config-name): genlab's own is 'config'; "
                               f"yours must be {config_name}.yaml in the --config-dir folder") from None
+        if text.startswith("Could not override 'loss'"):
+            raise GenlabError(_no_loss_group(overrides)) from None
         message = _one_line(err)
         if message.startswith("unknown key "):
             key = message.split()[2].rstrip(":")
@@ -204,6 +206,16 @@ def compose(overrides: list[str], config_dir_extra: str | None = None, config_na
         GlobalHydra.instance().clear()
     _check_added_keys(cfg, overrides, config_dir_extra, config_name)
     return cfg
+
+
+def _no_loss_group(overrides: list[str]) -> str:
+    """loss=NAME for a model that trains no adversarial loss: its config has no loss group to switch."""
+    model = next((o.partition("=")[2] for o in reversed(overrides) if o.partition("=")[0] in ("model", "+model")),
+                 root_defaults().get("model"))
+    given = next((o for o in overrides if o.lstrip("+~").partition("=")[0].split("@")[0] == "loss"), "loss=...")
+    adversarial = [m for m in group_options("model") if "loss" in model_defaults(m)]
+    return (f"{given}: model={model} trains no adversarial loss, so its config has no loss group; drop {given} "
+            f"(the loss group belongs to {', '.join(adversarial)})")
 
 
 def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:

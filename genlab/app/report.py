@@ -21,6 +21,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+import genlab.models  # noqa: F401  (fills MODELS and the families' figures)
 from genlab.core import files
 from genlab.core.checkpoint import load_checkpoint
 from genlab.core.errors import GenlabError

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.app.compose import _groups, compose
-from genlab.core.paths import root_defaults
+from genlab.core.paths import model_defaults, root_defaults
 from genlab.models.capabilities import Reconstructs
 from genlab.train.loggers import DEFAULT, selected
 
@@ -50,7 +50,7 @@ def changed_values(cfg: DictConfig, line) -> list[tuple[str, str, str]]:
     base_overrides += [o for o in line.overrides if o.partition("=")[0] == "logger"]
     base = compose(base_overrides, line.config_dir, line.config_name)
 
-    root_choices = root_defaults()
+    root_choices = {**root_defaults(), **model_defaults(choices.get("model"))}  # its loss: the model's own
     rows = []
     for group in (*ROOT_GROUPS, "experiment", "sweep"):
         if group in _groups() and choices.get(group) != root_choices.get(group):

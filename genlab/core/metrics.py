@@ -42,3 +42,8 @@ def metric_help(name: str) -> str:
     kinds = "any data" if fn.kinds is None else ", ".join(fn.kinds) + " data"
     return f"{line} ({kinds})" if line else f"({kinds})"
 
+
+def ordered() -> list[str]:
+    """The metrics in the order `genlab eval` runs and lists them: the shared ones (genlab.eval), then each
+    family's, each in the order registered."""
+    return sorted(METRICS.in_order(), key=lambda name: not METRICS[name].__module__.startswith("genlab.eval."))

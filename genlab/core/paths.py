@@ -68,6 +68,23 @@ def root_defaults() -> dict[str, object]:
     return out
 
 
+def model_defaults(model) -> dict[str, object]:
+    """The group choices a model's own YAML composes (an adversarial model's loss: {"loss": "lsgan"}), read
+    without composing; {} for a model genlab has no YAML of."""
+    from omegaconf import OmegaConf
+
+    path = config_dir() / "model" / f"{model}.yaml"
+    if not isinstance(model, str) or model not in group_options("model") or not path.is_file():
+        return {}
+    own = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+    out = {}
+    for entry in own.get("defaults", []) if isinstance(own, dict) else []:
+        if isinstance(entry, dict):
+            for key, value in entry.items():
+                out[str(key).removeprefix("override ").lstrip("/")] = value
+    return out
+
+
 def cache_dir() -> Path:
     """genlab's cache: GENLAB_CACHE, else $XDG_CACHE_HOME/genlab or ~/.cache/genlab (classifiers, features)."""
     root = os.environ.get("GENLAB_CACHE") or os.path.join(

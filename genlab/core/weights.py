@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from genlab.core import files
 from genlab.core.errors import GenlabError
 
 _FILES: dict[str, WeightsFile] = {}
@@ -113,11 +114,11 @@ def add(source: Path, progress=None) -> tuple[WeightsFile, Path, bool]:
     if not source.is_file():
         raise GenlabError(f"{source} is not a file: pass the downloaded weights file, e.g. "
                           "`genlab weights add ~/Downloads/weights-inception-2015-12-05-6726825d.pth`")
-    files = known()
+    candidates = known()
     digest = sha256_of(source, progress)
-    match = [w for w in files if digest.startswith(w.sha256_prefix)]
+    match = [w for w in candidates if digest.startswith(w.sha256_prefix)]
     if not match:
-        names = ", ".join(f"{w.name} ({w.file})" for w in files)
+        names = ", ".join(f"{w.name} ({w.file})" for w in candidates)
         raise GenlabError(f"{source} (sha256 {digest[:12]}...) is none of the weights genlab knows: {names}. "
                           "A different file is not comparable; to use one anyway, set GENLAB_<NAME>_WEIGHTS=FILE")
     weights = match[0]

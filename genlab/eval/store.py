@@ -14,7 +14,7 @@ import genlab
 from genlab.core import files
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write
-from genlab.core.metrics import MetricUnavailable, not_applicable
+from genlab.core.metrics import MetricUnavailable, not_applicable, ordered
 from genlab.core.registry import METRICS
 from genlab.eval.context import Context
 
@@ -93,7 +93,7 @@ def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: t
     if ood_data is not None and not explicit and not_applicable("ood", ctx):
         raise GenlabError(f"--ood-data: the ood metric does not apply to this run: {not_applicable('ood', ctx)}")
     results, skipped, ran = {}, {}, []
-    for name in names or METRICS.in_order():
+    for name in names or ordered():
         why = not_applicable(name, ctx)
         if why is not None:
             if explicit:

@@ -21,5 +21,5 @@ def build_model(cfg, spec):
     model = MODELS[cfg.model.name]
     if spec.kind not in model.accepts:  # config.validate said so already; this guards direct use
         raise GenlabError(f"model={cfg.model.name} trains on {' or '.join(model.accepts)} data, not {spec.kind}")
-    loss = LOSSES[cfg.loss.name](cfg.loss)
+    loss = LOSSES[cfg.loss.name](cfg.loss) if model.adversarial else None  # the others compose no loss group
     return model(cfg.model, spec, loss=loss)

@@ -73,6 +73,7 @@ class ACGANDiscriminator(nn.Module):
 @MODELS.register("acgan")
 class ACGAN(GenerativeModel, Samples):
     """Adam 2e-4, beta1 0.5 (the paper). Logs the report's four curves: d_loss, d_loss_label, g_loss, g_loss_label."""
+    adversarial = True
 
     default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999)}
     ema_networks = ("g",)  # the generator draws the samples

@@ -26,6 +26,8 @@ class GenerativeModel(nn.Module):
     default_schedule: ClassVar[dict] = {}  # the paper's learning-rate schedule (genlab/schedules.py), where optim.schedule.* is null
     accepts: tuple[str, ...] = ("images",)  # the data kinds it trains on (a dataset's `kind`, DataSpec.kind)
     objective: tuple[str | None, str | None] = (None, None)  # (scalar, "min"|"max") a sweeper optimises
+    adversarial: bool = False  # trains against a discriminator with a loss of the `loss` group, which its model
+    #                            YAML composes (`/loss: NAME` in its defaults); the others' configs have no loss
     ema_networks: tuple[str, ...] = ()  # the networks (names in networks()) that train.ema averages, e.g. ("g",)
     translates: tuple[str, str] | None = None  # (input, target) names in a batch for a translation model, e.g.
     #                                            ("a", "b") or ("lr", "hr"): `genlab eval`'s translation metric

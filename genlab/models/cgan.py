@@ -78,6 +78,7 @@ class CGANDiscriminator(nn.Module):
 @MODELS.register("cgan")
 class CGAN(GenerativeModel, Samples):
     """Adam 2e-4 for D and 4e-4 for G (the report's combined G step), beta1 0.5."""
+    adversarial = True
 
     default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999), "g": {"lr": 4e-4}}
     ema_networks = ("g",)  # the generator draws the samples

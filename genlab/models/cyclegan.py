@@ -100,6 +100,7 @@ class ImagePool:
 
 @MODELS.register("cyclegan")
 class CycleGAN(GenerativeModel, Translates):
+    adversarial = True
     accepts = ("unpaired",)
     size_multiple = 4  # two stride-2 down-samplings
     min_size = 8  # the reflection pads need 2 pixels left after them

@@ -74,6 +74,7 @@ class DCGANDiscriminator(nn.Module):
 
 @MODELS.register("dcgan")
 class DCGAN(GenerativeModel, Samples):
+    adversarial = True
     default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999)}
     ema_networks = ("g",)  # the generator draws the samples
     curve_groups = GAN_CURVES

@@ -62,6 +62,7 @@ class InfoGANDiscriminator(nn.Module):
 @MODELS.register("infogan")
 class InfoGAN(GenerativeModel, Samples):
     """Adam, D 2e-4 and G 1e-3, beta1 0.5 (Chen et al.'s MNIST settings)."""
+    adversarial = True
 
     default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999), "g": {"lr": 1e-3}}
     ema_networks = ("g",)  # the generator draws the samples

@@ -84,6 +84,7 @@ TRANSLATION_CURVES = {
 
 @MODELS.register("pix2pix")
 class Pix2Pix(GenerativeModel, Translates):
+    adversarial = True
     accepts = ("paired",)
     translates = ("a", "b")  # input A -> output like B (data.direction=BtoA swaps them in the data)
     default_optim: ClassVar[dict] = {"lr": 2e-4, "betas": (0.5, 0.999)}

@@ -271,6 +271,8 @@ class SRResNet(GenerativeModel, Upscales):
 class SRGAN(SRResNet):
     """SRGAN: SRResNet's generator against the paper's discriminator, content + adversarial_weight x adversarial."""
 
+    adversarial = True
+
     default_schedule: ClassVar[dict] = {"name": "step", "milestone_steps": [100_000], "gamma": 0.1}  # 1e-4, then 1e-5
     objective = (None, None)  # its claim is perceptual: no scalar to sweep for
 

@@ -74,16 +74,22 @@ def checkpoint_state(cfg: DictConfig, spec, model, engine, ema, batches_per_epoc
     }
 
 
+def _check_same_choices(path: Path, old: dict, new: dict) -> None:
+    """A resume continues the same model, data, optimiser and (an adversarial model's) loss."""
+    for key in ("model", "data", "optim", "loss"):
+        if key == "loss" and key not in new:  # a model that trains no adversarial loss (an older run saved one)
+            continue
+        if old.get(key, {}).get("name") != new[key]["name"]:
+            raise GenlabError(f"cannot resume {path}: it trained with {key}={old[key]['name']}, this run asks for "
+                              f"{key}={new[key]['name']}")
+
+
 def restore(path: Path, cfg: DictConfig, model, engine, batches_per_epoch: int) -> dict:
     """Load a checkpoint of the same model, data, optimiser and loss into the model, its optimisers (this run's
     optim.* settings win over the saved hyper-parameters; the schedule rewrites lr each step) and scalers, and
     the RNG states. Returns the checkpoint dict."""
     state = load_checkpoint(path, map_location="cpu")  # RNG states must stay CPU tensors
-    old, new = state["config"], OmegaConf.to_container(cfg, resolve=True)
-    for key in ("model", "data", "optim", "loss"):
-        if old.get(key, {}).get("name") != new[key]["name"]:
-            raise GenlabError(f"cannot resume {path}: it trained with {key}={old[key]['name']}, this run asks for "
-                              f"{key}={new[key]['name']}")
+    _check_same_choices(path, state["config"], OmegaConf.to_container(cfg, resolve=True))
     if state.get("batches_per_epoch", batches_per_epoch) != batches_per_epoch:
         raise GenlabError(f"cannot resume {path}: it had {state['batches_per_epoch']} batches per epoch, this run "
                           f"has {batches_per_epoch}; resume with the same train.batch_size and data.limit")

@@ -100,13 +100,14 @@ def run_config(config: dict, checkpoint: Path) -> DictConfig:
                           f"{', '.join(MODELS.in_order())})")
     if config["data"]["name"] not in DATASETS:
         raise GenlabError(f"{where} names data {config['data']['name']!r}, which this genlab does not have")
-    loss = (config.get("loss") or {}).get("name", "nonsaturating")
-    if loss not in LOSSES:
+    adversarial = MODELS[name].adversarial
+    loss = (config.get("loss") or {}).get("name", "nonsaturating") if adversarial else None
+    if adversarial and loss not in LOSSES:
         raise GenlabError(f"{where} names loss {loss!r}, which this genlab does not have")
     reference = _reference_config(name, config["data"]["name"], loss)
-    merged = dict(config)
+    merged = {k: v for k, v in config.items() if adversarial or k != "loss"}  # (an older run's unused loss)
     if reference is not None:
-        for section in ("model", "loss", "train", "eval"):
+        for section in ("model", "loss", "train", "eval") if adversarial else ("model", "train", "eval"):
             merged[section] = _typed_section(section, reference.get(section) or {}, config.get(section), where)
     cfg = OmegaConf.create(merged)
     model = MODELS[name]
@@ -124,16 +125,17 @@ def run_config(config: dict, checkpoint: Path) -> DictConfig:
     return cfg
 
 
-def _reference_config(model: str, data: str, loss: str) -> dict | None:
+def _reference_config(model: str, data: str, loss: str | None) -> dict | None:
     """genlab's own defaults for this model, data and loss, and the root train.* and eval.* (their keys and their
     types), read from the YAML files without composing (this also runs inside a training job); None where genlab
     has no option of that name (a model a test registered)."""
 
-    if model not in group_options("model") or loss not in group_options("loss"):
+    if model not in group_options("model") or (loss is not None and loss not in group_options("loss")):
         return None
     root = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False)
-    out = {"train": root.get("train", {}), "eval": root.get("eval", {}),
-           "model": _option("model", model), "loss": _option("loss", loss)}
+    out = {"train": root.get("train", {}), "eval": root.get("eval", {}), "model": _option("model", model)}
+    if loss is not None:
+        out["loss"] = _option("loss", loss)
     if data in group_options("data"):
         out["data"] = _option("data", data)
     return out

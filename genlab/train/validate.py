@@ -24,7 +24,11 @@ def validate(cfg: DictConfig) -> None:
     if dataset.kind not in model.accepts:
         raise GenlabError(f"model={get(cfg, 'model.name')} trains on {' or '.join(model.accepts)} data, and "
                           f"data={get(cfg, 'data.name')} gives {dataset.kind}: pick a matching pair (`genlab list`)")
-    losses.check(cfg)
+    if model.adversarial:
+        if "loss" not in cfg:
+            raise GenlabError(f"model={get(cfg, 'model.name')} trains adversarially but its config has no loss: "
+                              "its model YAML composes one (`/loss: NAME` in its defaults), or pass loss=NAME")
+        losses.check(cfg)
     loggers.validate(cfg)
     check_train(cfg, model)
     optim.check(cfg)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import genlab.eval
+import genlab.models  # noqa: F401  (registers the families' weights: VGG19)
 from genlab.core import weights
 from genlab.core.progress import bar
 
