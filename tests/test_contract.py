@@ -267,3 +267,28 @@ def test_only_the_run_writer_writes_and_it_is_silent_on_other_ranks(tmp_path, tr
     train(tmp_path / "rank0", *GAN, "train.steps=2", f"train.init_from={tmp_path / 'first'}")
     assert {p.name for p in (tmp_path / "rank0").iterdir()} == {"checkpoints", "samples", "tb", "metrics.jsonl",
                                                                 "curves.png", "init_from.txt"}
+
+
+def test_only_adversarial_models_compose_a_loss():
+    """The loss group belongs to the models that train against a discriminator: `genlab config show model=vae`
+    shows no GAN loss, loss=NAME there is one line (a sweep's too), and a GAN keeps its paper's loss."""
+    import genlab.models  # noqa: F401  (fills MODELS)
+    from genlab.app.checks import check_command_line
+    from genlab.app.compose import compose
+    from genlab.core.errors import GenlabError
+    from genlab.core.registry import MODELS
+
+    assert "loss" not in compose(["model=vae"]) and "loss" not in compose(["model=maf", "data=toy2d"])
+    assert compose(["model=cyclegan", "data=sandal2sneaker"]).loss.name == "lsgan"
+    wgan = compose(["model=dcgan", "loss=wgan"])
+    assert wgan.loss.name == "wgan" and wgan.optim.name == "rmsprop"  # a loss still switches its optimiser
+    for line in (["model=vae", "loss=hinge"], ["-m", "model=srresnet", "data=sr_photos", "loss=hinge,wgan"]):
+        with pytest.raises(GenlabError, match=r"loss=hinge(,wgan)?: model=(vae|srresnet) trains no adversarial loss, "
+                                              r"so its config has no loss group; drop loss="):
+            check_command_line(line)
+    adversarial = {name for name in MODELS.in_order() if MODELS[name].adversarial}
+    assert adversarial == {"dcgan", "cgan", "acgan", "infogan", "pix2pix", "cyclegan", "srgan"}
+    for name in MODELS.in_order():  # each model's YAML composes a loss exactly when its class trains with one
+        data = {"pix2pix": "edges2fashion", "cyclegan": "sandal2sneaker", "srresnet": "sr_photos",
+                "srgan": "sr_photos"}.get(name, "digits")
+        assert ("loss" in compose([f"model={name}", f"data={data}"])) == (name in adversarial), name

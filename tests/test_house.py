@@ -55,7 +55,7 @@ def _lint_imports(root: Path) -> subprocess.CompletedProcess:
 
 
 def test_imports_run_down_the_layers():
-    pytest.importorskip("importlinter", reason="import-linter is installed by the test extra")
+    pytest.importorskip("importlinter", reason="import-linter is installed by the test extra (pip install -e .[test])")
     out = _lint_imports(ROOT)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "Contracts: 2 kept, 0 broken." in out.stdout, out.stdout[-2000:]
@@ -63,7 +63,7 @@ def test_imports_run_down_the_layers():
 
 def test_an_upward_import_breaks_the_contracts(tmp_path):
     """The check above can fail: a copy of the package where a model file imports the evaluation layer."""
-    pytest.importorskip("importlinter", reason="import-linter is installed by the test extra")
+    pytest.importorskip("importlinter", reason="import-linter is installed by the test extra (pip install -e .[test])")
     shutil.copytree(ROOT / "genlab", tmp_path / "genlab", ignore=shutil.ignore_patterns("__pycache__", "configs"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     gan = tmp_path / "genlab" / "models" / "gan.py"

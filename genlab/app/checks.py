@@ -9,6 +9,7 @@ from genlab.app import objective
 from genlab.core.checkpoint import load_checkpoint
 from genlab.core.config import check_types, check_writable
 from genlab.core.errors import GenlabError
+from genlab.core.paths import model_defaults
 from genlab.core.registry import DATASETS
 from genlab.core.safety import check_config_safety
 from genlab.train.validate import validate
@@ -152,6 +153,17 @@ def check_sweeper(line: CommandLine, first: DictConfig) -> None:
         line.overrides.append(f"hydra.sweeper.direction={wanted}")
 
 
+def _own_model_loss(line: CommandLine) -> list[str]:
+    """A model YAML of the user's own (--config-dir) for a model that trains adversarially, written before the loss
+    group moved into genlab's model YAMLs, composes no loss: the model's own default, as `+loss=NAME`."""
+    if not line.config_dir:
+        return []
+    cfg = compose(sweep_variants(line.overrides)[0] if line.multirun else line.overrides, line.config_dir,
+                  line.config_name)
+    loss = None if "loss" in cfg else model_defaults(OmegaConf.select(cfg, "model.name")).get("loss")
+    return [f"+loss={loss}"] if loss else []
+
+
 def check_command_line(args: list[str]) -> CommandLine:  # noqa: C901  (to be split: issue 24)
     """Everything `genlab train ARGS` can get wrong before a run folder is made, as one GenlabError."""
 
@@ -163,6 +175,7 @@ def check_command_line(args: list[str]) -> CommandLine:  # noqa: C901  (to be sp
         if "--resolve" in line.flags:  # Hydra resolves what it prints: an unset variable is its traceback
             check_resolves(cfg)
         return line
+    line.overrides += _own_model_loss(line)
     try:
         variants = sweep_variants(line.overrides) if line.multirun else [line.overrides]
         if line.multirun:  # a sweep preset's hydra.sweeper.params are swept values too
