@@ -6,35 +6,6 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.app import objective
-from genlab.core.checkpoint import load_checkpoint
-from genlab.core.config import check_types, check_writable
-from genlab.core.errors import GenlabError
-from genlab.core.paths import model_defaults
-from genlab.core.registry import DATASETS
-from genlab.core.safety import check_config_safety
-from genlab.train.validate import validate
-
-# Hydra's flags that genlab supports. Those that print something and exit leave the command line to Hydra.
-INFO_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h"}
-FLAG_CHOICES = {"--cfg": ("job", "hydra", "all"), "-c": ("job", "hydra", "all"),
-                "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
-                "-i": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")}
-# Hydra flags that take a value, and where parse_command_line keeps it.
-VALUE_FLAGS = {"--config-dir": "config_dir", "-cd": "config_dir", "--config-name": "config_name",
-               "-cn": "config_name", "--package": "", "-p": ""}
-PLAIN_FLAGS = {"-m", "--multirun", "-r", "--run", "--resolve"}
-# Hydra's flags that genlab refuses, and why.
-REFUSED_FLAGS = {
-    "--experimental-rerun": "it unpickles the given file, which can run any code in it; continue a run with "
-                            "`genlab train train.resume=RUN_FOLDER` instead",
-    "--config-path": "it replaces genlab's config tree; use --config-dir DIR to add your own configs beside it",
-    "-cp": "it replaces genlab's config tree; use --config-dir DIR to add your own configs beside it",
-    "--shell-completion": "its script completes `python app.py`, not `genlab`; install genlab's completion (bash, "
-                          "zsh, fish) with `genlab --install-completion`",
-    "-sc": "its script completes `python app.py`, not `genlab`; install genlab's completion (bash, zsh, fish) "
-           "with `genlab --install-completion`",
-    "--version": "use `genlab --version`",
-}
 from genlab.app.compose import (
     LAUNCHER_PLUGINS,
     SWEEPER_PLUGINS,
@@ -48,6 +19,13 @@ from genlab.app.compose import (
     parse_command_line,
     sweep_variants,
 )
+from genlab.core.checkpoint import load_checkpoint
+from genlab.core.config import check_types, check_writable
+from genlab.core.errors import GenlabError
+from genlab.core.paths import model_defaults
+from genlab.core.registry import DATASETS
+from genlab.core.safety import check_config_safety
+from genlab.train.validate import validate
 
 # Hydra's own settings genlab reads or Hydra resolves before a run starts
 RESOLVED_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.job.name",
@@ -164,51 +142,67 @@ def _own_model_loss(line: CommandLine) -> list[str]:
     return [f"+loss={loss}"] if loss else []
 
 
-def check_command_line(args: list[str]) -> CommandLine:  # noqa: C901  (to be split: issue 24)
+def check_command_line(args: list[str]) -> CommandLine:
     """Everything `genlab train ARGS` can get wrong before a run folder is made, as one GenlabError."""
 
     line = parse_command_line(args)
     check_launcher(line.overrides)
     if line.informational:  # Hydra prints and exits; what it composes must still be safe to compose
-        cfg = compose(line.overrides, line.config_dir, line.config_name, with_hydra=True, multirun=line.multirun)
-        check_config_safety(cfg)
-        if "--resolve" in line.flags:  # Hydra resolves what it prints: an unset variable is its traceback
-            check_resolves(cfg)
+        _check_informational(line)
         return line
     line.overrides += _own_model_loss(line)
     try:
-        variants = sweep_variants(line.overrides) if line.multirun else [line.overrides]
-        if line.multirun:  # a sweep preset's hydra.sweeper.params are swept values too
-            first = compose(variants[0], line.config_dir, line.config_name, with_hydra=True, multirun=True)
-            check_sweeper(line, first)
-            params = OmegaConf.select(first, "hydra.sweeper.params") or {}
-            given = {o.lstrip("+~").partition("=")[0] for o in line.overrides}
-            preset = [f"{key}={value}" for key, value in params.items() if key not in given]
-            if preset:
-                variants = sweep_variants(line.overrides + preset)
-            line.swept = _swept_keys(line.overrides) + [key for key in params if key not in given]
+        variants = _variants(line)
     except GenlabError:
         raise
     except Exception as err:  # noqa: BLE001  (a third party's error of any type becomes one line)
         raise GenlabError(_one_line(err)) from None
     for overrides in variants:
-        cfg = checked_config(overrides, line)
-        DATASETS[cfg.data.name].locate(cfg.data)
-        resume = cfg.train.resume
-        if resume == "auto" and line.multirun:
-            raise GenlabError("train.resume=auto picks one earlier run; in a sweep (-m) pass each job its own "
-                              "train.resume=RUN_FOLDER")
-        for path in (resume if resume not in (None, "auto") else None, cfg.train.get("init_from")):
-            if path is not None:
-                load_checkpoint(path)  # a folder, a file, and one that loads safely: before any run folder exists
-        key = "hydra.sweep.dir" if line.multirun else "hydra.run.dir"
-        out = OmegaConf.select(cfg, key)
-        check_writable(out)
-        if line.config_dir:
-            _check_preset_folder(cfg, line, key)
-        if line.out_dir is None:
-            line.first = cfg
-            line.out_dir, line.resume = str(out), resume
-            line.log_name = f"{OmegaConf.select(cfg, 'hydra.job.name') or 'train'}.log"
-            line.timestamped = "${now:" in str(OmegaConf.to_container(cfg.hydra, resolve=False)[key.split(".")[1]]["dir"])
+        _check_job(overrides, line)
     return line
+
+
+def _check_informational(line: CommandLine) -> None:
+    """A line Hydra only prints from (--cfg, --info): its config composes safely, and resolves where printed so."""
+    cfg = compose(line.overrides, line.config_dir, line.config_name, with_hydra=True, multirun=line.multirun)
+    check_config_safety(cfg)
+    if "--resolve" in line.flags:  # Hydra resolves what it prints: an unset variable is its traceback
+        check_resolves(cfg)
+
+
+def _variants(line: CommandLine) -> list[list[str]]:
+    """The override lists to check: the line's own, or one per swept value (the sweeper checked, line.swept set)."""
+    variants = sweep_variants(line.overrides) if line.multirun else [line.overrides]
+    if line.multirun:  # a sweep preset's hydra.sweeper.params are swept values too
+        first = compose(variants[0], line.config_dir, line.config_name, with_hydra=True, multirun=True)
+        check_sweeper(line, first)
+        params = OmegaConf.select(first, "hydra.sweeper.params") or {}
+        given = {o.lstrip("+~").partition("=")[0] for o in line.overrides}
+        preset = [f"{key}={value}" for key, value in params.items() if key not in given]
+        if preset:
+            variants = sweep_variants(line.overrides + preset)
+        line.swept = _swept_keys(line.overrides) + [key for key in params if key not in given]
+    return variants
+
+
+def _check_job(overrides: list[str], line: CommandLine) -> None:
+    """One job's config, its data, the checkpoints it loads and its run folder; the first job's is kept in `line`."""
+    cfg = checked_config(overrides, line)
+    DATASETS[cfg.data.name].locate(cfg.data)
+    resume = cfg.train.resume
+    if resume == "auto" and line.multirun:
+        raise GenlabError("train.resume=auto picks one earlier run; in a sweep (-m) pass each job its own "
+                          "train.resume=RUN_FOLDER")
+    for path in (resume if resume not in (None, "auto") else None, cfg.train.get("init_from")):
+        if path is not None:
+            load_checkpoint(path)  # a folder, a file, and one that loads safely: before any run folder exists
+    key = "hydra.sweep.dir" if line.multirun else "hydra.run.dir"
+    out = OmegaConf.select(cfg, key)
+    check_writable(out)
+    if line.config_dir:
+        _check_preset_folder(cfg, line, key)
+    if line.out_dir is None:
+        line.first = cfg
+        line.out_dir, line.resume = str(out), resume
+        line.log_name = f"{OmegaConf.select(cfg, 'hydra.job.name') or 'train'}.log"
+        line.timestamped = "${now:" in str(OmegaConf.to_container(cfg.hydra, resolve=False)[key.split(".")[1]]["dir"])

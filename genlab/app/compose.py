@@ -70,42 +70,20 @@ def shorthand(override: str) -> str:
     return override
 
 
-def parse_command_line(args: list[str]) -> CommandLine:  # noqa: C901  (to be split: issue 24)
+def parse_command_line(args: list[str]) -> CommandLine:
     line = CommandLine()
     i = 0
     while i < len(args):
         arg = args[i]
-        if any(ord(c) < 32 or ord(c) == 127 for c in arg):
-            raise GenlabError(f"{arg!r} holds a newline or another control character: write it on one line "
-                              "(Hydra's grammar takes none)")
-        name, has_value, value = arg.partition("=")
-        if name in REFUSED_FLAGS:
-            raise GenlabError(f"genlab does not take Hydra's {name}: {REFUSED_FLAGS[name]}")
+        _check_arg(arg)
+        name = arg.partition("=")[0]
         if arg in PLAIN_FLAGS:
             line.flags.append(arg)
             line.multirun |= arg in ("-m", "--multirun")
         elif name in INFO_FLAGS:
-            line.informational = True
-            if name in FLAG_CHOICES:
-                if not has_value and i + 1 < len(args) and not args[i + 1].startswith("-") and "=" not in args[i + 1]:
-                    i += 1
-                    value, has_value = args[i], True
-                if not has_value and name in ("--cfg", "-c"):
-                    raise GenlabError(f"{name} needs a value: {' | '.join(FLAG_CHOICES[name])}, e.g. {name} job")
-                if has_value and value not in FLAG_CHOICES[name]:
-                    raise GenlabError(f"{name} takes one of {', '.join(FLAG_CHOICES[name])}; got {value!r}")
-                line.flags += [name, value] if has_value else [name]
-            else:
-                line.flags.append(arg)
+            i = _parse_info_flag(args, i, line)
         elif name in VALUE_FLAGS:
-            if not has_value:
-                if i + 1 >= len(args):
-                    raise GenlabError(f"{arg} needs a value, e.g. {arg} my_configs")
-                i += 1
-                value = args[i]
-            if VALUE_FLAGS[name]:
-                setattr(line, VALUE_FLAGS[name], value)
-            line.flags += [name, value]
+            i = _parse_value_flag(args, i, line)
         elif arg.startswith("-"):
             raise GenlabError(f"unknown option {arg}: `genlab train --help` lists the options")
         else:
@@ -116,6 +94,50 @@ def parse_command_line(args: list[str]) -> CommandLine:  # noqa: C901  (to be sp
     return line
 
 
+def _check_arg(arg: str) -> None:
+    """Refuse a word with a control character in it, or one of Hydra's flags that genlab does not take."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in arg):
+        raise GenlabError(f"{arg!r} holds a newline or another control character: write it on one line "
+                          "(Hydra's grammar takes none)")
+    name = arg.partition("=")[0]
+    if name in REFUSED_FLAGS:
+        raise GenlabError(f"genlab does not take Hydra's {name}: {REFUSED_FLAGS[name]}")
+
+
+def _parse_info_flag(args: list[str], i: int, line: CommandLine) -> int:
+    """Hydra's flag that prints and exits at args[i], with its value checked; returns the index of its last word."""
+    arg = args[i]
+    name, has_value, value = arg.partition("=")
+    line.informational = True
+    if name not in FLAG_CHOICES:
+        line.flags.append(arg)
+        return i
+    if not has_value and i + 1 < len(args) and not args[i + 1].startswith("-") and "=" not in args[i + 1]:
+        i += 1
+        value, has_value = args[i], True
+    if not has_value and name in ("--cfg", "-c"):
+        raise GenlabError(f"{name} needs a value: {' | '.join(FLAG_CHOICES[name])}, e.g. {name} job")
+    if has_value and value not in FLAG_CHOICES[name]:
+        raise GenlabError(f"{name} takes one of {', '.join(FLAG_CHOICES[name])}; got {value!r}")
+    line.flags += [name, value] if has_value else [name]
+    return i
+
+
+def _parse_value_flag(args: list[str], i: int, line: CommandLine) -> int:
+    """Hydra's flag that takes a value at args[i] (its own word or after =); returns the index of its last word."""
+    arg = args[i]
+    name, has_value, value = arg.partition("=")
+    if not has_value:
+        if i + 1 >= len(args):
+            raise GenlabError(f"{arg} needs a value, e.g. {arg} my_configs")
+        i += 1
+        value = args[i]
+    if VALUE_FLAGS[name]:
+        setattr(line, VALUE_FLAGS[name], value)
+    line.flags += [name, value]
+    return i
+
+
 def _groups() -> set[str]:
     return config_groups()
 
@@ -123,7 +145,7 @@ def _groups() -> set[str]:
 MULTI_GROUPS = ("logger",)  # config groups whose options combine (logger=[tensorboard,wandb])
 
 
-def _check_group_choices(overrides: list[str], extra_dirs: tuple[Path, ...], multirun: bool) -> None:  # noqa: C901  (to be split: issue 24)
+def _check_group_choices(overrides: list[str], extra_dirs: tuple[Path, ...], multirun: bool) -> None:
     """`model=foo` -> one line listing the real options (Hydra's own message spans several lines)."""
     groups = _groups()
     for override in overrides:
@@ -136,26 +158,36 @@ def _check_group_choices(overrides: list[str], extra_dirs: tuple[Path, ...], mul
             continue
         options = group_options(key, extra_dirs)
         if value.startswith("[") and value.endswith("]"):  # several options of one group at once: logger=[a,b]
-            if key not in MULTI_GROUPS:
-                raise GenlabError(f"{override}: {key} takes one option (only {', '.join(MULTI_GROUPS)} combines "
-                                  f"several); to try each, sweep: genlab train -m {key}={value[1:-1]}")
-            if not value[1:-1].strip():
-                raise GenlabError(f"{override} chooses no {key}: pick logger=tensorboard, logger=wandb or both, "
-                                  "logger=[tensorboard,wandb]")
-            for item in (v.strip() for v in value[1:-1].split(",") if v.strip()):
-                if item not in options:
-                    raise GenlabError(f"unknown {key} '{item}'{did_you_mean(item, options)}; "
-                                      f"choose one of: {', '.join(options)}")
+            _check_listed_choices(override, key, value, options)
             continue
         if value not in options:
-            if "," in value and key in MULTI_GROUPS and not multirun:
-                raise GenlabError(f"{override}: to use several {key}s at once, list them: {key}=[{value}] "
-                                  f"(with -m, {key}={value} would sweep over them instead)")
-            if "," in value and not multirun:
-                raise GenlabError(f"{override} lists several values: add -m to sweep over them "
-                                  f"(genlab train -m {override})")
-            raise GenlabError(f"unknown {key} '{value}'{did_you_mean(value, options)}; "
+            _refuse_choice(override, key, value, options, multirun)
+
+
+def _check_listed_choices(override: str, key: str, value: str, options) -> None:
+    """`logger=[a,b]`: a group whose options combine, at least one option, each of them a real one."""
+    if key not in MULTI_GROUPS:
+        raise GenlabError(f"{override}: {key} takes one option (only {', '.join(MULTI_GROUPS)} combines "
+                          f"several); to try each, sweep: genlab train -m {key}={value[1:-1]}")
+    if not value[1:-1].strip():
+        raise GenlabError(f"{override} chooses no {key}: pick logger=tensorboard, logger=wandb or both, "
+                          "logger=[tensorboard,wandb]")
+    for item in (v.strip() for v in value[1:-1].split(",") if v.strip()):
+        if item not in options:
+            raise GenlabError(f"unknown {key} '{item}'{did_you_mean(item, options)}; "
                               f"choose one of: {', '.join(options)}")
+
+
+def _refuse_choice(override: str, key: str, value: str, options, multirun: bool) -> None:
+    """Raise for a choice that is not an option of its group, saying how to list or sweep several values."""
+    if "," in value and key in MULTI_GROUPS and not multirun:
+        raise GenlabError(f"{override}: to use several {key}s at once, list them: {key}=[{value}] "
+                          f"(with -m, {key}={value} would sweep over them instead)")
+    if "," in value and not multirun:
+        raise GenlabError(f"{override} lists several values: add -m to sweep over them "
+                          f"(genlab train -m {override})")
+    raise GenlabError(f"unknown {key} '{value}'{did_you_mean(value, options)}; "
+                      f"choose one of: {', '.join(options)}")
 
 
 def compose(overrides: list[str], config_dir_extra: str | None = None, config_name: str = "config",

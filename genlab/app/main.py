@@ -11,7 +11,7 @@ from genlab.core.errors import GenlabError, handled, interrupt_exit_code, raise_
 from genlab.train import rundir
 
 
-def main() -> None:  # noqa: C901  (to be split: issue 24)
+def main() -> None:
     import signal
 
     # SIGTERM (timeout, SLURM pre-emption, kill) and SIGHUP (a closed terminal or SSH session) are a Ctrl-C: a
@@ -44,17 +44,23 @@ def main() -> None:  # noqa: C901  (to be split: issue 24)
             sys.exit(interrupt_exit_code(KeyboardInterrupt()))
         raise
     except Exception as err:
-        if type(err).__name__ == "Abort":  # Click's Abort (an EOF at a prompt): what standalone Click prints
-            print("Aborted!", file=sys.stderr)
-            rundir.remove_claimed()
-            sys.exit(1)
-        if not _usage_error(err):
-            raise
-        if type(err).__name__ == "NoArgsIsHelpError":  # `genlab`, `genlab config`: their help, exit 2 as before
-            app(prog_name="genlab", args=[*sys.argv[1:], "--help"], standalone_mode=False)
-            sys.exit(2)
-        print(f"genlab: {_usage_line(err)}", file=sys.stderr)
+        _exit_on_abort_or_usage_error(err)
+        raise
+
+
+def _exit_on_abort_or_usage_error(err: Exception) -> None:
+    """Exit for Click's Abort or a command-line mistake, each as standalone Click would; return for anything else."""
+    if type(err).__name__ == "Abort":  # Click's Abort (an EOF at a prompt): what standalone Click prints
+        print("Aborted!", file=sys.stderr)
+        rundir.remove_claimed()
+        sys.exit(1)
+    if not _usage_error(err):
+        return
+    if type(err).__name__ == "NoArgsIsHelpError":  # `genlab`, `genlab config`: their help, exit 2 as before
+        app(prog_name="genlab", args=[*sys.argv[1:], "--help"], standalone_mode=False)
         sys.exit(2)
+    print(f"genlab: {_usage_line(err)}", file=sys.stderr)
+    sys.exit(2)
 
 
 def _unraisable(info) -> None:

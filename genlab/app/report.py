@@ -302,11 +302,25 @@ class Report:
         files.copy_file(source, self.out / name, source_root=self.reading)
         return name
 
-    def add_run(self, run: RunFolder, prefix: str) -> None:  # noqa: C901  (to be split: issue 24)
+    def add_run(self, run: RunFolder, prefix: str) -> None:
 
         self.reading = run.path
         section = Section(f"{run.label} ({run.path})")
         self.sections.append(section)
+        self._add_progressions(run, section, prefix)
+        self._add_curves(run, section, prefix)
+        self._add_family_figures(run, section, prefix)
+        record = run.metrics_record()
+        metrics = record.get("metrics", {})
+        # the figures `genlab eval` drew (anomaly and out-of-distribution ROC, PR, score histograms)
+        self._add_eval_figures(run, section, prefix, record.get("figures", {}))
+        if metrics:
+            rows = [[k, f"{v['value']:.4g}", _brief(v.get("protocol", {}))] for k, v in metrics.items()]
+            section.table = (["metric", "value", "protocol"], rows)
+        self.notes += [f"{run.path}: {note}" for note in run.notes]
+
+    def _add_progressions(self, run: RunFolder, section: Section, prefix: str) -> None:
+        """A progression strip per visual the run saved at two epochs or more; a failed strip becomes a note."""
         for visual, grids in run.grids().items():
             epochs = pick_epochs(sorted(grids), wanted=self.epochs)
             if len(epochs) < 2:
@@ -320,21 +334,27 @@ class Report:
             what = "fixed-noise samples" if visual == "samples" else visual.replace("_", " ")
             section.figures.append(Figure(name, f"{what} at epochs {', '.join(map(str, epochs))} "
                                                 f"(epoch 0 = untrained)"))
+
+    def _add_curves(self, run: RunFolder, section: Section, prefix: str) -> None:
+        """The run's training curves, in the panels its family groups them into, when it logged any."""
         if run.records:
             groups = MODELS[run.model].curve_groups if run.model in MODELS else {}
             name = f"{prefix}curves.png"
             if draw_curves(run.records, self.out / name, groups, run.label):
                 panels = ", ".join(f"{title} ({' / '.join(m)})" for title, m in groups.items()) or "every scalar"
                 section.figures.append(Figure(name, f"training curves against the step; panels: {panels}"))
+
+    def _add_family_figures(self, run: RunFolder, section: Section, prefix: str) -> None:
+        """The figures the run's family draws itself; a failed one becomes a note."""
         for fn in FAMILY_FIGURES.get(run.model, []):
             try:
                 section.figures.extend(fn(run, self, prefix))
             except GenlabError as err:
                 run.notes.append(f"a figure of {run.model}: {err}")
-        record = run.metrics_record()
-        metrics = record.get("metrics", {})
-        # the figures `genlab eval` drew (anomaly and out-of-distribution ROC, PR, score histograms)
-        for name, relative in record.get("figures", {}).items():
+
+    def _add_eval_figures(self, run: RunFolder, section: Section, prefix: str, figures: dict) -> None:
+        """The PNGs `genlab eval` recorded, each a plain file inside the run copied in; a failed copy becomes a note."""
+        for name, relative in figures.items():
             source = run.path / str(relative)
             if not _plain_name(str(name)) or not _inside(run.path, source) or source.suffix != ".png" or \
                     not source.is_file():
@@ -345,10 +365,6 @@ class Report:
                                               f"{str(name).split('_')[0]}: {caption}", True))
             except GenlabError as err:
                 run.notes.append(f"{relative}: {err}")
-        if metrics:
-            rows = [[k, f"{v['value']:.4g}", _brief(v.get("protocol", {}))] for k, v in metrics.items()]
-            section.table = (["metric", "value", "protocol"], rows)
-        self.notes += [f"{run.path}: {note}" for note in run.notes]
 
     def add_multirun(self, folder: Path, prefix: str) -> None:
         jobs = [RunFolder(p) for p in jobs_of(folder)]

@@ -93,7 +93,7 @@ def _describe(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_state(state: dict, path) -> None:  # noqa: C901  (to be split: issue 24)
+def check_state(state: dict, path) -> None:
     """Every field genlab reads from a checkpoint has the type genlab wrote, or one line names the field. A
     checkpoint's config says how to rebuild the model; it holds no interpolation (genlab saves resolved values)."""
 
@@ -105,7 +105,25 @@ def check_state(state: dict, path) -> None:  # noqa: C901  (to be split: issue 2
         if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value < _COUNT:
             raise bad(field, f"a whole number of {minimum} or more", value)
 
-    config = state["config"]
+    _check_config(state["config"], bad)
+    model = state["model"]
+    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in model.items()):
+        raise bad("model", "a mapping of tensor names to tensors", model)
+    _check_counters(state, bad, count)
+    for field in ("optimizers", "scalers", "extra", "rng"):
+        if field in state and not isinstance(state[field], dict):
+            raise bad(field, "a mapping", state[field])
+    if "genlab_version" in state and not isinstance(state["genlab_version"], str):
+        raise bad("genlab_version", "a version string", state["genlab_version"])
+    if "spec" in state:
+        _check_spec(state["spec"], bad)
+    if "ema" in state and state["ema"] is not None:
+        _check_ema(state["ema"], bad, count)
+
+
+def _check_config(config, bad) -> None:
+    """The checkpoint's config: a plain mapping with model, data and train sections, the model and data named."""
     if not isinstance(config, dict):
         raise bad("config", "a mapping", config)
     _check_plain(config, "config", bad)
@@ -118,10 +136,10 @@ def check_state(state: dict, path) -> None:  # noqa: C901  (to be split: issue 2
             raise bad(f"config.{key}", "a name", config[section].get(name))
     if "loss" in config and not (isinstance(config["loss"], dict) and isinstance(config["loss"].get("name"), str)):
         raise bad("config.loss", "a mapping with a name", config["loss"])
-    model = state["model"]
-    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in model.items()):
-        raise bad("model", "a mapping of tensor names to tensors", model)
+
+
+def _check_counters(state: dict, bad, count) -> None:
+    """The step counters are whole numbers, and a distributed run's world size matches its ranks' RNG states."""
     for field in ("epoch", "batch", "step", "batches_per_epoch"):
         if field in state:
             count(field, state[field])
@@ -131,26 +149,21 @@ def check_state(state: dict, path) -> None:  # noqa: C901  (to be split: issue 2
         if not isinstance(ranks, list) or len(ranks) != state["world_size"] or \
                 not all(isinstance(r, dict) for r in ranks):
             raise bad("rng_ranks", f"a list of {state['world_size']} RNG states", ranks)
-    for field in ("optimizers", "scalers", "extra", "rng"):
-        if field in state and not isinstance(state[field], dict):
-            raise bad(field, "a mapping", state[field])
-    if "genlab_version" in state and not isinstance(state["genlab_version"], str):
-        raise bad("genlab_version", "a version string", state["genlab_version"])
-    if "spec" in state:
-        _check_spec(state["spec"], bad)
-    if "ema" in state and state["ema"] is not None:
-        ema = state["ema"]
-        if not isinstance(ema, dict):
-            raise bad("ema", "a mapping", ema)
-        decay = ema.get("decay")
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
-            raise bad("ema.decay", "a decay between 0 and 1", decay)
-        count("ema.updates", ema.get("updates"))
-        shadow = ema.get("shadow")
-        if not isinstance(shadow, dict) or not all(
-                isinstance(n, str) and isinstance(t, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                                   for k, v in t.items()) for n, t in shadow.items()):
-            raise bad("ema.shadow", "a mapping of network names to tensors", shadow)
+
+
+def _check_ema(ema, bad, count) -> None:
+    """The EMA weights: a mapping with a decay between 0 and 1, an update count, and tensors by network name."""
+    if not isinstance(ema, dict):
+        raise bad("ema", "a mapping", ema)
+    decay = ema.get("decay")
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+        raise bad("ema.decay", "a decay between 0 and 1", decay)
+    count("ema.updates", ema.get("updates"))
+    shadow = ema.get("shadow")
+    if not isinstance(shadow, dict) or not all(
+            isinstance(n, str) and isinstance(t, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                               for k, v in t.items()) for n, t in shadow.items()):
+        raise bad("ema.shadow", "a mapping of network names to tensors", shadow)
 
 
 def _check_plain(node, where: str, bad, depth: int = 0, seen: list | None = None) -> None:
@@ -175,16 +188,10 @@ def _check_plain(node, where: str, bad, depth: int = 0, seen: list | None = None
         raise bad(where, "a plain value", node)
 
 
-def _check_spec(spec, bad) -> None:  # noqa: C901  (to be split: issue 24)
+def _check_spec(spec, bad) -> None:
     if not isinstance(spec, dict):
         raise bad("spec", "a mapping", spec)
-    for key, value in spec.items():
-        if key not in _SPEC_FIELDS:
-            raise bad(f"spec.{key}", f"one of the fields {', '.join(_SPEC_FIELDS)} (an unknown field)", value)
-        want = _SPEC_FIELDS[key]
-        if (want is int and (isinstance(value, bool) or not isinstance(value, int))) or not isinstance(value, want):
-            raise bad(f"spec.{key}", {int: "a whole number", str: "a string", list: "a list",
-                                      dict: "a mapping"}[want], value)
+    _check_spec_fields(spec, bad)
     for key in ("name", "channels", "size"):
         if key not in spec:
             raise bad(f"spec.{key}", "present", None)
@@ -194,6 +201,22 @@ def _check_spec(spec, bad) -> None:  # noqa: C901  (to be split: issue 24)
             raise bad(f"spec.{key}", f"between 0 and {most:,}", spec[key])
     if not all(isinstance(n, str) for n in spec.get("class_names", [])) or len(spec.get("class_names", [])) > 1 << 20:
         raise bad("spec.class_names", "a list of names", spec.get("class_names"))
+    _check_spec_shapes(spec, bad)
+
+
+def _check_spec_fields(spec: dict, bad) -> None:
+    """Each field of the spec is one genlab writes (_SPEC_FIELDS), of its type."""
+    for key, value in spec.items():
+        if key not in _SPEC_FIELDS:
+            raise bad(f"spec.{key}", f"one of the fields {', '.join(_SPEC_FIELDS)} (an unknown field)", value)
+        want = _SPEC_FIELDS[key]
+        if (want is int and (isinstance(value, bool) or not isinstance(value, int))) or not isinstance(value, want):
+            raise bad(f"spec.{key}", {int: "a whole number", str: "a string", list: "a list",
+                                      dict: "a mapping"}[want], value)
+
+
+def _check_spec_shapes(spec: dict, bad) -> None:
+    """Each of the spec's shapes is a list of 1 to 4 sizes, under a name."""
     for name, shape in spec.get("shapes", {}).items():
         if not isinstance(name, str) or not isinstance(shape, list) or not 1 <= len(shape) <= 4 or not all(
                 isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 1 << 15 for d in shape):

@@ -131,15 +131,11 @@ def _made_here(path: Path) -> bool:
     return any(a.made.get(str(path)) == (st.st_dev, st.st_ino) for a in _AREAS)
 
 
-def _folders_to(area: Area, path: Path, create: bool = True) -> None:  # noqa: C901  (to be split: issue 24)
+def _folders_to(area: Area, path: Path, create: bool = True) -> None:
     """Every folder from the area's root down to `path`'s parent is a real folder (made where missing)."""
     current = area.base(path)
     if create and not os.path.lexists(current):
-        try:
-            os.makedirs(current, exist_ok=True)
-        except OSError as err:
-            raise GenlabError(f"cannot make {current} ({err.strerror or err}); pass another path") from None
-        _record(area, current)
+        _make_base(area, current)
     for part in path.relative_to(area.base(path)).parts[:-1]:
         current = current / part
         try:
@@ -156,12 +152,26 @@ def _folders_to(area: Area, path: Path, create: bool = True) -> None:  # noqa: C
             else:
                 _record(area, current)
                 continue
-        if stat.S_ISLNK(st.st_mode):
-            raise GenlabError(f"{current} is a link: genlab does not write through links inside {area.what} "
-                              f"({area.root}); remove the link, or pass another path")
-        if not stat.S_ISDIR(st.st_mode):
-            raise GenlabError(f"cannot write into {current}: it is a file, not a folder; move it away or pass "
-                              "another path")
+        _check_real_folder(area, current, st)
+
+
+def _make_base(area: Area, current: Path) -> None:
+    """Make the area's base folder `current` with its parents, and record it as made here."""
+    try:
+        os.makedirs(current, exist_ok=True)
+    except OSError as err:
+        raise GenlabError(f"cannot make {current} ({err.strerror or err}); pass another path") from None
+    _record(area, current)
+
+
+def _check_real_folder(area: Area, current: Path, st: os.stat_result) -> None:
+    """Refuse a folder on the way that is a link or a file (`st`: its lstat)."""
+    if stat.S_ISLNK(st.st_mode):
+        raise GenlabError(f"{current} is a link: genlab does not write through links inside {area.what} "
+                          f"({area.root}); remove the link, or pass another path")
+    if not stat.S_ISDIR(st.st_mode):
+        raise GenlabError(f"cannot write into {current}: it is a file, not a folder; move it away or pass "
+                          "another path")
 
 
 def _check_target(area: Area, path: Path, replace: bool | None) -> bool:
@@ -353,40 +363,52 @@ def adopt(area: Area, path) -> None:
         area.made[str(path)] = (st.st_dev, st.st_ino)
 
 
-def remove_made(root) -> list[Path]:  # noqa: C901  (to be split: issue 24)
+def remove_made(root) -> list[Path]:
     """Remove what this process made at or inside `root`, where it is still what was made (the same inode): a
     folder it made goes whole, what it made inside someone else's folder goes alone. Returns what was removed."""
-    import shutil
-
     roots = {_absolute(root), Path(os.path.realpath(_absolute(root)))}
-    made: dict[str, tuple[int, int]] = {}
-    for area in _AREAS:
-        for path, ident in area.made.items():
-            if any(Path(path) == r or r in Path(path).parents for r in roots):
-                made[path] = ident
+    made = _made_inside(roots)
     removed: list[Path] = []
     for path in sorted(made, key=lambda p: len(Path(p).parts)):
         p = Path(path)
         if any(r == p or r in p.parents for r in removed):
             continue
-        try:
-            st = os.lstat(p)
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) != made[path]:
-            continue  # replaced by someone else since: theirs now
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            try:
-                os.unlink(p)
-            except OSError:
-                continue
-        removed.append(p)
+        if _remove_if_unchanged(p, made[path]):
+            removed.append(p)
     for area in _AREAS:
         for p in removed:
             area.made.pop(str(p), None)
     return removed
+
+
+def _made_inside(roots: set[Path]) -> dict[str, tuple[int, int]]:
+    """What every area recorded as made at or inside one of `roots`: path -> (device, inode)."""
+    made: dict[str, tuple[int, int]] = {}
+    for area in _AREAS:
+        for path, ident in area.made.items():
+            if any(Path(path) == r or r in Path(path).parents for r in roots):
+                made[path] = ident
+    return made
+
+
+def _remove_if_unchanged(p: Path, ident: tuple[int, int]) -> bool:
+    """Remove `p` (a folder whole) if it is still the one made here (`ident`); returns whether it was removed."""
+    import shutil
+
+    try:
+        st = os.lstat(p)
+    except OSError:
+        return False
+    if (st.st_dev, st.st_ino) != ident:
+        return False  # replaced by someone else since: theirs now
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        try:
+            os.unlink(p)
+        except OSError:
+            return False
+    return True
 
 
 # ---- reading what genlab did not write --------------------------------------------------------------------

@@ -150,7 +150,7 @@ def _check_searchpath_entries(value, where: str) -> None:
                               "a module by name, which runs its code; add a folder of configs with --config-dir DIR")
 
 
-def check_config_folder(folder) -> None:  # noqa: C901  (to be split: issue 24)
+def check_config_folder(folder) -> None:
     """A --config-dir folder is read by Hydra file by file as it composes: before that, every YAML file Hydra can
     read there (the root configs, and the files of the config groups, below linked folders too) must be a regular
     file of the folder (a link out of it, to a system file or another folder, is refused), of ordinary size,
@@ -189,17 +189,22 @@ def check_config_folder(folder) -> None:  # noqa: C901  (to be split: issue 24)
             if count > MAX_CONFIG_FILES:
                 raise GenlabError(f"--config-dir {folder} holds more than {MAX_CONFIG_FILES:,} YAML files: point it "
                                   "at your folder of configs")
-            data = files.read_bytes(inside(path), files.MAX_YAML, what="config file")
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise GenlabError(f"{path} is not a text file: a config must be YAML") from None
-            files.check_yaml_text(text, path)
-            loaded = files._safe_load(text) if "searchpath" in text else None
-            if isinstance(loaded, dict) and isinstance(loaded.get("hydra"), dict) and "searchpath" in loaded["hydra"]:
-                _check_searchpath_entries(loaded["hydra"]["searchpath"], str(path))
+            _check_config_file(path, inside(path))
 
     scan(Path(folder), 0)
+
+
+def _check_config_file(path, real) -> None:
+    """One YAML file of a --config-dir folder (`real`: where its link leads): text, safe YAML, a file:// searchpath."""
+    data = files.read_bytes(real, files.MAX_YAML, what="config file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GenlabError(f"{path} is not a text file: a config must be YAML") from None
+    files.check_yaml_text(text, path)
+    loaded = files._safe_load(text) if "searchpath" in text else None
+    if isinstance(loaded, dict) and isinstance(loaded.get("hydra"), dict) and "searchpath" in loaded["hydra"]:
+        _check_searchpath_entries(loaded["hydra"]["searchpath"], str(path))
 
 
 def check_config_safety(cfg: DictConfig) -> None:
@@ -297,7 +302,7 @@ LOG_FILE = _RUN_DIR + "${hydra.job.name}.log"  # the one file a logging config m
 _FILE_HANDLER_KEYS = {"class", "formatter", "filename", "level", "encoding", "delay", "errors", "filters"}
 
 
-def _check_logging(node: DictConfig, where: str) -> None:  # noqa: C901  (to be split: issue 24)
+def _check_logging(node: DictConfig, where: str) -> None:
     for path, key, value in _walk(node, where):
         if key == "()":
             if value not in _LOG_FACTORIES:
@@ -312,17 +317,22 @@ def _check_logging(node: DictConfig, where: str) -> None:  # noqa: C901  (to be 
         elif key == "filename" and ".handlers." in path:
             # one name, appended to: a file the run folder's claim knows (rundir), never a user's (${hydra.job.name}
             # is a plain name: check_config_safety), never truncated (mode) or rotated into other names
-            if value != LOG_FILE:
-                raise GenlabError(f"{path}={value}: a log file must be the run's own, {LOG_FILE} (name it with "
-                                  "hydra.job.name)")
-            handler = path.rpartition(".")[0]
-            settings = _raw(node, handler[len(where) + 1:]) if handler.startswith(where + ".") else None
-            if isinstance(settings, DictConfig):
-                extra = sorted(set(map(str, settings.keys())) - _FILE_HANDLER_KEYS)
-                if extra or _raw(settings, "class") != "logging.FileHandler":
-                    what = f"{handler}.{extra[0]}" if extra else f"{handler}.class={_raw(settings, 'class')}"
-                    raise GenlabError(f"{what}: the run's log file is written by a plain logging.FileHandler that "
-                                      "appends (no mode, no rotation)")
+            _check_log_file(node, where, path, value)
+
+
+def _check_log_file(node: DictConfig, where: str, path: str, value) -> None:
+    """A handler's filename is the run's own log, written by a plain appending logging.FileHandler."""
+    if value != LOG_FILE:
+        raise GenlabError(f"{path}={value}: a log file must be the run's own, {LOG_FILE} (name it with "
+                          "hydra.job.name)")
+    handler = path.rpartition(".")[0]
+    settings = _raw(node, handler[len(where) + 1:]) if handler.startswith(where + ".") else None
+    if isinstance(settings, DictConfig):
+        extra = sorted(set(map(str, settings.keys())) - _FILE_HANDLER_KEYS)
+        if extra or _raw(settings, "class") != "logging.FileHandler":
+            what = f"{handler}.{extra[0]}" if extra else f"{handler}.class={_raw(settings, 'class')}"
+            raise GenlabError(f"{what}: the run's log file is written by a plain logging.FileHandler that "
+                              "appends (no mode, no rotation)")
 
 
 class RestrictedUnpickler(pickle.Unpickler):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import pickle
 from pathlib import Path
 
@@ -41,6 +42,21 @@ def _finish(name, cfg, train_x, train_y, test_x, test_y, batch_size, seed, devic
     return Data(spec, train, test)
 
 
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits (pixels 0-16 [1797, 64], labels [1797]), read from the file scikit-learn ships
+    (datasets/data/digits.csv.gz) without importing scikit-learn, whose import takes a second or two: what
+    sklearn.datasets.load_digits returns, read the same way. Where the file is not found, load_digits itself."""
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if path is not None and path.is_file():
+        table = np.loadtxt(path, delimiter=",")
+        return table[:, :-1], table[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.data, digits.target
+
+
 @DATASETS.register("digits")
 class Digits:
     """scikit-learn's 1,797 8x8 digits (UCI). Every fifth image is held out as the test split."""
@@ -53,11 +69,9 @@ class Digits:
 
     @staticmethod
     def build(cfg: DictConfig, batch_size: int, seed: int, device: torch.device) -> Data:
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        images = torch.from_numpy(np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
-        labels = torch.from_numpy(digits.target.astype(np.int64))
+        pixels, target = _digits_arrays()
+        images = torch.from_numpy(np.round(pixels.reshape(-1, 8, 8) * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
+        labels = torch.from_numpy(target.astype(np.int64))
         test = torch.arange(len(images)) % 5 == 4
         return _finish(
             "digits", cfg, images[~test], labels[~test], images[test], labels[test],

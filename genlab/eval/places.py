@@ -137,7 +137,7 @@ def _setting_value(value) -> str:
     return "[" + ",".join(item(v) for v in value) + "]" if isinstance(value, list) else item(value)
 
 
-def run_data_config(cfg, settings: list[str]):  # noqa: C901  (to be split: issue 24)
+def run_data_config(cfg, settings: list[str]):
     """A run's data.* with the places (PLACE_KEYS) of genlab's defaults or of `--data`, and nothing that writes."""
     from omegaconf import OmegaConf
 
@@ -145,9 +145,7 @@ def run_data_config(cfg, settings: list[str]):  # noqa: C901  (to be split: issu
     given = {s.partition("=")[0][len("data."):]: s.partition("=")[2] for s in settings}
     if name not in group_options("data"):  # a dataset registered by code (a test's): its config as it trained
         data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
-        for key, value in WRITE_KEYS.items():
-            if key in data:
-                data[key] = value
+        _switch_off_writes(data)
         return data
     reference = data_config(name, settings, "--data")
     data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
@@ -161,17 +159,26 @@ def run_data_config(cfg, settings: list[str]):  # noqa: C901  (to be split: issu
         if key in UNDER_ROOT and key not in given and _below_root(cfg.data.get(key)):
             continue  # the run's own folder name under the root (DIV2K_train_HR, maps, train)
         if OmegaConf.is_missing(reference, key):
-            was = cfg.data.get(key)
-            hint = f"data.{key}={was}" if was is not None and not isinstance(was, (list, dict)) else f"data.{key}=PATH"
-            raise MetricUnavailable(f"the run's data.{key} is not taken from its checkpoint (a checkpoint decides no "
-                                    f"read or write): pass --data '{hint}'")
+            raise _missing_place(cfg, key)
         data[key] = OmegaConf.select(whole, f"data.{key}")
     for key in given:  # the user's own settings win
         data[key] = OmegaConf.select(whole, f"data.{key}")
-    for key, value in WRITE_KEYS.items():
-        if key in data:
-            data[key] = value
+    _switch_off_writes(data)
     if "num_workers" in data and (not isinstance(data.num_workers, int) or not 0 <= data.num_workers <= 64):
         data.num_workers = 0
     return data
 
+
+def _switch_off_writes(data) -> None:
+    """Set each key of WRITE_KEYS that the data config has to the value that writes nothing."""
+    for key, value in WRITE_KEYS.items():
+        if key in data:
+            data[key] = value
+
+
+def _missing_place(cfg, key: str) -> MetricUnavailable:
+    """The error for a place genlab's defaults leave mandatory (???), with a --data hint from the run's value."""
+    was = cfg.data.get(key)
+    hint = f"data.{key}={was}" if was is not None and not isinstance(was, (list, dict)) else f"data.{key}=PATH"
+    return MetricUnavailable(f"the run's data.{key} is not taken from its checkpoint (a checkpoint decides no "
+                             f"read or write): pass --data '{hint}'")

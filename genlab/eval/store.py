@@ -77,7 +77,7 @@ def merge_metrics(path: Path, header: dict, result: dict) -> dict:
     return record
 
 
-def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: torch.device, log=print,  # noqa: C901  (to be split: issue 24)
+def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: torch.device, log=print,
                  ood_data: str | None = None, anomaly: bool = False, data: list[str] | None = None) -> dict:
     """Run each metric; a metric asked for by name that cannot run is an error, a default one is skipped
     with its reason, and one that does not apply to this run (another data kind, no --ood-data) is left out.
@@ -86,12 +86,7 @@ def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: t
     for name in names or []:
         METRICS[name]  # unknown names: one line listing the valid ones
     ctx = Context(run, n, seed, device, log, ood_name=ood_data, anomaly=anomaly, data_settings=list(data or []))
-    if anomaly and "anomaly" not in (names or ["anomaly"]):
-        raise GenlabError("--anomaly is read only by the anomaly metric: add it to --metrics")
-    if ood_data is not None and "ood" not in (names or ["ood"]):
-        raise GenlabError("--ood-data is read only by the ood metric: add it to --metrics")
-    if ood_data is not None and not explicit and not_applicable("ood", ctx):
-        raise GenlabError(f"--ood-data: the ood metric does not apply to this run: {not_applicable('ood', ctx)}")
+    _check_metric_options(names, ctx, ood_data, anomaly)
     results, skipped, ran = {}, {}, []
     for name in names or ordered():
         why = not_applicable(name, ctx)
@@ -113,3 +108,12 @@ def evaluate_run(run: Run, names: list[str] | None, n: int, seed: int, device: t
             skipped[name] = str(why)
     return {"metrics": results, "skipped": skipped, "figures": ctx.figures, "ran": ran}
 
+
+def _check_metric_options(names: list[str] | None, ctx: Context, ood_data: str | None, anomaly: bool) -> None:
+    """--anomaly and --ood-data only with the metric that reads them, and --ood-data only where that metric applies."""
+    if anomaly and "anomaly" not in (names or ["anomaly"]):
+        raise GenlabError("--anomaly is read only by the anomaly metric: add it to --metrics")
+    if ood_data is not None and "ood" not in (names or ["ood"]):
+        raise GenlabError("--ood-data is read only by the ood metric: add it to --metrics")
+    if ood_data is not None and names is None and not_applicable("ood", ctx):
+        raise GenlabError(f"--ood-data: the ood metric does not apply to this run: {not_applicable('ood', ctx)}")
