@@ -113,6 +113,6 @@ def test_unwritable_output_folder(tmp_path):
 
 
 def test_an_error_found_while_loading_leaves_no_empty_run_folder(tmp_path):
-    line = _one_line_error(run_cli(["train", "data.limit=10", "train.batch_size=64"], tmp_path))
+    line = _one_line_error(run_here(["train", "data.limit=10", "train.batch_size=64"], tmp_path))
     assert "fewer than train.batch_size=64" in line
     assert not (tmp_path / "outputs").exists()  # nor the folders made on the way to it

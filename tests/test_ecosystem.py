@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.conftest import run_cli
+from tests.hostile import run_here  # the same main() in this process
 
 
 # ---- FID / KID / IS through torch-fidelity's public extractor ------------------------------------------------------
@@ -36,6 +37,7 @@ def stand_in_inception(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # two Inception-v3 networks over ten images at 299 px: half a minute on a busy CPU
 def test_the_public_extractor_gives_the_numbers_of_the_former_torchmetrics_path(stand_in_inception):
     """Same weights, same images: torch-fidelity's FeatureExtractorInceptionV3 (now) and torchmetrics'
     NoTrainInceptionV3 with antialias=False (before) give the same features, so the same FID, KID and IS."""
@@ -247,7 +249,7 @@ def test_zsh_and_fish_get_whole_words_and_hydras_completion_hint_is_replaced(tmp
     fish = run_cli([], tmp_path, env_extra={"_GENLAB_COMPLETE": "complete_fish", "_TYPER_COMPLETE_FISH_ACTION":
                                             "get-args", "_TYPER_COMPLETE_ARGS": "genlab train data=fashion"})
     assert fish.returncode == 0 and fish.stdout.split("\t")[0] == "data=fashion_mnist"
-    out = run_cli(["train", "-sc", "install=bash"], tmp_path)
+    out = run_here(["train", "-sc", "install=bash"], tmp_path)
     assert out.returncode == 2 and "genlab --install-completion" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     help_text = run_cli(["train", "--hydra-help", "model=vae"], tmp_path)
@@ -363,7 +365,7 @@ def test_logger_choices_and_settings_are_checked_in_one_line(tmp_path):
                                  "a study database is written outside the sweep folder")):
         with pytest.raises(GenlabError, match=expected):
             check_command_line(overrides)
-    out = run_cli(["train", "logger=wandbb"], tmp_path)  # and as the user sees it
+    out = run_here(["train", "logger=wandbb"], tmp_path)  # and as the user sees it
     assert out.returncode == 2 and out.stderr.strip().splitlines() == \
         ["genlab: unknown logger 'wandbb' (did you mean wandb?); choose one of: tensorboard, wandb"]
     assert not list(tmp_path.iterdir())

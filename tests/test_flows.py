@@ -14,6 +14,7 @@ from genlab.core.registry import MODELS
 from genlab.data import Batch, DataSpec
 from genlab.models.flows import MADE, Dequantize, hidden_degrees, input_degrees
 from tests.conftest import FASHION_SYSTEM, run_cli
+from tests.hostile import run_here  # the same main() in this process
 
 VECTORS = DataSpec("toy", 0, 0, kind="vectors", shapes={"x": [5]})
 IMAGES = DataSpec("digits", 1, 4, 10)  # 1 x 4 x 4: a Jacobian of 16 x 16
@@ -222,7 +223,7 @@ def test_a_toy_flow_draws_its_density_beside_data_and_samples_and_resumes_exactl
     assert out.returncode == 0, out.stderr
     lines = (tmp_path / "straight" / "generated" / "samples_n5_seed0.csv").read_text().splitlines()
     assert lines[0] == "x1,x2" and len(lines) == 6 and all(len(line.split(",")) == 2 for line in lines[1:])
-    wrong = run_cli(["sample", str(tmp_path / "straight"), "-o", str(tmp_path / "grid.png")], cwd=tmp_path)
+    wrong = run_here(["sample", str(tmp_path / "straight"), "-o", str(tmp_path / "grid.png")], tmp_path)
     assert wrong.returncode == 2 and "draws points, not images: pass -o FILE.csv" in wrong.stderr
 
 
@@ -319,7 +320,7 @@ def test_bad_toy_and_pairing_inputs_are_one_line(args, message):
 
 
 def test_a_bad_class_list_on_the_command_line_is_one_line_and_no_folder(tmp_path):
-    result = run_cli(["train", "model=maf", "data=digits", "data.normal_classes=[12]"], cwd=tmp_path, timeout=120)
+    result = run_here(["train", "model=maf", "data=digits", "data.normal_classes=[12]"], tmp_path)
     assert result.returncode == 2 and "classes 0 to 9, got 12" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "outputs").exists()
 

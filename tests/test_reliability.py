@@ -28,6 +28,7 @@ def one_line_error(out) -> str:
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("genlab: ") and "Traceback" not in out.stderr + out.stdout
+    assert getattr(out, "escaped", None) is None, out.escaped  # run_here: nothing got out of main()
     return lines[0]
 
 
@@ -53,7 +54,7 @@ def strict_json(line: str):
 def test_hydras_rerun_flag_is_refused_and_its_pickle_never_loaded(tmp_path):
     marker = tmp_path / "ran"
     (tmp_path / "config.pickle").write_bytes(pickle.dumps(Payload(marker)))
-    line = one_line_error(run_cli(["train", "--experimental-rerun", "config.pickle"], tmp_path))
+    line = one_line_error(run_here(["train", "--experimental-rerun", "config.pickle"], tmp_path))
     assert "--experimental-rerun" in line and "train.resume" in line
     assert not marker.exists() and not (tmp_path / "outputs").exists()
 
@@ -94,7 +95,7 @@ def test_hydra_callbacks_and_targets_are_refused(tmp_path, how):
             "# @package _global_\nhydra:\n  callbacks:\n    wipe:\n      _target_: os.truncate\n"
             f"      path: {victim}\n      length: 0\n")
         args = ["--config-dir", str(tmp_path / "my_configs"), "experiment=evil"]
-    line = one_line_error(run_cli(["train", *TINY, *args], tmp_path))
+    line = one_line_error(run_here(["train", *TINY, *args], tmp_path))
     assert "_target_" in line and "os.truncate" in line
     assert victim.read_text() == "keep me" and not (tmp_path / "outputs").exists()
 
@@ -143,7 +144,7 @@ def test_a_logging_factory_in_a_config_folder_is_refused(tmp_path):
     logging_dir.mkdir(parents=True)
     (logging_dir / "evil.yaml").write_text(
         "version: 1\nformatters:\n  x:\n    '()': os.system\n    command: touch ran\nroot:\n  handlers: []\n")
-    line = one_line_error(run_cli(["train", *TINY, "--config-dir", str(tmp_path / "my_configs"),
+    line = one_line_error(run_here(["train", *TINY, "--config-dir", str(tmp_path / "my_configs"),
                                    "hydra/job_logging=evil"], tmp_path))
     assert "may not call factories" in line and not (tmp_path / "ran").exists()
 
@@ -169,7 +170,7 @@ def test_a_failed_start_in_an_existing_folder_removes_only_what_it_added(tmp_pat
     (folder / "notes").mkdir(parents=True)
     (folder / "notes" / "thesis.tex").write_text("months of work")
     (folder / "README").write_text("mine")
-    line = one_line_error(run_cli(["train", "data.limit=10", f"hydra.run.dir={folder}"], tmp_path))
+    line = one_line_error(run_here(["train", "data.limit=10", f"hydra.run.dir={folder}"], tmp_path))
     assert "fewer than train.batch_size" in line
     assert sorted(p.name for p in folder.iterdir()) == ["README", "notes"]
     assert (folder / "notes" / "thesis.tex").read_text() == "months of work"
@@ -205,7 +206,7 @@ def test_a_folder_a_live_run_holds_is_refused(tmp_path):
     try:
         with pytest.raises(GenlabError, match="another genlab run is writing into"):
             rundir.claim(folder, timestamped=False)
-        line = one_line_error(run_cli(["train", *TINY, f"hydra.run.dir={folder}"], tmp_path))
+        line = one_line_error(run_here(["train", *TINY, f"hydra.run.dir={folder}"], tmp_path))
         assert "another genlab run is writing into" in line
     finally:
         os.close(held)
@@ -216,7 +217,7 @@ def test_a_folder_holding_a_finished_run_is_not_written_into(tmp_path):
     folder = tmp_path / "run"
     assert run_cli(["train", *TINY, f"hydra.run.dir={folder}"], tmp_path).returncode == 0
     before = (folder / "metrics.jsonl").read_text()
-    line = one_line_error(run_cli(["train", *TINY, f"hydra.run.dir={folder}"], tmp_path))
+    line = one_line_error(run_here(["train", *TINY, f"hydra.run.dir={folder}"], tmp_path))
     assert "already holds a genlab run" in line and f"train.resume={folder}" in line
     assert (folder / "metrics.jsonl").read_text() == before
 
@@ -244,7 +245,7 @@ def test_reconstruct_refuses_a_bomb_and_a_label_for_an_unconditional_run(tmp_pat
     run = tmp_path / "vae"
     train(run, "model=vae", "train.epochs=1", "data.limit=64")
     _bomb(tmp_path / "bomb.png")
-    assert "decompression bomb" in one_line_error(run_cli(["reconstruct", str(run), "bomb.png"], tmp_path))
+    assert "decompression bomb" in one_line_error(run_here(["reconstruct", str(run), "bomb.png"], tmp_path))
     Image.new("L", (8, 8)).save(tmp_path / "digit.png")
     line = one_line_error(run_here(["reconstruct", str(run), "digit.png", "--label", "3"], tmp_path))
     assert "unconditional" in line and "--label" in line
@@ -290,11 +291,11 @@ def test_a_checkpoints_path_that_is_a_file_and_a_run_folder_under_proc(tmp_path)
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "checkpoints").write_text("my notes, not a folder")
-    line = one_line_error(run_cli(["train", *TINY, f"hydra.run.dir={folder}"], tmp_path))
+    line = one_line_error(run_here(["train", *TINY, f"hydra.run.dir={folder}"], tmp_path))
     assert "already holds checkpoints, which a run writes" in line  # refused before Hydra writes anything
     assert (folder / "checkpoints").read_text() == "my notes, not a folder"
     assert not list(folder.glob(".*.tmp")) and not list(folder.glob("**/*.tmp"))
-    line = one_line_error(run_cli(["train", *TINY, "hydra.run.dir=/proc/genlab_run"], tmp_path))
+    line = one_line_error(run_here(["train", *TINY, "hydra.run.dir=/proc/genlab_run"], tmp_path))
     assert "/proc/genlab_run" in line
 
 
@@ -491,5 +492,5 @@ def test_sigkill_at_random_moments_never_breaks_a_run_and_the_resumed_run_equals
 def test_a_broken_yaml_in_a_config_folder_is_one_line(tmp_path):
     (tmp_path / "my_configs" / "experiment").mkdir(parents=True)
     (tmp_path / "my_configs" / "experiment" / "broken.yaml").write_text("model:\n  ngf: [1, 2\n")
-    line = one_line_error(run_cli(["train", "--config-dir", "my_configs", "experiment=broken"], tmp_path))
+    line = one_line_error(run_here(["train", "--config-dir", "my_configs", "experiment=broken"], tmp_path))
     assert "line" in line and not (tmp_path / "outputs").exists()

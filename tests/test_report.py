@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_cli
+from tests.hostile import run_here  # the same main() in this process
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -95,7 +96,7 @@ def test_report_of_a_run_has_progression_strips_curves_and_family_figures(tmp_pa
     out = run_cli(["report", "vae", "--epochs", "1,4", "-o", "chosen"], tmp_path)
     assert out.returncode == 0, out.stderr
     assert "at epochs 0, 4 (" in (tmp_path / "chosen" / "index.html").read_text()  # 1 -> 0 (nearest, earlier)
-    out = run_cli(["report", "vae", "--epochs", "one"], tmp_path)
+    out = run_here(["report", "vae", "--epochs", "one"], tmp_path)
     assert out.returncode == 2 and "--epochs must be epoch numbers" in out.stderr
 
 
@@ -110,5 +111,5 @@ def test_pick_epochs_spreads_six_or_takes_the_nearest_wanted():
 def test_report_refuses_what_is_not_a_run(tmp_path):
     (tmp_path / "empty").mkdir()
     for args, message in ((["empty"], "neither a run folder nor a multirun folder"), (["nowhere"], "is not a folder")):
-        out = run_cli(["report", *args], tmp_path)
+        out = run_here(["report", *args], tmp_path)
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr

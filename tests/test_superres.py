@@ -10,6 +10,7 @@ import torch
 
 from genlab.core.errors import GenlabError
 from tests.conftest import run_cli
+from tests.hostile import run_here  # the same main() in this process
 
 CPU = torch.device("cpu")
 TINY = ["model=srresnet", "model.n_blocks=1", "model.width=8", "data=sr_folder", "data.train=train",
@@ -263,9 +264,9 @@ def test_eval_prints_bicubic_and_model_per_set_and_upscale_writes_any_size(sr_ro
     assert np.abs(tiled_pixels - whole_pixels).max() <= 1  # 8-bit rounding of outputs equal within 1e-5
     folder = run_cli(["upscale", "run", "small", "big"], sr_root)
     assert folder.returncode == 0 and sorted(p.name for p in (sr_root / "big").iterdir()) == ["00.png", "01.png"]
-    again = run_cli(["upscale", "run", "small", "big"], sr_root)
+    again = run_here(["upscale", "run", "small", "big"], sr_root)
     assert again.returncode == 2 and "already exists" in again.stderr
-    wrong = run_cli(["translate", "run", "small", "other"], sr_root)
+    wrong = run_here(["translate", "run", "small", "other"], sr_root)
     assert wrong.returncode == 2 and "which up-scales images: use `genlab upscale" in wrong.stderr
 
 

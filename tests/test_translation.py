@@ -265,6 +265,15 @@ def test_eval_scores_each_family_by_its_own_metrics(tmp_path, train):
     assert "fd_domain" not in scores["metrics"] and scores["metrics"]["translation_l1"]["protocol"]["n_images"] == 40
     if "translation_fid" not in scores["metrics"]:  # no Inception weights here: skipped with the way to get them
         assert "Inception weights" in scores["skipped"]["translation_fid"]
+
+
+@needs_fashion
+@pytest.mark.slow  # the A-vs-B classifier's training and the whole Fashion-MNIST shoe sets: half a minute
+def test_eval_scores_cyclegan_by_domain_transfer(tmp_path, train):
+    from genlab.eval.store import evaluate_run
+    from genlab.train.runs import load_run
+
+    cpu = torch.device("cpu")
     train(tmp_path / "cycle", *TINY_CYCLE, "train.steps=2")
     result = evaluate_run(load_run(tmp_path / "cycle"), None, n=10, seed=0, device=cpu)["metrics"]
     assert set(result) >= {"a_to_b_called_b", "b_to_a_called_a", "domain_accuracy_real"}
