@@ -1,4 +1,4 @@
-"""genlab/files.py: the one rule every write goes through (only inside a declared folder, never through a link,
+"""genlab/core/files.py: the one rule every write goes through (only inside a declared folder, never through a link,
 never over a file that was there unless allowed, what was made recorded), untrusted reads, and a check of
 genlab's source that nothing writes around it."""
 
@@ -123,7 +123,7 @@ def test_a_yaml_alias_bomb_is_refused_without_expanding_it(tmp_path):
         files.check_yaml_text("a: !!python/object/apply:os.system ['true']\n", "evil.yaml")
 
 
-# ---- the source: every write goes through genlab/files.py ---------------------------------------------------
+# ---- the source: every write goes through genlab/core/files.py ---------------------------------------------------
 
 GENLAB = Path(__file__).resolve().parent.parent / "genlab"
 # rundir makes the run folder and the folders above it (before any area exists); files.py is the rule itself
@@ -182,7 +182,7 @@ def test_genlab_writes_only_through_the_one_rule():
         if path.relative_to(GENLAB).as_posix() in OWN:
             continue
         offenders += _writes_around_the_rule(path)
-    assert not offenders, "writes that do not go through genlab/files.py:\n" + "\n".join(offenders)
+    assert not offenders, "writes that do not go through genlab/core/files.py:\n" + "\n".join(offenders)
 
 
 def test_the_source_check_finds_a_write_around_the_rule(tmp_path):

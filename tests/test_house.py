@@ -130,3 +130,16 @@ def test_the_typer_module_only_declares_commands():
             body = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
             assert node.decorator_list, f"{node.name} is no command"
             assert len(body) == 1 and "_command(" in ast.unparse(body[0]), f"{node.name} holds logic"
+
+
+def test_every_module_imports():
+    """Each module of the package imports by itself (a command's module is otherwise first imported when it runs)."""
+    import importlib
+    import pkgutil
+
+    import genlab
+
+    names = [m.name for m in pkgutil.walk_packages(genlab.__path__, "genlab.") if not m.name.endswith("__main__")]
+    assert len(names) > 60
+    for name in names:
+        importlib.import_module(name)

@@ -211,7 +211,7 @@ class TinyModel:
         return {"g": self.g}
 
 
-def _model_classes():  # noqa: C901  (to be split: issue 24)
+def _model_classes():  # noqa: C901  (four tiny models defined in one place, as a family file would)
     from genlab.models import GenerativeModel
 
     class Translator(TinyModel, GenerativeModel):
@@ -486,10 +486,10 @@ def test_evaluation_can_be_imported_by_a_model_file():
 
 def test_a_model_from_a_test_file_declares_a_capability_the_commands_use(tmp_path, train, kinds):
     """A new model registered here alone (no genlab file changed) that declares Samples: `genlab sample` draws
-    from it, `genlab translate` refuses it in one line naming what it can do, `genlab list models` shows it."""
+    from it, `genlab translate` refuses it in one line, `genlab list models` shows what it can do."""
     from genlab.core.registry import MODELS
     from genlab.models import GenerativeModel
-    from genlab.models.capabilities import Samples, Translates, capabilities
+    from genlab.models.capabilities import Samples, Translates, capabilities, refusal
     from tests.hostile import run_here
 
     class PointSampler(TinyModel, GenerativeModel, Samples):
@@ -529,5 +529,7 @@ def test_a_model_from_a_test_file_declares_a_capability_the_commands_use(tmp_pat
         listed = run_here(["list", "models"], tmp_path)
         row = next(line for line in listed.stdout.splitlines() if "test_sampler" in line)
         assert "draw samples" in row and "translate" not in row  # (rich may wrap the commands column)
+        assert refusal(PointSampler, Translates, "test_sampler") == \
+            "model test_sampler does not translate images; it can draw samples (`genlab sample`)"
     finally:
         MODELS._items.pop("test_sampler")

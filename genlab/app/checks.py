@@ -10,71 +10,32 @@ from genlab.app.compose import (
     LAUNCHER_PLUGINS,
     SWEEPER_PLUGINS,
     CommandLine,
-    _check_preset_folder,
-    _check_preset_keys,
-    _one_line,
-    _selections,
-    _swept_keys,
+    check_preset_folder,
+    check_resolves,
     compose,
+    one_line_of,
+    own_model_loss,
     parse_command_line,
+    safe_config,
     sweep_variants,
+    swept_keys,
+    with_loss,
 )
 from genlab.core.checkpoint import load_checkpoint
-from genlab.core.config import check_types, check_writable
+from genlab.core.config import check_writable
 from genlab.core.errors import GenlabError
-from genlab.core.paths import model_defaults
 from genlab.core.registry import DATASETS
 from genlab.core.safety import check_config_safety
 from genlab.train.validate import validate
-
-# Hydra's own settings genlab reads or Hydra resolves before a run starts
-RESOLVED_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.job.name",
-                       "hydra.output_subdir")
-
-
-def check_resolves(cfg: DictConfig) -> None:
-    """Every interpolation of the config resolves (an unset ${oc.env:NAME}, a key that is not there): one line
-    naming the key, before anything reads it."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    def reason(err: Exception) -> str:
-        text = " ".join(str(err).split("\n")[0].split())
-        if "Environment variable" in text and "not found" in text:
-            name = text.split("Environment variable")[1].split("'")[1] if "'" in text else "?"
-            return f"the environment variable {name} is not set: set it, or write the value itself"
-        return text[:200]
-
-    try:
-        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "a value"
-        raise GenlabError(f"{key} could not be resolved: {reason(err)}") from None
-    if "hydra" in cfg:
-        for key in RESOLVED_HYDRA_KEYS:
-            try:
-                OmegaConf.select(cfg, key, throw_on_missing=False)
-            except OmegaConfBaseException as err:
-                if "hydra.job.num" in str(err) or "hydra.runtime" in str(err):  # set by Hydra when the job runs
-                    continue
-                raise GenlabError(f"{key} could not be resolved: {reason(err)}") from None
 
 
 def checked_config(overrides: list[str], line: CommandLine, validate_values: bool = True) -> DictConfig:
     """Compose one job's config (Hydra's part included) and check it as a run would: the types of the values
     set, the shared and model keys, and that nothing in it would run code or write outside the run folder."""
-
-    cfg = compose(overrides, line.config_dir, line.config_name, with_hydra=True, multirun=line.multirun)
-    check_config_safety(cfg)
-    check_resolves(cfg)
-    defaults = compose(_selections(overrides), line.config_dir, line.config_name)
-    check_types(cfg, defaults, overrides)
-    if line.config_dir:
-        _check_preset_keys(cfg, overrides)
+    cfg = safe_config(overrides, line)
     if validate_values:
         validate(cfg)
     return cfg
-
-
 
 
 def check_launcher(overrides: list[str]) -> None:
@@ -131,15 +92,17 @@ def check_sweeper(line: CommandLine, first: DictConfig) -> None:
         line.overrides.append(f"hydra.sweeper.direction={wanted}")
 
 
-def _own_model_loss(line: CommandLine) -> list[str]:
-    """A model YAML of the user's own (--config-dir) for a model that trains adversarially, written before the loss
-    group moved into genlab's model YAMLs, composes no loss: the model's own default, as `+loss=NAME`."""
+def _own_model_line(line: CommandLine) -> list[str]:
+    """The line's overrides with a loss group for a model YAML of the user's own that trains adversarially and
+    composes none (compose.own_model_loss): what Hydra is handed, the same for every job of a sweep."""
     if not line.config_dir:
-        return []
-    cfg = compose(sweep_variants(line.overrides)[0] if line.multirun else line.overrides, line.config_dir,
-                  line.config_name)
-    loss = None if "loss" in cfg else model_defaults(OmegaConf.select(cfg, "model.name")).get("loss")
-    return [f"+loss={loss}"] if loss else []
+        return line.overrides
+    jobs = sweep_variants(line.overrides) if line.multirun else [line.overrides]
+    defaults = [own_model_loss(job, line.config_dir, line.config_name) for job in jobs]
+    if len({d is None for d in defaults}) > 1:
+        raise GenlabError("this sweep mixes a model YAML of yours that composes no loss group with models that do "
+                          "need none added; sweep them apart, or add `defaults: [/loss: NAME]` to your YAML")
+    return with_loss(line.overrides, defaults[0]) if defaults[0] else line.overrides
 
 
 def check_command_line(args: list[str]) -> CommandLine:
@@ -150,13 +113,13 @@ def check_command_line(args: list[str]) -> CommandLine:
     if line.informational:  # Hydra prints and exits; what it composes must still be safe to compose
         _check_informational(line)
         return line
-    line.overrides += _own_model_loss(line)
     try:
+        line.overrides = _own_model_line(line)
         variants = _variants(line)
     except GenlabError:
         raise
     except Exception as err:  # noqa: BLE001  (a third party's error of any type becomes one line)
-        raise GenlabError(_one_line(err)) from None
+        raise GenlabError(one_line_of(err)) from None
     for overrides in variants:
         _check_job(overrides, line)
     return line
@@ -181,7 +144,7 @@ def _variants(line: CommandLine) -> list[list[str]]:
         preset = [f"{key}={value}" for key, value in params.items() if key not in given]
         if preset:
             variants = sweep_variants(line.overrides + preset)
-        line.swept = _swept_keys(line.overrides) + [key for key in params if key not in given]
+        line.swept = swept_keys(line.overrides) + [key for key in params if key not in given]
     return variants
 
 
@@ -200,7 +163,7 @@ def _check_job(overrides: list[str], line: CommandLine) -> None:
     out = OmegaConf.select(cfg, key)
     check_writable(out)
     if line.config_dir:
-        _check_preset_folder(cfg, line, key)
+        check_preset_folder(cfg, line, key)
     if line.out_dir is None:
         line.first = cfg
         line.out_dir, line.resume = str(out), resume

@@ -9,14 +9,14 @@ import typer
 import typer.core
 
 from genlab import __version__
-from genlab.app.commands.common import EVAL_MAX, GRID_MAX, RECONSTRUCT_MAX, SAMPLES_MAX, SEED_MAX, TILE_MAX
+from genlab.app.commands.bounds import EVAL_MAX, GRID_MAX, RECONSTRUCT_MAX, SAMPLES_MAX, SEED_MAX, TILE_MAX
 from genlab.app.completion import complete_run, complete_run_or_sweep, complete_train
 
 app = typer.Typer(
     name="genlab",
     help="Train, sweep and report deep generative models from one line of Hydra overrides.",
     no_args_is_help=True,
-    add_completion=True,  # --install-completion / --show-completion: bash, zsh, fish (genlab/completion.py)
+    add_completion=True,  # --install-completion / --show-completion: bash, zsh, fish (genlab/app/completion.py)
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
@@ -25,8 +25,8 @@ app.add_typer(config_app, name="config")
 
 
 def _command(name: str):
-    """A command's module, imported when the command runs (the one dynamic import of genlab's: `genlab --help`
-    and TAB completion load no torch; docs/architecture.md, "Imports")."""
+    """A command's module, imported when the command runs, so `genlab --help` and TAB completion load no torch:
+    the one genlab import inside a function (docs/architecture.md, "The layers")."""
     return importlib.import_module(f"genlab.app.commands.{name}")
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.core.config import did_you_mean
+from genlab.core.config import check_types, did_you_mean
 from genlab.core.errors import GenlabError
 from genlab.core.paths import config_dir, config_groups, group_options, model_defaults, root_defaults
-from genlab.core.safety import check_config_folder, check_searchpath
+from genlab.core.safety import check_config_folder, check_config_safety, check_searchpath
 
 # Hydra's flags that genlab supports. Those that print something and exit leave the command line to Hydra.
 INFO_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h"}
@@ -193,6 +193,36 @@ def _refuse_choice(override: str, key: str, value: str, options, multirun: bool)
 def compose(overrides: list[str], config_dir_extra: str | None = None, config_name: str = "config",
             with_hydra: bool = False, multirun: bool = False) -> DictConfig:
     """Compose the config as `genlab train OVERRIDES` would; any mistake becomes one GenlabError line."""
+    default = own_model_loss(overrides, config_dir_extra, config_name)
+    overrides = with_loss(overrides, default) if default else overrides
+    return _compose(overrides, config_dir_extra, config_name, with_hydra, multirun)
+
+
+def own_model_loss(overrides: list[str], config_dir_extra: str | None, config_name: str = "config") -> str | None:
+    """A model YAML of the user's own (--config-dir) for a model that trains adversarially, written before the loss
+    group moved into genlab's model YAMLs, composes no loss group: its model's default loss (genlab's YAML of the
+    model it names), which `with_loss` adds; None for any other line."""
+    if not config_dir_extra:
+        return None
+    try:
+        cfg = _compose([o for o in overrides if not _is_loss(o)], config_dir_extra, config_name)
+    except GenlabError:
+        return None  # the line's own mistake: said by the compose that follows
+    return None if "loss" in cfg else model_defaults(OmegaConf.select(cfg, "model.name")).get("loss")
+
+
+def with_loss(overrides: list[str], default: str) -> list[str]:
+    """The overrides with the loss group added: the user's `loss=NAME` as `+loss=NAME`, else `+loss=DEFAULT`."""
+    given = [f"+loss={o.lstrip('+~').partition('=')[2]}" for o in overrides if _is_loss(o)]
+    return [o for o in overrides if not _is_loss(o)] + (given or [f"+loss={default}"])
+
+
+def _is_loss(override: str) -> bool:
+    return override.lstrip("+~").partition("=")[0] == "loss"
+
+
+def _compose(overrides: list[str], config_dir_extra: str | None = None, config_name: str = "config",
+             with_hydra: bool = False, multirun: bool = False) -> DictConfig:
     import yaml
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -221,10 +251,10 @@ def compose(overrides: list[str], config_dir_extra: str | None = None, config_na
                               f"yours must be {config_name}.yaml in the --config-dir folder") from None
         if text.startswith("Could not override 'loss'"):
             raise GenlabError(_no_loss_group(overrides)) from None
-        message = _one_line(err)
+        message = one_line_of(err)
         if message.startswith("unknown key "):
             key = message.split()[2].rstrip(":")
-            known = _leaf_keys(compose(_selections(overrides), config_dir_extra, config_name))
+            known = _leaf_keys(_compose(selections(overrides), config_dir_extra, config_name))
             message = (f"unknown key {key}{did_you_mean(key, known)}: `genlab config show` prints every key")
             logger = key.split(".")[1] if key.startswith("logger.") and key.count(".") >= 1 else None
             chosen = [o.partition("=")[2] for o in overrides if o.partition("=")[0] == "logger"]
@@ -263,7 +293,7 @@ def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     return keys
 
 
-def _selections(overrides: list[str]) -> list[str]:
+def selections(overrides: list[str]) -> list[str]:
     """The group choices among the overrides (model=vae, +experiment=x): what decides which keys exist."""
     groups = _groups()
     return [o for o in overrides if o.lstrip("+~").partition("=")[0].split("@")[0] in groups]
@@ -275,14 +305,14 @@ def _check_added_keys(cfg: DictConfig, overrides: list[str], config_dir_extra, c
     added = [k for k in added if k.split("@")[0] not in _groups() and not k.startswith("hydra.")]
     if not added:
         return
-    known = _leaf_keys(compose(_selections(overrides), config_dir_extra, config_name))
+    known = _leaf_keys(compose(selections(overrides), config_dir_extra, config_name))
     for key in added:
         if key not in known:
             raise GenlabError(f"unknown key {key}{did_you_mean(key, known)}: genlab reads no such key, so adding "
                               "it would change nothing; `genlab config show` prints every key")
 
 
-def _check_preset_folder(cfg: DictConfig, line: CommandLine, key: str) -> None:
+def check_preset_folder(cfg: DictConfig, line: CommandLine, key: str) -> None:
     """The run (or sweep) folder is the command line's to name, or genlab's default pattern: a file of a
     --config-dir folder that moves it (to a folder of the user's, say their home) is refused."""
     given = any(o.lstrip("+~").startswith(f"{key}=") for o in line.overrides)
@@ -301,7 +331,7 @@ def _default_hydra(multirun: bool) -> DictConfig:
     return compose([], None, "config", with_hydra=True, multirun=multirun).hydra
 
 
-def _check_preset_keys(cfg: DictConfig, overrides: list[str]) -> None:
+def check_preset_keys(cfg: DictConfig, overrides: list[str]) -> None:
     """A key that a file of the user's --config-dir adds and genlab's own config for the same model, data and
     loss does not have is read by nothing (a typo such as train.epochz): one line naming it and its file's
     choice, with the nearest real key."""
@@ -340,7 +370,7 @@ def _is_open(reference: DictConfig, key: str) -> bool:
     return isinstance(node, DictConfig) and len(node) == 0
 
 
-def _one_line(err: Exception) -> str:
+def one_line_of(err: Exception) -> str:
     text = str(err).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if text.startswith("Could not override") or "is not in struct" in text:
@@ -362,7 +392,7 @@ def _one_line(err: Exception) -> str:
     return " ".join(lines[:2]) if lines else type(err).__name__
 
 
-def _swept_keys(overrides: list[str]) -> list[str]:
+def swept_keys(overrides: list[str]) -> list[str]:
     """The keys of the overrides that sweep (a,b / range() / interval() / choice())."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -404,3 +434,49 @@ LAUNCHER_PLUGINS = {"local": "hydra_plugins.hydra_joblib_launcher", "joblib": "h
 
 
 SWEEPER_PLUGINS = {"optuna": ("hydra_plugins.hydra_optuna_sweeper", "optuna")}
+
+
+# Hydra's own settings genlab reads or Hydra resolves before a run starts
+RESOLVED_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.job.name",
+                       "hydra.output_subdir")
+
+
+def check_resolves(cfg: DictConfig) -> None:
+    """Every interpolation of the config resolves (an unset ${oc.env:NAME}, a key that is not there): one line
+    naming the key, before anything reads it."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    def reason(err: Exception) -> str:
+        text = " ".join(str(err).split("\n")[0].split())
+        if "Environment variable" in text and "not found" in text:
+            name = text.split("Environment variable")[1].split("'")[1] if "'" in text else "?"
+            return f"the environment variable {name} is not set: set it, or write the value itself"
+        return text[:200]
+
+    try:
+        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "a value"
+        raise GenlabError(f"{key} could not be resolved: {reason(err)}") from None
+    if "hydra" in cfg:
+        for key in RESOLVED_HYDRA_KEYS:
+            try:
+                OmegaConf.select(cfg, key, throw_on_missing=False)
+            except OmegaConfBaseException as err:
+                if "hydra.job.num" in str(err) or "hydra.runtime" in str(err):  # set by Hydra when the job runs
+                    continue
+                raise GenlabError(f"{key} could not be resolved: {reason(err)}") from None
+
+
+def safe_config(overrides: list[str], line: CommandLine) -> DictConfig:
+    """One job's config (Hydra's part included), checked without loading torch: nothing in it runs code or writes
+    outside the run folder, it resolves, the values set have their defaults' types, and a preset of the user's
+    adds no key genlab does not read (`genlab config show`; `genlab train` adds train.validate)."""
+    cfg = compose(overrides, line.config_dir, line.config_name, with_hydra=True, multirun=line.multirun)
+    check_config_safety(cfg)
+    check_resolves(cfg)
+    defaults = compose(selections(overrides), line.config_dir, line.config_name)
+    check_types(cfg, defaults, overrides)
+    if line.config_dir:
+        check_preset_keys(cfg, overrides)
+    return cfg

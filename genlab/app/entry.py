@@ -139,8 +139,6 @@ def continue_command(run_dir: Path) -> str:
     line = compose.LAUNCHED
     if line is not None:
         flags = [f for f in line.flags if f not in ("-m", "--multirun", "-r", "--run")]
-    import os
-
     if ranks.world_size() > 1 and not os.environ.get(ranks.HELD_ENV):  # a torchrun job
         return f"the same torchrun command, with {shlex.quote(f'train.resume={run_dir}')} added"
     nproc = ["--nproc", str(ranks.world_size())] if ranks.world_size() > 1 else []
@@ -173,8 +171,6 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
 def set_threads(cfg: DictConfig) -> None:
     """device.threads, or where it is null and jobs share the machine (hydra/launcher=local: joblib's n_jobs
     jobs at once), the cores divided among them, so parallel jobs do not fight over every core."""
-    import os
-
     import torch
 
     threads = cfg.device.get("threads")
@@ -189,8 +185,6 @@ def set_threads(cfg: DictConfig) -> None:
 
 def _parallel_jobs() -> int:
     """How many jobs run at once on this machine: joblib's n_jobs under its launcher, else 1."""
-    import os
-
     if not HydraConfig.initialized():
         return 1
     launcher = HydraConfig.get().launcher

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from genlab.core.device import resolve as resolve_device
 from genlab.core.errors import GenlabError
-from genlab.core.metrics import MetricUnavailable
+from genlab.core.metrics import MetricUnavailable, ordered
 from genlab.core.registry import DATASETS, METRICS, MODELS
 from genlab.eval.inception import inception_weights
 from genlab.eval.places import place_settings
@@ -68,7 +68,7 @@ def check(cfg: DictConfig) -> None:
         return
     metric = METRICS[name]
     if getattr(metric, "better", None) is None:
-        usable = ", ".join(m for m in METRICS.in_order() if getattr(METRICS[m], "better", None))
+        usable = ", ".join(m for m in ordered() if getattr(METRICS[m], "better", None))
         raise GenlabError(f"train.objective={name}: that metric's numbers have other names, so none ranks the "
                           f"trials; name a metric whose number has its name ({usable}) or a logged scalar")
     kind = DATASETS[cfg.data.name].kind

@@ -46,7 +46,7 @@ class Section:
 
 
 # ---- reading run folders --------------------------------------------------------------------------------
-# A run folder is read as untrusted input (genlab/files.py): no links below it, capped sizes, PNG and YAML and
+# A run folder is read as untrusted input (genlab/core/files.py): no links below it, capped sizes, PNG and YAML and
 # JSON checked; what cannot be read is left out of the report with one line saying why (RunFolder.notes).
 MAX_JOBS = 10_000  # job folders of one multirun folder
 MARKER = '<meta name="generator" content="genlab report">'  # how genlab knows a report folder of its own
@@ -297,7 +297,7 @@ class Report:
         return name
 
     def copy(self, source: Path, name: str) -> str:
-        """A PNG of the run being added, checked (genlab/report.py open_png), into the report as `name`."""
+        """A PNG of the run being added, checked (open_png below), into the report as `name`."""
         open_png(source, self.reading).close()  # a real PNG, no link, not too large
         files.copy_file(source, self.out / name, source_root=self.reading)
         return name

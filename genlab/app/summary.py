@@ -14,9 +14,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.app.compose import _groups, compose
-from genlab.core.paths import model_defaults, root_defaults
-from genlab.models.capabilities import Reconstructs
+from genlab.app.compose import compose
+from genlab.core.paths import config_groups, model_defaults, root_defaults
+from genlab.models.capabilities import Reconstructs, Samples, Translates, Upscales
 from genlab.train.loggers import DEFAULT, selected
 
 ROOT_GROUPS = ("model", "data", "loss", "optim", "device")
@@ -50,10 +50,11 @@ def changed_values(cfg: DictConfig, line) -> list[tuple[str, str, str]]:
     base_overrides += [o for o in line.overrides if o.partition("=")[0] == "logger"]
     base = compose(base_overrides, line.config_dir, line.config_name)
 
-    root_choices = {**root_defaults(), **model_defaults(choices.get("model"))}  # its loss: the model's own
+    own = model_defaults(choices.get("model")) or model_defaults(OmegaConf.select(cfg, "model.name"))
+    root_choices = {**root_defaults(), **own}  # its loss: the model's own (genlab's YAML of the model it names)
     rows = []
     for group in (*ROOT_GROUPS, "experiment", "sweep"):
-        if group in _groups() and choices.get(group) != root_choices.get(group):
+        if group in config_groups() and choices.get(group) != root_choices.get(group):
             rows.append((group, _text(choices.get(group)), _text(root_choices.get(group))))
 
     if list(selected(cfg)) != list(DEFAULT):
@@ -118,11 +119,11 @@ def next_commands(run_dir: Path, model, kind: str, loggers: list[str], data: lis
 
     run = shlex.quote(_shown(run_dir))
     pairs = []
-    if kind == "superres":
+    if kind == "superres" or isinstance(model, Upscales):  # what it can do (models/capabilities.py)
         pairs.append((f"genlab upscale {run} IMAGE_OR_FOLDER OUTPUT", "up-scale images"))
-    elif kind in ("paired", "unpaired"):
+    elif isinstance(model, Translates):
         pairs.append((f"genlab translate {run} IMAGE_OR_FOLDER OUTPUT", "translate images"))
-    else:
+    elif isinstance(model, Samples):
         pairs.append((f"genlab sample {run} -n 64", "new samples"))
     if isinstance(model, Reconstructs):
         pairs.append((f"genlab reconstruct {run} IMAGES", "inputs beside their reconstructions"))

@@ -11,7 +11,7 @@ import torch
 
 from genlab.core.errors import GenlabError
 
-# the one writer (genlab/files.py); kept here under its old name for the writers that import it from here
+# the one writer (genlab/core/files.py); kept here under its old name for the writers that import it from here
 from genlab.core.files import atomic_write
 
 

@@ -15,10 +15,10 @@ THREADS_MAX = 1024  # torch.set_num_threads with tens of thousands ends in a seg
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
-def _check_gpus(ids) -> None:
+def _check_gpus(ids, flag: str = "device=cuda", instead: str = "device=cpu or device=auto") -> None:
     """The one CUDA check: a GPU is there, and every id in device.ids names a visible one."""
     if not torch.cuda.is_available():
-        raise GenlabError("device=cuda but PyTorch sees no CUDA GPU: use device=cpu or device=auto")
+        raise GenlabError(f"{flag} but PyTorch sees no CUDA GPU: use {instead}")
     if ids and max(ids) >= torch.cuda.device_count():
         raise GenlabError(f"device.ids={list(ids)} but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
 
@@ -65,5 +65,17 @@ def resolve(device_cfg: DictConfig) -> torch.device:
     if ranks.world_size() > 1:  # one process per GPU (validate checked there are enough)
         _check_gpus(None)
         return torch.device("cuda", ranks.local_rank())
-    _check_gpus(device_cfg.ids)
-    return torch.device("cuda", int(device_cfg.ids[0]) if device_cfg.ids else 0)
+    index = int(device_cfg.ids[0]) if device_cfg.ids else 0
+    _check_gpus([index])  # one process uses the first id
+    return torch.device("cuda", index)
+
+
+def for_command(name: str) -> str:
+    """A command's --device cpu|cuda|auto -> "cpu" or "cuda", or one line saying why not."""
+    if name not in ("cpu", "cuda", "auto"):
+        raise GenlabError(f"--device must be cpu, cuda or auto, got {name!r}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        _check_gpus(None, flag="--device cuda", instead="--device cpu")
+    return name

@@ -43,7 +43,13 @@ def metric_help(name: str) -> str:
     return f"{line} ({kinds})" if line else f"({kinds})"
 
 
+# the shared metrics (genlab/eval) in the order `genlab eval` runs and prints them and `genlab list metrics` lists
+# them: sample quality first, then likelihoods, translations and rankings
+SHARED_ORDER = ("fd_domain", "precision_recall", "ms_ssim", "fid", "kid", "is", "translation_fid", "likelihood",
+                "translation", "ood", "anomaly")
+
+
 def ordered() -> list[str]:
-    """The metrics in the order `genlab eval` runs and lists them: the shared ones (genlab.eval), then each
-    family's, each in the order registered."""
-    return sorted(METRICS.in_order(), key=lambda name: not METRICS[name].__module__.startswith("genlab.eval."))
+    """Every registered metric: the shared ones in SHARED_ORDER, then each family's in the order registered."""
+    names = METRICS.in_order()
+    return [n for n in SHARED_ORDER if n in names] + [n for n in names if n not in SHARED_ORDER]

@@ -59,7 +59,7 @@ def describe(settings: dict) -> str:
 
 def check(cfg: DictConfig) -> None:
     """optim.*: the optimiser class and every network's settings (optim.<net>.lr, ...), one line a mistake."""
-    name = check_choice(cfg, "optim.name", ("adam", "adamw", "rmsprop", "sgd"))  # the optimiser class, not the option
+    check_choice(cfg, "optim.name", ("adam", "adamw", "rmsprop", "sgd"))  # the optimiser class, not the option
     check_float(cfg, "optim.eps", positive=True, optional=True)
     check_float(cfg, "optim.alpha", positive=True, optional=True)
     for prefix in ["optim", *(f"optim.{net}" for net, sub in get(cfg, "optim").items() if isinstance(sub, DictConfig))]:
@@ -67,5 +67,9 @@ def check(cfg: DictConfig) -> None:
         check_float(cfg, f"{prefix}.weight_decay", minimum=0.0, optional=True)
         check_float(cfg, f"{prefix}.momentum", minimum=0.0, optional=True)
         check_betas(cfg, f"{prefix}.betas")
-    if name == "sgd" and get(cfg, "optim.nesterov", False) and not get(cfg, "optim.momentum", 0):
+
+
+def check_nesterov(cfg: DictConfig) -> None:
+    """SGD's Nesterov momentum needs a momentum (checked after the schedule, as it always was)."""
+    if get(cfg, "optim.name") == "sgd" and get(cfg, "optim.nesterov", False) and not get(cfg, "optim.momentum", 0):
         raise GenlabError("optim.nesterov=true needs optim.momentum > 0")

@@ -13,9 +13,6 @@ def config_dir() -> Path:
     return _PACKAGE.parent / "configs"  # editable install / source checkout
 
 
-CONFIG_GROUPS = ("model", "data", "loss", "optim", "device")
-
-
 def config_groups() -> set[str]:
     """The config groups of genlab's config tree (model, data, loss, ..., experiment, sweep)."""
     return {p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra"}

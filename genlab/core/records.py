@@ -16,7 +16,7 @@ NOT_CURVES = {"step", "epoch", "time", "img_per_s", "data_wait", "epoch_img_per_
 
 
 def read_metrics(path: Path, root: Path | None = None, notes: list | None = None) -> list[dict]:
-    """The records of a metrics.jsonl, read as untrusted input (genlab/files.py: streamed, no link, capped): a torn,
+    """The records of a metrics.jsonl, read as untrusted input (genlab/core/files.py: streamed, no link, capped): a torn,
     binary or over-long line (a killed run, a damaged file) is skipped, as is a record whose step is not a count;
     values that are not numbers are dropped. A link or a file too large is one GenlabError line."""
 

@@ -1,7 +1,7 @@
 """Optional pretrained weights files genlab can use, where each is looked for, and whether it is the published one.
 
 Nothing is downloaded at run time. A family registers the files it can use with `register(WeightsFile(...))`
-(evaluation.py: Inception-v3 for FID/KID/IS; models/srgan.py: VGG19 for the perceptual loss), and
+(eval/inception.py: Inception-v3 for FID/KID/IS; models/srgan.py: VGG19 for the perceptual loss), and
 `genlab weights` lists them; `genlab weights add FILE` puts a file downloaded elsewhere in place.
 
 A file is looked for at its environment variable (GENLAB_<NAME>_WEIGHTS=FILE) where that is set, and only
@@ -86,7 +86,7 @@ def register(weights: WeightsFile) -> WeightsFile:
 
 
 def known() -> list[WeightsFile]:
-    """Every weights file a family registered (the families are imported first)."""
+    """Every weights file registered so far (a caller that lists them imports genlab.eval and genlab.models first)."""
 
     return [_FILES[name] for name in sorted(_FILES)]
 

@@ -25,5 +25,5 @@ runs those that apply to the run. The Context gives each one its sources: sample
 (`real`), whole images of any size (`whole`), input -> output pairs (`pairs`) and a second dataset (`ood`).
 """
 
-# importing the package registers the shared metrics, in this order (`genlab list metrics`, metrics.json)
+# importing the package registers the shared metrics (their order: core/metrics.py SHARED_ORDER)
 from genlab.eval import density, inception, samples, translation  # noqa: F401

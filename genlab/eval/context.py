@@ -178,7 +178,7 @@ class Context:
 
     @staticmethod
     def progress(label: str, total: int | None = None):
-        """A progress bar for one wait of a metric (genlab/progress.py: drawn on a terminal only)."""
+        """A progress bar for one wait of a metric (genlab/core/progress.py: drawn on a terminal only)."""
 
         return bar(label, total)
 

@@ -90,7 +90,7 @@ def _to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 
-def _inception_features(ctx: Context, images: torch.Tensor, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+def inception_features_for(ctx: Context, images: torch.Tensor, key: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(pool3 features [N, 2048], unbiased logits [N, 1008]) of [-1, 1] images, computed once per set."""
     if key in ctx._real:
         return ctx._real[key]
@@ -118,13 +118,13 @@ def _real_inception(ctx: Context) -> tuple[torch.Tensor, str]:
     """Inception features of the test split, or of (up to n) training images where there is no test split."""
     split = "test" if ctx.data.test is not None and ctx.data.test.n_images > 0 else "train"
     real_x, _ = ctx.real(split, limit=None if split == "test" else ctx.n)
-    return _inception_features(ctx, real_x, f"inception_{split}")[0], split
+    return inception_features_for(ctx, real_x, f"inception_{split}")[0], split
 
 
 @metric("fid", better="min")
 def fid(ctx: Context) -> dict:
     """FID: Frechet distance in Inception-v3 pool features (needs the torch-fidelity weights on disk)."""
-    fake, _ = _inception_features(ctx, ctx.fake[0], "inception_fake")
+    fake, _ = inception_features_for(ctx, ctx.fake[0], "inception_fake")
     real, split = _real_inception(ctx)
     return {"fid": {"value": frechet_distance(fake, real),
                     "protocol": _inception_protocol(ctx, n_real=len(real), real_split=split)}}
@@ -133,7 +133,7 @@ def fid(ctx: Context) -> dict:
 @metric("kid", better="min")
 def kid(ctx: Context) -> dict:
     """KID: kernel (polynomial MMD) distance in Inception-v3 features, unbiased for small sets."""
-    fake, _ = _inception_features(ctx, ctx.fake[0], "inception_fake")
+    fake, _ = inception_features_for(ctx, ctx.fake[0], "inception_fake")
     real, split = _real_inception(ctx)
     mean, std = kernel_inception_distance(fake, real, seed=ctx.seed)
     protocol = _inception_protocol(ctx, n_real=len(real), real_split=split, subsets=100,
@@ -144,7 +144,7 @@ def kid(ctx: Context) -> dict:
 @metric("is", better="max")
 def inception_score_metric(ctx: Context) -> dict:
     """Inception score of the samples (10 splits)."""
-    _, logits = _inception_features(ctx, ctx.fake[0], "inception_fake")
+    _, logits = inception_features_for(ctx, ctx.fake[0], "inception_fake")
     mean, std = inception_score(logits)
     return {"is": {"value": mean, "protocol": _inception_protocol(ctx, splits=10, std=std)}}
 

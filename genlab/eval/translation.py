@@ -9,7 +9,7 @@ from genlab.core.imaging import SSIM_PROTOCOL, frechet_distance, kernel_inceptio
 from genlab.core.metrics import MetricUnavailable, metric
 from genlab.data.base import domain_stacks
 from genlab.eval.context import Context
-from genlab.eval.inception import _inception_features, inception_weights
+from genlab.eval.inception import inception_features_for, inception_weights
 from genlab.models.capabilities import Translates
 
 
@@ -32,8 +32,8 @@ def translation_fid(ctx: Context) -> dict:
         with torch.no_grad():
             fake = torch.cat([model.translate(domains[source][i : i + 64].to(ctx.device), direction=direction).cpu()
                               for i in range(0, len(domains[source]), 64)])
-        fake_f, _ = _inception_features(ctx, fake, f"inception_translated_{direction}")
-        real_f, _ = _inception_features(ctx, domains[target], f"inception_heldout_{target}")
+        fake_f, _ = inception_features_for(ctx, fake, f"inception_translated_{direction}")
+        real_f, _ = inception_features_for(ctx, domains[target], f"inception_heldout_{target}")
         kid_mean, kid_std = kernel_inception_distance(fake_f, real_f, seed=ctx.seed)
         protocol = {"translated": f"held-out {source.upper()} ({len(fake)})", "against": f"held-out "
                     f"{target.upper()} ({len(real_f)})", "image_size": ctx.run.spec.size,

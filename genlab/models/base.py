@@ -23,7 +23,7 @@ class GenerativeModel(nn.Module):
     """
 
     default_optim: ClassVar[dict] = {"lr": 1e-3, "betas": (0.9, 0.999)}
-    default_schedule: ClassVar[dict] = {}  # the paper's learning-rate schedule (genlab/schedules.py), where optim.schedule.* is null
+    default_schedule: ClassVar[dict] = {}  # the paper's learning-rate schedule (genlab/train/schedules.py), where optim.schedule.* is null
     accepts: tuple[str, ...] = ("images",)  # the data kinds it trains on (a dataset's `kind`, DataSpec.kind)
     objective: tuple[str | None, str | None] = (None, None)  # (scalar, "min"|"max") a sweeper optimises
     adversarial: bool = False  # trains against a discriminator with a loss of the `loss` group, which its model
@@ -38,7 +38,7 @@ class GenerativeModel(nn.Module):
     #                                         by the `superres` metric's published protocol): `genlab eval` leaves
     #                                         them out
     receptive_radius: int | None = None  # input pixels an output pixel sees (a translation network's): whole images
-    #                                      then go through it in tiles (genlab/tiles.py); None = always whole
+    #                                      then go through it in tiles (genlab/core/tiles.py); None = always whole
     output_scale: int = 1  # output pixels per input pixel along a side (a 4x upscaler: 4)
 
     @classmethod
@@ -135,7 +135,7 @@ class GenerativeModel(nn.Module):
     @torch.no_grad()
     def evaluate(self, batches) -> dict:
         """Scores on held-out batches (test split, file order): name -> float, logged as test/<name> if the
-        name starts with test_, or name -> a tracking.Plot (Scatter, DensityMap), drawn as
+        name starts with test_, or name -> a core.plots.Plot (Scatter, DensityMap), drawn as
         samples/epoch_XXX_<name>.png."""
         return {}
 

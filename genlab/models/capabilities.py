@@ -19,15 +19,21 @@ from __future__ import annotations
 from abc import ABC
 
 
-def _defines(cls: type, names: tuple[str, ...]) -> bool:
-    """Every name defined by cls or a class it inherits, other than the GenerativeModel base."""
+def _defines(cls: type, names: tuple[str, ...]):
+    """True where cls (or a class it inherits, other than the GenerativeModel base and the stubs here) defines
+    every name; False where one of them is set to None (a subclass that gives the capability up: CVAE's score);
+    else NotImplemented (the ordinary rules then decide: inheriting the capability)."""
+    found = True
     for name in names:
         owner = next((c for c in cls.__mro__ if name in c.__dict__), None)
-        if owner is None or owner.__name__ == "GenerativeModel" or owner.__dict__[name] is None:
+        value = owner.__dict__[name] if owner is not None else None
+        if owner is not None and value is None:
             return False
-        if name == "output_scale" and not (isinstance(owner.__dict__[name], int) and owner.__dict__[name] > 1):
-            return False
-    return True
+        stub = owner is None or owner.__name__ == "GenerativeModel" or owner.__module__ == __name__
+        too_small = name == "output_scale" and not (isinstance(value, int) and value > 1)
+        if stub or too_small:
+            found = False
+    return True if found else NotImplemented
 
 
 class Capability(ABC):
@@ -37,9 +43,9 @@ class Capability(ABC):
 
     @classmethod
     def __subclasshook__(cls, other):
-        if "methods" not in cls.__dict__ or not cls.methods:  # a model class (it inherits the hook): only its real subclasses
+        if "methods" not in cls.__dict__ or not cls.methods:  # a model class or Capability itself: the usual rules
             return NotImplemented
-        return True if _defines(other, cls.methods) else NotImplemented
+        return _defines(other, cls.methods)
 
 
 class Samples(Capability):
@@ -93,9 +99,6 @@ def capabilities(model_or_class) -> list[type[Capability]]:
     return [c for c in found if not (c is Translates and Upscales in found)]
 
 
-def can(model_or_class, capability: type[Capability]) -> bool:
-    cls = model_or_class if isinstance(model_or_class, type) else type(model_or_class)
-    return issubclass(cls, capability)
 
 
 def refusal(model_or_class, capability: type[Capability], name: str) -> str:

@@ -179,9 +179,8 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Te
         return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
-def check(cfg) -> None:
-    """loss.*: the loss exists, and its own keys (n_critic, clip, gp_weight) where it has them."""
-    LOSSES[get(cfg, "loss.name")]
+def check_keys(cfg) -> None:
+    """loss.*: the loss's own keys (n_critic, clip, gp_weight) where it has them."""
     loss_keys = get(cfg, "loss")
     if "n_critic" in loss_keys:
         check_int(cfg, "loss.n_critic", minimum=1)

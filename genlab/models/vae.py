@@ -16,7 +16,7 @@ from genlab.core.plots import Scatter, pair_rows
 from genlab.core.registry import MODELS
 from genlab.data.base import dequantise
 from genlab.models.base import GenerativeModel
-from genlab.models.capabilities import Reconstructs, Samples
+from genlab.models.capabilities import Reconstructs, Samples, ScoresDensity
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -98,7 +98,7 @@ class Decoder(nn.Module):
 
 
 @MODELS.register("vae")
-class VAE(GenerativeModel, Samples, Reconstructs):
+class VAE(GenerativeModel, Samples, Reconstructs, ScoresDensity):
     default_optim: ClassVar[dict] = {"lr": 1e-3, "betas": (0.9, 0.999)}
     ema_networks = ("vae",)
     objective = ("test_nelbo", "min")  # the held-out negative ELBO, nats per image

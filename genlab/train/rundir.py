@@ -5,7 +5,7 @@ cleaned of what that run wrote and of nothing else.
 new with an exclusive mkdir, so two runs started in the same second get `<time>` and `<time>_2`. A folder the
 user named may already exist: it may not hold anything a run writes (.hydra/, train.log, checkpoints/, ...: a
 run would write over it), a sweep's folder must be empty, and a failed start removes only what this process
-wrote there (genlab/files.py records each file and folder it makes, with its inode; Hydra's .hydra/ and
+wrote there (genlab/core/files.py records each file and folder it makes, with its inode; Hydra's .hydra/ and
 train.log are adopted when the job starts). Folders made on the way (outputs/<model>_<data>/) go too when a
 failed start leaves them empty. While a run trains it holds an flock on its folder; a second run pointed at the
 same folder is refused.
@@ -29,7 +29,7 @@ OWNED_ENV = "GENLAB_OWNED_FOLDER"
 # what a run writes into its folder (Hydra: .hydra/, train.log; genlab: the rest; later commands: the last five)
 RUN_ENTRIES = (".hydra", "train.log", "metrics.jsonl", "checkpoints", "samples", "tb", "wandb", "curves.png",
                "resumed_from.txt", "init_from.txt", "metrics.json", "eval", "generated", "reconstructions", "report")
-HYDRA_ENTRIES = (".hydra", "train.log", "multirun.yaml")  # what Hydra writes itself (not through genlab/files.py)
+HYDRA_ENTRIES = (".hydra", "train.log", "multirun.yaml")  # what Hydra writes itself (not through genlab/core/files.py)
 # user-named folders that existed before this run: path -> the names they held then
 _EXISTING: dict[str, frozenset[str]] = {}
 _LOCKS: dict[str, int] = {}

@@ -45,7 +45,7 @@ class Run:
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     """A run folder or checkpoint -> the model rebuilt from its saved config and weights, in eval mode. The
-    checkpoint is data (genlab/checkpoint.py checks its fields): its config says how to rebuild the model, with
+    checkpoint is data (genlab/core/checkpoint.py checks its fields): its config says how to rebuild the model, with
     the types genlab's own config gives each key, and the network it describes must have the very tensors the
     file holds before any memory is spent on it."""
 
@@ -97,7 +97,7 @@ def run_config(config: dict, checkpoint: Path) -> DictConfig:
     name = config["model"]["name"]
     if name not in MODELS:
         raise GenlabError(f"{where} names model {name!r}, which this genlab does not have (it has "
-                          f"{', '.join(MODELS.in_order())})")
+                          f"{', '.join(MODELS.names())})")
     if config["data"]["name"] not in DATASETS:
         raise GenlabError(f"{where} names data {config['data']['name']!r}, which this genlab does not have")
     adversarial = MODELS[name].adversarial
@@ -112,8 +112,7 @@ def run_config(config: dict, checkpoint: Path) -> DictConfig:
     cfg = OmegaConf.create(merged)
     model = MODELS[name]
     try:
-        if hasattr(model, "check_config"):
-            model.check_config(cfg)
+        model.check_config(cfg)
 
         settings(cfg)
     except GenlabError as err:
@@ -321,7 +320,7 @@ def to_pil(image: torch.Tensor):
 
 def write_named_pngs(items: Iterable[tuple[str, torch.Tensor]], out: Path, total: int | None = None) -> int:
     """(file name, [-1, 1] CHW image) pairs as PNGs into `out` (new or empty, or with --overwrite an existing
-    folder), all or nothing: files go to a hidden sibling folder that is moved in at the end (genlab/files.py).
+    folder), all or nothing: files go to a hidden sibling folder that is moved in at the end (genlab/core/files.py).
     Returns the count. zlib level 1 (still lossless) saves a little time over PIL's default."""
 
     files.check_target(out, folder=True)

@@ -1,13 +1,13 @@
 """RunWriter: the one object that writes into a run folder while it trains.
 
 Checkpoints, metrics.jsonl, sample PNGs, curves.png, the history a resumed run copies, init_from.txt /
-resumed_from.txt, and what goes to the loggers chosen (genlab/loggers.py: TensorBoard events in tb/, a wandb
+resumed_from.txt, and what goes to the loggers chosen (genlab/train/loggers.py: TensorBoard events in tb/, a wandb
 run in wandb/; the config once, scalars, images, a sweep job's hparams) all go through it. Hydra writes .hydra/ and
 train.log; rundir.py removes what a failed start made; nothing else touches the folder.
 
 With several processes (torchrun), only the first writes: every other rank's writer is silent (`active` is
 False), so its methods return without touching the disk. The rank is read from torchrun's RANK and WORLD_SIZE
-(genlab/distributed.py).
+(genlab/core/distributed.py).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ class RunWriter:
 
     @_silent_on_other_ranks
     def plot(self, step: int, epoch: int, name: str, plot: Plot) -> Path:
-        """A tracking.Plot (a scatter, a density map) as samples/epoch_XXX_<name>.png, and the same image in
+        """A core.plots.Plot (a scatter, a density map) as samples/epoch_XXX_<name>.png, and the same image in
         TensorBoard under visuals/<name>."""
         data = plot.png()
         path = self.run_dir / "samples" / f"epoch_{epoch:03d}_{name}.png"
@@ -197,7 +197,7 @@ class RunWriter:
             if keep:
                 atomic_write(folder / f"epoch_{state['epoch']:03d}.pt",
                              lambda tmp: shutil.copyfile(folder / "last.pt", tmp))
-        except GenlabError:  # a link or a file in the way (genlab/files.py says which)
+        except GenlabError:  # a link or a file in the way (genlab/core/files.py says which)
             raise
         except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
             kept = folder / "last.pt"

@@ -10,7 +10,7 @@ import genlab.models  # noqa: F401  (fills MODELS and LOSSES)
 from genlab.core import device, distributed, optim, ranks, tiles
 from genlab.core.config import check_choice, check_float, check_int, get
 from genlab.core.errors import GenlabError
-from genlab.core.registry import DATASETS, MODELS
+from genlab.core.registry import DATASETS, LOSSES, MODELS
 from genlab.data.base import check_data
 from genlab.models import losses
 from genlab.train import loggers
@@ -24,20 +24,30 @@ def validate(cfg: DictConfig) -> None:
     if dataset.kind not in model.accepts:
         raise GenlabError(f"model={get(cfg, 'model.name')} trains on {' or '.join(model.accepts)} data, and "
                           f"data={get(cfg, 'data.name')} gives {dataset.kind}: pick a matching pair (`genlab list`)")
-    if model.adversarial:
-        if "loss" not in cfg:
-            raise GenlabError(f"model={get(cfg, 'model.name')} trains adversarially but its config has no loss: "
-                              "its model YAML composes one (`/loss: NAME` in its defaults), or pass loss=NAME")
-        losses.check(cfg)
+    _check_loss_group(cfg, model)
     loggers.validate(cfg)
+    if model.adversarial:
+        losses.check_keys(cfg)
     check_train(cfg, model)
     optim.check(cfg)
     schedule_from(cfg, model)  # one line for a bad schedule, before any folder
+    optim.check_nesterov(cfg)
     device.check(cfg)
     check_parallel(cfg)
     tiles.settings(cfg)  # eval.tile, eval.tile_overlap
     check_data(cfg, dataset)
     model.check_config(cfg)  # the model's own keys, and what it needs of the data (e.g. its size)
+
+
+def _check_loss_group(cfg: DictConfig, model) -> None:
+    """An adversarial model has the loss group its YAML composes, of a loss genlab has. (Another model reads no
+    loss: a loss group left in its config, e.g. by `model.name=` over the default GAN's config, is ignored.)"""
+    name = get(cfg, "model.name")
+    if model.adversarial and "loss" not in cfg:
+        raise GenlabError(f"model={name} trains adversarially but its config has no loss: its model YAML composes "
+                          "one (`/loss: NAME` in its defaults), or pass loss=NAME")
+    if model.adversarial:
+        LOSSES[get(cfg, "loss.name")]  # an unknown loss: one line listing the ones genlab has
 
 
 def _check_counts(cfg: DictConfig) -> None:

@@ -1,53 +1,24 @@
-"""What several commands share: the device option, the output area of a command, the bounds on counts."""
+"""What several commands share: the device option, the output area of a command, image inputs and outputs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from genlab.core import files
+from genlab.core.device import for_command
 from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write
+from genlab.data.folders import IMAGE_SUFFIXES, list_images
+from genlab.train.runs import to_pil, write_named_pngs
 
 
-def _device(name: str) -> str:
-    """--device cpu|cuda|auto -> the device to use, or one line saying why not."""
-    import torch
-
-    if name not in ("cpu", "cuda", "auto"):
-        raise GenlabError(f"--device must be cpu, cuda or auto, got {name!r}")
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GenlabError("--device cuda but PyTorch sees no CUDA GPU: use --device cpu")
-    return name
+def device_for(name: str) -> str:
+    """--device cpu|cuda|auto -> the device to use, or one line saying why not (core/device.py decides)."""
+    return for_command(name)
 
 
-# the most a command makes or reads at once; each is named in its one-line refusal
-SEED_MAX = 2**63 - 1  # torch's generators take 64-bit seeds
-
-
-GRID_MAX = 1024  # samples in one PNG grid (a folder takes more)
-
-
-SAMPLES_MAX = 1_000_000  # samples written to a folder or a CSV file
-
-
-RECONSTRUCT_MAX = 1024
-
-
-EVAL_MAX = 100_000  # generated images per metric (all are held in memory)
-
-
-TRANSLATE_PIXELS = 2048 * 2048  # pixels of one image through a translation network (no tiles)
-
-
-UPSCALE_PIXELS = 2048 * 2048  # pixels of one input image up-scaled (4x: a 8192 x 8192 output)
-
-
-TILE_MAX = 4096
-
-
-def _output_area(out: Path | None, target, overwrite: bool) -> Path | None:
-    """Declare where a command that reads a run writes (genlab/files.py). A path the user named may replace an
+def output_area(out: Path | None, target, overwrite: bool) -> Path | None:
+    """Declare where a command that reads a run writes (genlab/core/files.py). A path the user named may replace an
     existing file only with --overwrite, and one inside the run folder has the run folder as its root, so the
     run folder's links are refused there too. The default path is inside the run folder, which genlab made; a
     checkpoint outside any run folder sits in a folder of the user's, where nothing is replaced."""
@@ -67,3 +38,42 @@ def _output_area(out: Path | None, target, overwrite: bool) -> Path | None:
     root = run_dir if run_dir in absolute.parents else absolute.parent
     files.declare(root, replace=overwrite, what="the run folder" if root == run_dir else "the output folder")
     return out
+
+
+def image_inputs(source: Path, out: Path, overwrite: bool, target) -> list[Path]:
+    """The image inputs a translate/upscale command reads, and the checks on OUTPUT that go with them (it may
+    replace an existing file only with --overwrite)."""
+
+    source = source.expanduser()
+    if source.is_dir():
+        inputs = list_images(source)
+        if not inputs:
+            raise GenlabError(f"no images in {source} ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    elif source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
+        inputs = [source]
+    else:
+        raise GenlabError(f"{source} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or a folder of images")
+    if source.is_file() and out.suffix.lower() != ".png":
+        raise GenlabError(f"one image makes one .png: pass OUTPUT as a file name ending in .png, not {out}")
+    if source.is_dir() and out.suffix.lower() == ".png":
+        raise GenlabError(f"a folder makes a folder: pass OUTPUT as a new folder, not {out}")
+    if out.expanduser().resolve() in {f.resolve() for f in inputs} or out.expanduser().resolve() == source.resolve():
+        raise GenlabError(f"{out} is an input: write the outputs somewhere else")
+    if len({f.stem for f in inputs}) != len(inputs):
+        raise GenlabError(f"{source} holds inputs with the same name and different suffixes: rename them first")
+    output_area(out, target, overwrite)
+    files.check_target(out.expanduser(), folder=source.is_dir())
+    return inputs
+
+
+def write_outputs(source: Path, out: Path, outputs, total: int | None = None) -> int:
+    """One image file in: OUTPUT.png written atomically; a folder in: a new folder, all or nothing."""
+
+    if source.expanduser().is_file():
+        (_, image), = list(outputs)
+        try:
+            atomic_write(out.expanduser(), lambda tmp: to_pil(image).save(tmp, format="PNG"))
+        except OSError as err:
+            raise GenlabError(f"cannot write {out} ({err.strerror or err})") from None
+        return 1
+    return write_named_pngs(outputs, out.expanduser(), total=total)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from genlab.app.checks import checked_config
-from genlab.app.compose import parse_command_line
+from genlab.app.compose import parse_command_line, safe_config
 from genlab.core.errors import GenlabError
 
 
@@ -17,7 +16,7 @@ def run(ctx) -> None:
     line = parse_command_line(list(ctx.args))
     # the types and the safety `genlab train` checks; not its ranges, the GPU or the data (so a user can look
     # at `data=image_folder` to learn that it needs data.root)
-    cfg = checked_config(line.overrides, line, validate_values=False)
+    cfg = safe_config(line.overrides, line)
     cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     try:
         text = OmegaConf.to_yaml(cfg, resolve=True)

@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from genlab.app.commands.common import _device, _output_area
+from genlab.app.commands.common import device_for, output_area
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write
 from genlab.eval.places import parse_data_settings
@@ -19,13 +19,13 @@ from genlab.train.runs import load_run
 
 def run(run, metrics, n, seed, device, data, ood_data, anomaly) -> None:
     logging.getLogger("genlab").setLevel(logging.WARNING)
-    device = _device(device)
+    device = device_for(device)
     names = [m for m in metrics.replace(" ", "").split(",") if m] if metrics else None
     if anomaly and names is None:  # the other metrics score samples or likelihoods: ask for them by name
         names = ["anomaly"] + (["ood"] if ood_data is not None else [])
     settings = parse_data_settings(data, "--data") if data is not None else []
     target = load_run(run, device)
-    _output_area(None, target, True)  # metrics.json and eval/ inside the run folder
+    output_area(None, target, True)  # metrics.json and eval/ inside the run folder
     console = Console(stderr=True)
     result = evaluate_run(target, names, n, seed, torch.device(device), log=lambda line: console.print(line),
                           ood_data=ood_data, anomaly=anomaly, data=settings)

@@ -16,7 +16,7 @@ def run(group) -> None:
     table.add_column("trains on")
     table.add_column("can")
     table.add_column("commands")
-    for name in MODELS.in_order():
+    for name in MODELS.names():
         model = MODELS[name]
         found = capabilities(model)
         table.add_row(name, ", ".join(model.accepts), "; ".join(c.label for c in found),

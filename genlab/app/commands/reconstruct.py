@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genlab.app.commands.common import _output_area
+from genlab.app.commands.common import output_area
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write, check_target
 from genlab.core.imaging import psnr_of_mse
@@ -18,7 +18,7 @@ def run(run, images, n, out, label, seed, overwrite) -> None:
 
     target = load_run(run)
     model = target.model
-    out = _output_area(out, target, overwrite)
+    out = output_area(out, target, overwrite)
     if out is not None:
         if out.suffix.lower() != ".png":
             raise GenlabError(f"--out must name a .png file, got {out}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from genlab.app.commands.common import GRID_MAX, _device, _output_area
+from genlab.app.commands.bounds import GRID_MAX
+from genlab.app.commands.common import device_for, output_area
 from genlab.core import files
 from genlab.core.errors import GenlabError
 from genlab.core.plots import image_grid
@@ -13,12 +14,12 @@ from genlab.train.runs import generate, load_run, parse_labels, write_png_folder
 
 
 def run(run, n, labels, seed, out, overwrite, device) -> None:
-    device = _device(device)
+    device = device_for(device)
     target = load_run(run, device)
     if not isinstance(target.model, Samples):
         raise GenlabError(refusal(target.model, Samples, target.cfg.model.name))
     wanted = parse_labels(labels, target.model)
-    out = _output_area(out, target, overwrite)
+    out = output_area(out, target, overwrite)
     if target.spec.kind == "vectors":  # points (a flow on toy2d): a CSV file, one point a line
         _write_points(target, n, seed, wanted, out)
         return

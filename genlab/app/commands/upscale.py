@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from genlab.app.commands.common import UPSCALE_PIXELS, _device
-from genlab.app.commands.translate import _image_inputs, _write_outputs
+from genlab.app.commands.bounds import UPSCALE_PIXELS
+from genlab.app.commands.common import device_for, image_inputs, write_outputs
 from genlab.core import tiles
 from genlab.core.errors import GenlabError
 from genlab.data.superres import read_hr
@@ -14,14 +14,14 @@ from genlab.train.runs import load_run
 def run(run, source, out, tile, tile_overlap, whole, overwrite, device) -> None:
     import torch
 
-    device = _device(device)
+    device = device_for(device)
     target = load_run(run, device)
     model = target.model
     if target.spec.kind != "superres" or not isinstance(model, Upscales):
         raise GenlabError(f"{run} is a {target.cfg.model.name} run, which does not up-scale images: pass an srresnet "
                           "or srgan run" + (" (translate images with `genlab translate`)" if target.spec.kind in
                                             ("paired", "unpaired") else ""))
-    files = _image_inputs(source, out, overwrite, target)
+    files = image_inputs(source, out, overwrite, target)
     size, overlap = tiles.settings(target.cfg, tile, tile_overlap)
     size = None if whole else size
     channels = target.spec.shape("lr")[0]
@@ -34,7 +34,7 @@ def run(run, source, out, tile, tile_overlap, whole, overwrite, device) -> None:
                 result = tiles.translate(model, x, tile=size, overlap=overlap)
             yield f"{path.stem}.png", result[0].cpu()
 
-    count = _write_outputs(source, out, outputs(), len(files))
+    count = write_outputs(source, out, outputs(), len(files))
     how = "whole" if size is None else f"tiles of {size} px, {model.receptive_radius if overlap is None else overlap} " \
                                        "px of context"
     print(f"wrote {count} image{'s' if count != 1 else ''} x{model.output_scale} to {out} ({target.name}, {how})")
