@@ -292,3 +292,87 @@ def test_only_adversarial_models_compose_a_loss():
         data = {"pix2pix": "edges2fashion", "cyclegan": "sandal2sneaker", "srresnet": "sr_photos",
                 "srgan": "sr_photos"}.get(name, "digits")
         assert ("loss" in compose([f"model={name}", f"data={data}"])) == (name in adversarial), name
+
+
+@pytest.fixture
+def tempered():
+    """A test-only model whose sampler has a setting chosen at sample time (as a diffusion model's steps): a DCGAN
+    whose noise is scaled by --temperature. Registered for the test only."""
+    import genlab.models  # noqa: F401
+    from genlab.core.errors import GenlabError
+    from genlab.core.registry import MODELS
+    from genlab.models.capabilities import SamplerOption
+    from genlab.models.gan import DCGAN
+
+    class Tempered(DCGAN):
+        sampler_options = (SamplerOption("temperature", float, "the noise's scale"),)
+        temperature = 1.0
+
+        def use_sampler(self, temperature=None):
+            if temperature is not None and temperature <= 0:
+                raise GenlabError(f"--temperature must be > 0, got {temperature}")
+            self.temperature = temperature if temperature is not None else 1.0
+
+        def sampler(self):
+            return {"name": "tempered", "temperature": self.temperature}
+
+        @torch.no_grad()
+        def sample(self, n, *, generator=None, labels=None):
+            with self.evaluating():
+                z = torch.randn(n, self.nz, generator=generator) * self.temperature
+                return self.generator(z.to(self.device)).float()
+
+    MODELS.register("test_tempered")(Tempered)
+    yield Tempered
+    MODELS._items.pop("test_tempered")
+
+
+def test_a_samplers_settings_are_chosen_at_sample_and_eval_time(tmp_path, train, tempered):
+    from genlab.eval.context import Context
+    from genlab.train.runs import load_run
+    from tests.hostile import run_here
+
+    train(tmp_path / "run", *GAN, "model.name=test_tempered", "train.steps=2")
+    done = run_here(["sample", tmp_path / "run", "-n", "4", "--temperature", "0.5"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    cooled = tmp_path / "run" / "generated" / "samples_n4_seed0_temperature0.5.png"
+    assert cooled.exists()
+    done = run_here(["sample", tmp_path / "run", "-n", "4", "--temperature=2"], tmp_path)
+    assert done.returncode == 0 and (tmp_path / "run" / "generated" / "samples_n4_seed0_temperature2.png").exists()
+    assert cooled.read_bytes() != (tmp_path / "run" / "generated" / "samples_n4_seed0_temperature2.png").read_bytes()
+    run = load_run(tmp_path / "run")
+    run.model.use_sampler(temperature=0.25)
+    protocol = Context(run, 10, 0, torch.device("cpu")).protocol(real_split="test")
+    assert protocol["sampler"] == {"name": "tempered", "temperature": 0.25} and protocol["real_split"] == "test"
+
+
+@pytest.mark.parametrize("words, expected", [
+    (["--temperature", "0"], "--temperature must be > 0, got 0.0"),
+    (["--temperature", "-1"], "--temperature must be > 0, got -1.0"),
+    (["--temperature", "warm"], "--temperature takes a number, got 'warm'"),
+    (["--temperature"], "--temperature needs a value: a number"),
+    (["--temperature", "1", "--temperature", "2"], "--temperature is given twice"),
+    (["--temprature", "1"], "no such option --temprature (did you mean --temperature?): a test_tempered run's "
+                            "sampler takes --temperature"),
+    (["--seeed", "1"], "no such option --seeed (did you mean --seed?)"),
+    (["extra"], "unexpected argument 'extra': genlab sample takes one RUN and options"),
+])
+def test_a_bad_sampler_setting_is_one_line_before_any_sampling(tmp_path, train, tempered, words, expected):
+    from tests.hostile import run_here
+
+    train(tmp_path / "run", *GAN, "model.name=test_tempered", "train.steps=1")
+    done = run_here(["sample", tmp_path / "run", "-n", "4", *words], tmp_path)
+    assert done.returncode == 2 and expected in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "run" / "generated").exists()
+
+
+def test_a_sampler_setting_on_a_model_without_one_is_one_line(tmp_path, train, tempered):
+    from tests.hostile import run_here
+
+    train(tmp_path / "run", *GAN, "train.steps=1")
+    for command in ("sample", "eval"):
+        done = run_here([command, tmp_path / "run", "--temperature", "0.5"], tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().endswith("no such option --temperature: a dcgan run's sampler has no settings "
+                                         "(--temperature is a setting of the test_tempered sampler)"), done.stderr
+    assert not (tmp_path / "run" / "generated").exists() and not (tmp_path / "run" / "metrics.json").exists()

@@ -73,8 +73,9 @@ def list_options(group: str | None = typer.Argument(
     _command(group if group in ("models", "metrics") else "listing").run(group)
 
 
-@app.command()
+@app.command(context_settings=PASS_THROUGH)
 def sample(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="A run folder or one of its checkpoints; its dataset is not needed.",
                                autocompletion=complete_run),
     n: int = typer.Option(64, "--n", "-n", min=1, max=SAMPLES_MAX,
@@ -99,8 +100,13 @@ def sample(
     * `genlab sample outputs/dcgan_celeba/RUN -n 10000 -o fid_samples/` : 10,000 PNG files, for FID tools
 
     * `genlab sample outputs/maf_toy2d/RUN -n 1000` : a flow on points writes RUN/generated/samples_n1000_seed0.csv
+
+    * `genlab sample outputs/ddpm_fashion_mnist/RUN --steps 50 --eta 0` : DDIM in 50 steps (a sampler's settings)
+
+    A sampler's settings follow the options where the run's model has them (`genlab list models`): a
+    diffusion run's `--steps N`, `--eta E`, `--guidance W`. They go into the file name.
     """
-    _command("sample").run(run, n, labels, seed, out, overwrite, device)
+    _command("sample").run(run, n, labels, seed, out, overwrite, device, ctx)
 
 
 @app.command()
@@ -163,8 +169,9 @@ def upscale(
     _command("upscale").run(run, source, out, tile, tile_overlap, whole, overwrite, device)
 
 
-@app.command("eval")
+@app.command("eval", context_settings=PASS_THROUGH)
 def evaluate(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="A run folder or one of its checkpoints.", autocompletion=complete_run),
     metrics: str | None = typer.Option(
         None, "--metrics", help="Comma-separated, e.g. fd_domain,ms_ssim; default every metric that applies."),
@@ -204,8 +211,13 @@ def evaluate(
     * `genlab eval outputs/vae_mnist/RUN --metrics ood --ood-data fashion_mnist`
 
     * `genlab eval outputs/maf_fashion_mnist/RUN --anomaly`
+
+    * `genlab eval outputs/ddpm_fashion_mnist/RUN --metrics fd_domain --steps 50` : with a sampler's settings
+
+    A sampler's settings follow the options where the run's model has them (`genlab list models`): a
+    diffusion run's `--steps N`, `--eta E`, `--guidance W`. They go into every metric's protocol.
     """
-    _command("evaluate").run(run, metrics, n, seed, device, data, ood_data, anomaly)
+    _command("evaluate").run(run, metrics, n, seed, device, data, ood_data, anomaly, ctx)
 
 
 @app.command()

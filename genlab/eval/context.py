@@ -15,6 +15,7 @@ from genlab.core.progress import bar
 from genlab.core.registry import DATASETS
 from genlab.data import build_data
 from genlab.eval.places import data_config, parse_data_settings, run_data_config
+from genlab.models.capabilities import Samples
 from genlab.train.runs import generate
 
 if TYPE_CHECKING:
@@ -183,6 +184,9 @@ class Context:
         return bar(label, total)
 
     def protocol(self, **extra) -> dict:
+        """What a number of generated samples was measured under; with the sampler and its settings where the
+        model's sampler has them (a diffusion model's name, steps, eta)."""
+        sampler = self.run.model.sampler() if isinstance(self.run.model, Samples) else {}
         return {"n_generated": self.n, "seed": self.seed, "image_size": self.run.spec.size,
-                "channels": self.run.spec.channels, **extra}
+                "channels": self.run.spec.channels, **({"sampler": sampler} if sampler else {}), **extra}
 

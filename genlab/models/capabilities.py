@@ -6,6 +6,9 @@ collections.abc, a class that defines a capability's methods itself (a model wri
 as having it too. `genlab list models` prints each model's capabilities.
 
 - Samples: `sample(n, generator=, labels=)` draws new examples from noise -> `genlab sample`, the sample metrics.
+  A sampler with settings chosen at sample and eval time (a diffusion model's steps) declares them as
+  `sampler_options` and takes them in `use_sampler(**settings)`; `sampler()` describes the one in use, and that
+  description goes into every metric's protocol and the sample file names.
 - Translates: `translate(x, direction)` maps an input image to an output; `translates = (input, target)` names
   the batch tensors -> `genlab translate`, the translation metrics.
 - Upscales: a Translates whose output is `output_scale` times larger -> `genlab upscale`.
@@ -17,6 +20,7 @@ as having it too. `genlab list models` prints each model's capabilities.
 from __future__ import annotations
 
 from abc import ABC
+from dataclasses import dataclass
 
 
 def _defines(cls: type, names: tuple[str, ...]):
@@ -48,13 +52,35 @@ class Capability(ABC):
         return _defines(other, cls.methods)
 
 
+@dataclass(frozen=True)
+class SamplerOption:
+    """A setting of a model's sampler, chosen at sample and eval time without retraining: `genlab sample RUN
+    --NAME VALUE` and `genlab eval RUN --NAME VALUE` (e.g. a diffusion model's --steps 50)."""
+    name: str  # the option is --NAME
+    type: type  # int, float or str: the value's type on the command line
+    help: str  # one line for `genlab list models`
+
+
 class Samples(Capability):
     methods = ("sample",)
     label, command = "draw samples", "genlab sample"
+    sampler_options: tuple[SamplerOption, ...] = ()  # settings of the sampler (none: a GAN's one forward pass)
 
     def sample(self, n: int, *, generator=None, labels=None):
         """n examples (images in [-1, 1]); noise drawn on the CPU from `generator`."""
         raise NotImplementedError
+
+    def use_sampler(self, **settings) -> None:
+        """Draw every later sample() with these settings (names of `sampler_options`, values of their types; the
+        others at the run's own), after checking them: one GenlabError line for a value it cannot use. The
+        commands call it before any sampling work, with only the settings the user gave."""
+        if settings:  # the commands refuse undeclared settings before; this guards a direct call
+            raise ValueError(f"{type(self).__name__} has no sampler settings, got {sorted(settings)}")
+
+    def sampler(self) -> dict:
+        """The sampler in use with all its settings, e.g. {"name": "ddim", "steps": 50, "eta": 0.0}: it goes into
+        every metric's protocol. {} for a sampler with no settings."""
+        return {}
 
 
 class Translates(Capability):

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from genlab.core import files
+from genlab.core.config import did_you_mean
 from genlab.core.device import for_command
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write
+from genlab.core.registry import MODELS
 from genlab.data.folders import IMAGE_SUFFIXES, list_images
 from genlab.train.runs import to_pil, write_named_pngs
 
@@ -77,3 +79,46 @@ def write_outputs(source: Path, out: Path, outputs, total: int | None = None) ->
             raise GenlabError(f"cannot write {out} ({err.strerror or err})") from None
         return 1
     return write_named_pngs(outputs, out.expanduser(), total=total)
+
+
+TYPE_WORDS = {int: "a whole number", float: "a number", str: "a word"}
+
+
+def use_sampler_settings(ctx, target, command: str) -> dict:
+    """The words after a `sample`/`eval` command's own options (ctx.args) as the settings of the run's sampler
+    (`Samples.sampler_options`: --NAME VALUE or --NAME=VALUE), checked and handed to `model.use_sampler` before any
+    sampling work; one line for anything else. Returns the settings given, typed."""
+    model, name = target.model, target.cfg.model.name
+    options = {o.name: o for o in getattr(model, "sampler_options", ())}
+    own = [o for p in ctx.command.params for o in getattr(p, "opts", ()) if o.startswith("--")]
+    words, settings = list(ctx.args), {}
+    while words:
+        word = words.pop(0)
+        if not word.startswith("--") or len(word) < 3:
+            raise GenlabError(f"unexpected argument {word!r}: genlab {command} takes one RUN and options "
+                              f"(genlab {command} --help)")
+        key, eq, value = word[2:].partition("=")
+        if key not in options:
+            raise GenlabError(_no_such_option(f"--{key}", name, options, own))
+        if not eq:
+            if not words:
+                raise GenlabError(f"--{key} needs a value: {TYPE_WORDS[options[key].type]}")
+            value = words.pop(0)
+        if key in settings:
+            raise GenlabError(f"--{key} is given twice: give it once")
+        try:
+            settings[key] = options[key].type(value)
+        except ValueError:
+            raise GenlabError(f"--{key} takes {TYPE_WORDS[options[key].type]}, got {value!r}") from None
+    model.use_sampler(**settings)
+    return settings
+
+
+def _no_such_option(word: str, name: str, options: dict, own: list[str]) -> str:
+    known = [f"--{k}" for k in options]
+    hint = did_you_mean(word, own + known)
+    if known:
+        return f"no such option {word}{hint}: a {name} run's sampler takes {', '.join(known)}"
+    others = [m for m in MODELS.names() if word[2:] in {o.name for o in getattr(MODELS[m], "sampler_options", ())}]
+    where = f" ({word} is a setting of the {', '.join(others)} sampler)" if others else ""
+    return f"no such option {word}{hint}: a {name} run's sampler has no settings{where}"

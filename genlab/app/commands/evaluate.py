@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from genlab.app.commands.common import device_for, output_area
+from genlab.app.commands.common import device_for, output_area, use_sampler_settings
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write
 from genlab.eval.places import parse_data_settings
@@ -17,7 +17,7 @@ from genlab.eval.store import evaluate_run, merge_metrics, run_header
 from genlab.train.runs import load_run
 
 
-def run(run, metrics, n, seed, device, data, ood_data, anomaly) -> None:
+def run(run, metrics, n, seed, device, data, ood_data, anomaly, ctx) -> None:
     logging.getLogger("genlab").setLevel(logging.WARNING)
     device = device_for(device)
     names = [m for m in metrics.replace(" ", "").split(",") if m] if metrics else None
@@ -25,6 +25,7 @@ def run(run, metrics, n, seed, device, data, ood_data, anomaly) -> None:
         names = ["anomaly"] + (["ood"] if ood_data is not None else [])
     settings = parse_data_settings(data, "--data") if data is not None else []
     target = load_run(run, device)
+    use_sampler_settings(ctx, target, "eval")  # a sampler's settings (--steps 50): into every metric's protocol
     output_area(None, target, True)  # metrics.json and eval/ inside the run folder
     console = Console(stderr=True)
     result = evaluate_run(target, names, n, seed, torch.device(device), log=lambda line: console.print(line),

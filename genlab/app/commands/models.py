@@ -22,4 +22,7 @@ def run(group) -> None:
         table.add_row(name, ", ".join(model.accepts), "; ".join(c.label for c in found),
                       ", ".join(["genlab eval", *(c.command for c in found if not c.command.startswith("genlab eval"))]))
     Console().print(table)
+    for name in MODELS.names():
+        for option in getattr(MODELS[name], "sampler_options", ()):
+            print(f"{name} sampler: --{option.name} ({option.type.__name__}) {option.help}")
     print("Each model's options: `genlab list model`; train one with `genlab train model=NAME`.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from genlab.app.commands.bounds import GRID_MAX
-from genlab.app.commands.common import device_for, output_area
+from genlab.app.commands.common import device_for, output_area, use_sampler_settings
 from genlab.core import files
 from genlab.core.errors import GenlabError
 from genlab.core.plots import image_grid
@@ -13,18 +13,22 @@ from genlab.models.capabilities import Samples, refusal
 from genlab.train.runs import generate, load_run, parse_labels, write_png_folder
 
 
-def run(run, n, labels, seed, out, overwrite, device) -> None:
+def run(run, n, labels, seed, out, overwrite, device, ctx) -> None:
     device = device_for(device)
     target = load_run(run, device)
     if not isinstance(target.model, Samples):
         raise GenlabError(refusal(target.model, Samples, target.cfg.model.name))
+    settings = use_sampler_settings(ctx, target, "sample")
     wanted = parse_labels(labels, target.model)
     out = output_area(out, target, overwrite)
+    # the default file name carries the sampler settings given: --steps 50 --eta 0 -> ..._steps50_eta0
+    name = f"samples_n{n}_seed{seed}" + "".join(f"_{k}{v:g}" if isinstance(v, float) else f"_{k}{v}"
+                                                for k, v in settings.items())
     if target.spec.kind == "vectors":  # points (a flow on toy2d): a CSV file, one point a line
-        _write_points(target, n, seed, wanted, out)
+        _write_points(target, n, seed, wanted, out, name)
         return
     if out is None:
-        out = target.path / "generated" / f"samples_n{n}_seed{seed}.png"
+        out = target.path / "generated" / f"{name}.png"
     if out.suffix.lower() == ".png":
         _write_grid(target, n, seed, wanted, out)
         return
@@ -34,8 +38,8 @@ def run(run, n, labels, seed, out, overwrite, device) -> None:
     print(f"{n} samples from {target.name}: wrote {n} PNG files to {out}")
 
 
-def _write_points(target, n: int, seed: int, wanted, out) -> None:
-    out = out if out is not None else target.path / "generated" / f"samples_n{n}_seed{seed}.csv"
+def _write_points(target, n: int, seed: int, wanted, out, name: str) -> None:
+    out = out if out is not None else target.path / "generated" / f"{name}.csv"
     if out.suffix.lower() != ".csv":
         raise GenlabError(f"{target.cfg.model.name} on {target.cfg.data.name} draws points, not images: "
                           "pass -o FILE.csv")
