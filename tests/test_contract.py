@@ -376,3 +376,26 @@ def test_a_sampler_setting_on_a_model_without_one_is_one_line(tmp_path, train, t
         assert done.stderr.strip().endswith("no such option --temperature: a dcgan run's sampler has no settings "
                                          "(--temperature is a setting of the test_tempered sampler)"), done.stderr
     assert not (tmp_path / "run" / "generated").exists() and not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_model_without_sampler_methods_passes_through_the_settings_check():
+    """A model that only defines sample() (a Samples by its own method) or none (a translator: `genlab eval` reaches
+    the check for every run) has no use_sampler/sampler: no words is no settings, and the protocol names no sampler."""
+    from types import SimpleNamespace
+
+    from genlab.app.commands.common import use_sampler_settings
+    from genlab.core.errors import GenlabError
+    from genlab.eval.context import Context
+
+    class OnlySample(torch.nn.Module):
+        def sample(self, n, *, generator=None, labels=None):
+            return torch.zeros(n, 1, 8, 8)
+
+    for model in (OnlySample(), torch.nn.Identity()):
+        target = SimpleNamespace(model=model, cfg=SimpleNamespace(model=SimpleNamespace(name="mine")))
+        ctx = SimpleNamespace(args=[], command=SimpleNamespace(params=[]))
+        assert use_sampler_settings(ctx, target, "eval") == {}
+        with pytest.raises(GenlabError, match="no such option --steps: a mine run's sampler has no settings"):
+            use_sampler_settings(SimpleNamespace(args=["--steps", "5"], command=ctx.command), target, "eval")
+    run = SimpleNamespace(model=OnlySample(), spec=SimpleNamespace(size=8, channels=1))
+    assert "sampler" not in Context(run, 10, 0, torch.device("cpu")).protocol()

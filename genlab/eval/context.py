@@ -183,10 +183,12 @@ class Context:
 
         return bar(label, total)
 
-    def protocol(self, **extra) -> dict:
+    def protocol(self, of_samples: bool = True, **extra) -> dict:
         """What a number of generated samples was measured under; with the sampler and its settings where the
-        model's sampler has them (a diffusion model's name, steps, eta)."""
-        sampler = self.run.model.sampler() if isinstance(self.run.model, Samples) else {}
+        model's sampler has them (a diffusion model's name, steps, eta). of_samples=False: a number of real images
+        only (a floor), which no sampler made."""
+        describe = getattr(self.run.model, "sampler", None) if isinstance(self.run.model, Samples) else None
+        sampler = describe() if of_samples and callable(describe) else {}
         return {"n_generated": self.n, "seed": self.seed, "image_size": self.run.spec.size,
                 "channels": self.run.spec.channels, **({"sampler": sampler} if sampler else {}), **extra}
 

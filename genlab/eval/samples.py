@@ -28,7 +28,7 @@ def fd_domain(ctx: Context) -> dict:
         "fd_domain": {"value": frechet_distance(fake_f, test_f),
                       "protocol": ctx.protocol(n_real=len(test_f), real_split="test", features=features)},
         "fd_domain_real_floor": {"value": frechet_distance(train_f, test_f),
-                                 "protocol": ctx.protocol(n_generated=len(train_f), n_real=len(test_f),
+                                 "protocol": ctx.protocol(of_samples=False, n_generated=len(train_f), n_real=len(test_f),
                                                           real_split="test", compared="real train vs real test",
                                                           features=features)},
         "class_coverage": {"value": float((shares >= 0.5 / k).double().mean()),

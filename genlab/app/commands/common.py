@@ -110,7 +110,9 @@ def use_sampler_settings(ctx, target, command: str) -> dict:
             settings[key] = options[key].type(value)
         except ValueError:
             raise GenlabError(f"--{key} takes {TYPE_WORDS[options[key].type]}, got {value!r}") from None
-    model.use_sampler(**settings)
+    use = getattr(model, "use_sampler", None)  # a model that only draws (Samples by its own sample()) has none
+    if use is not None and settings:
+        use(**settings)
     return settings
 
 

@@ -23,7 +23,7 @@ def run(run, n, labels, seed, out, overwrite, device, ctx) -> None:
     out = output_area(out, target, overwrite)
     # the default file name carries the sampler settings given: --steps 50 --eta 0 -> ..._steps50_eta0
     name = f"samples_n{n}_seed{seed}" + "".join(f"_{k}{v:g}" if isinstance(v, float) else f"_{k}{v}"
-                                                for k, v in settings.items())
+                                                for k, v in sorted(settings.items()))
     if target.spec.kind == "vectors":  # points (a flow on toy2d): a CSV file, one point a line
         _write_points(target, n, seed, wanted, out, name)
         return
