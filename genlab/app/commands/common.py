@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
+
+from typer._click.exceptions import NoSuchOption  # the Click inside Typer, whose errors main() formats
 
 from genlab.core import files
 from genlab.core.config import did_you_mean
@@ -82,6 +85,20 @@ def write_outputs(source: Path, out: Path, outputs, total: int | None = None) ->
 
 
 TYPE_WORDS = {int: "a whole number", float: "a number", str: "a word"}
+
+
+def check_setting_names(ctx) -> None:
+    """Before the run is read: a word after a `sample`/`eval` command's options that names no setting of any
+    model's sampler is a mistyped option of the command, answered as Click answers one (the settings of the
+    run's own model are checked once it is loaded, by use_sampler_settings)."""
+    known = {o.name for m in MODELS.names() for o in getattr(MODELS[m], "sampler_options", ())}
+    own = [o for p in ctx.command.params for o in getattr(p, "opts", ()) if o.startswith("--")]
+    for word in ctx.args:
+        key = word[2:].partition("=")[0]
+        if word.startswith("--") and key and key not in known:
+            close = difflib.get_close_matches(f"--{key}", own)  # as Click suggests, and a sampler's near misses
+            close += difflib.get_close_matches(f"--{key}", [f"--{k}" for k in sorted(known)], cutoff=0.8)
+            raise NoSuchOption(f"--{key}", possibilities=close, ctx=ctx)
 
 
 def use_sampler_settings(ctx, target, command: str) -> dict:

@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from genlab.app.commands.common import device_for, output_area, use_sampler_settings
+from genlab.app.commands.common import check_setting_names, device_for, output_area, use_sampler_settings
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write
 from genlab.eval.places import parse_data_settings
@@ -24,6 +24,7 @@ def run(run, metrics, n, seed, device, data, ood_data, anomaly, ctx) -> None:
     if anomaly and names is None:  # the other metrics score samples or likelihoods: ask for them by name
         names = ["anomaly"] + (["ood"] if ood_data is not None else [])
     settings = parse_data_settings(data, "--data") if data is not None else []
+    check_setting_names(ctx)  # a mistyped option of the command: one line before the run is read
     target = load_run(run, device)
     use_sampler_settings(ctx, target, "eval")  # a sampler's settings (--steps 50): into every metric's protocol
     output_area(None, target, True)  # metrics.json and eval/ inside the run folder

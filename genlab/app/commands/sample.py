@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from genlab.app.commands.bounds import GRID_MAX
-from genlab.app.commands.common import device_for, output_area, use_sampler_settings
+from genlab.app.commands.common import check_setting_names, device_for, output_area, use_sampler_settings
 from genlab.core import files
 from genlab.core.errors import GenlabError
 from genlab.core.plots import image_grid
@@ -15,6 +15,7 @@ from genlab.train.runs import generate, load_run, parse_labels, write_png_folder
 
 def run(run, n, labels, seed, out, overwrite, device, ctx) -> None:
     device = device_for(device)
+    check_setting_names(ctx)  # a mistyped option of the command: one line before the run is read
     target = load_run(run, device)
     if not isinstance(target.model, Samples):
         raise GenlabError(refusal(target.model, Samples, target.cfg.model.name))
