@@ -87,12 +87,21 @@ def write_outputs(source: Path, out: Path, outputs, total: int | None = None) ->
 TYPE_WORDS = {int: "a whole number", float: "a number", str: "a word"}
 
 
+def _own_options(ctx) -> list[str]:
+    """The command's own long options (--seed, --device, ...)."""
+    return [o for p in ctx.command.params for o in getattr(p, "opts", ()) if o.startswith("--")]
+
+
+def _sampler_settings_of_all() -> set[str]:
+    """Every setting name any registered model's sampler declares."""
+    return {o.name for m in MODELS.names() for o in getattr(MODELS[m], "sampler_options", ())}
+
+
 def check_setting_names(ctx) -> None:
     """Before the run is read: a word after a `sample`/`eval` command's options that names no setting of any
     model's sampler is a mistyped option of the command, answered as Click answers one (the settings of the
     run's own model are checked once it is loaded, by use_sampler_settings)."""
-    known = {o.name for m in MODELS.names() for o in getattr(MODELS[m], "sampler_options", ())}
-    own = [o for p in ctx.command.params for o in getattr(p, "opts", ()) if o.startswith("--")]
+    known, own = _sampler_settings_of_all(), _own_options(ctx)
     for word in ctx.args:
         key = word[2:].partition("=")[0]
         if word.startswith("--") and key and key not in known:
@@ -107,7 +116,7 @@ def use_sampler_settings(ctx, target, command: str) -> dict:
     sampling work; one line for anything else. Returns the settings given, typed."""
     model, name = target.model, target.cfg.model.name
     options = {o.name: o for o in getattr(model, "sampler_options", ())}
-    own = [o for p in ctx.command.params for o in getattr(p, "opts", ()) if o.startswith("--")]
+    own = _own_options(ctx)
     words, settings = list(ctx.args), {}
     while words:
         word = words.pop(0)
