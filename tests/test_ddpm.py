@@ -28,6 +28,17 @@ def tiny_run(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    from genlab.app.compose import compose
+    from genlab.app.entry import run_training
+
+    folder = tmp_path_factory.mktemp("ddpm_conditional") / "run"
+    run_training(compose(["train.progress=none", *TINY, "model.conditional=true", "model.p_uncond=0.2",
+                          "train.epochs=1", "train.sample_every=1"]), folder)
+    return folder
+
+
 def schedules():
     return [Diffusion(betas_for("linear", 1000)), Diffusion(betas_for("cosine", 1000))]
 
@@ -83,7 +94,6 @@ def test_the_posterior_matches_the_closed_form(diffusion):
         assert slope == pytest.approx(float(diffusion.coef_xt[i]), abs=3e-3)
         assert intercept == pytest.approx(float(mean), abs=3e-3)  # mean at x_t = 0: coef_x0 * x_0
         assert residual == pytest.approx(float(log_var.exp()), rel=0.02)
-        assert float(diffusion.posterior_variance[i]) == pytest.approx(beta * (1 - ab_prev) / (1 - diffusion.alpha_bar[i]))
 
 
 # ---- the samplers --------------------------------------------------------------------------------------------
@@ -159,21 +169,73 @@ def test_a_perfect_oracle_on_a_one_point_dataset_returns_that_point(schedule, pr
         assert torch.allclose(out, point.expand_as(out), atol=1e-6), name
 
 
-def test_the_bound_estimate_is_the_exact_sum_in_expectation():
-    """test_bpd draws steps at random: its mean over many draws is the bound summed over every step."""
-    diffusion = Diffusion(betas_for("cosine", 10))
-    x0 = torch.tensor([-1.0, -0.2, 0.6, 1.0], dtype=torch.float64).reshape(1, 1, 2, 2).expand(4000, -1, -1, -1)
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+def test_the_schedules_have_the_papers_values():
+    linear = betas_for("linear", 1000)
+    assert float(linear[0]) == pytest.approx(1e-4) and float(linear[-1]) == pytest.approx(0.02)
+    cosine = Diffusion(betas_for("cosine", 1000))
 
-    def terms(t):
-        xt = diffusion.q_sample(x0, t, noise)
-        x0_pred = (0.8 * x0 + 0.1 * xt).clamp(-1, 1)  # an imperfect model
-        return diffusion.term_nats(x0, xt, t, x0_pred)
+    def f(t):
+        return math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2
 
-    exact = sum(terms(torch.full((len(x0),), i)) for i in range(10))
-    estimate = 10 * terms(torch.randint(10, (len(x0),), generator=torch.Generator().manual_seed(11)))
-    assert float(estimate.mean()) == pytest.approx(float(exact.mean()), rel=0.05)
-    assert float(diffusion.prior_nats(x0[:1])) > 0
+    for i in (0, 100, 500, 900):  # alpha_bar(t) = f(t) / f(0), t = index + 1
+        assert float(cosine.alpha_bar[i]) == pytest.approx(f(i + 1) / f(0), rel=1e-9)
+    assert float(betas_for("cosine", 1000).max()) <= 0.999
+
+
+def test_ddim_always_starts_from_pure_noise():
+    diffusion = Diffusion(betas_for("linear", 1000))
+    for steps in (1, 2, 7, 50, 1000):
+        visited = diffusion.ddim_steps(steps)
+        assert int(visited[-1]) == 999 and len(visited) == steps
+    assert diffusion.ddim_steps(2).tolist() == [0, 999]
+
+
+def test_the_bounds_pieces_have_their_closed_forms():
+    from genlab.models.diffusion import discretized_gaussian_log_likelihood, normal_kl
+
+    bins = torch.arange(256, dtype=torch.float64) / 127.5 - 1  # the 8-bit values in [-1, 1]
+    for mean, log_scale in ((-0.3, math.log(0.05)), (0.9, math.log(0.5)), (-1.2, math.log(0.01))):
+        mass = discretized_gaussian_log_likelihood(bins, torch.full_like(bins, mean),
+                                                   torch.full_like(bins, log_scale)).exp()
+        assert float(mass.sum()) == pytest.approx(1.0, abs=1e-9)  # a probability over the 256 values
+    a = torch.distributions.Normal(torch.tensor(0.3, dtype=torch.float64), torch.tensor(0.2, dtype=torch.float64))
+    b = torch.distributions.Normal(torch.tensor(-0.1, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64))
+    ours = normal_kl(a.loc, 2 * a.scale.log(), b.loc, 2 * b.scale.log())
+    assert float(ours) == pytest.approx(float(torch.distributions.kl_divergence(a, b)), rel=1e-12)
+
+
+def test_the_models_bound_is_the_exact_sum_over_every_step(compose):
+    """DDPM.evaluate draws steps at random and scales by T: on many copies of an image its bits/dim must be the
+    prior term plus the sum of every step's term (computed here, step by step, with a stub network)."""
+    from genlab.data import Batch, DataSpec
+    from genlab.models import build_model
+    from genlab.models.diffusion import quantize
+
+    cfg = compose(*TINY, "model.bound_timesteps=20")
+    model = build_model(cfg, DataSpec(name="digits", size=16, channels=1, n_classes=10))
+
+    class Stub(torch.nn.Module):  # an imperfect denoiser: 0.3 x_t as the noise
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))  # the model finds its device from a parameter
+
+        def forward(self, x, t, labels=None):
+            return 0.3 * x
+
+    model.unet = Stub()
+    image = quantize(torch.linspace(-1, 1, 256).reshape(1, 1, 16, 16))
+    copies = image.expand(5000, -1, -1, -1).contiguous()
+    scores = model.evaluate([Batch({"image": copies, "label": torch.zeros(5000, dtype=torch.long)})])
+    d = model.diffusion
+    noise = torch.randn(copies.shape, generator=torch.Generator().manual_seed(5))
+    exact = float(d.prior_nats(image))
+    for i in range(d.steps):
+        t = torch.full((5000,), i)
+        xt = d.q_sample(copies, t, noise)
+        _, x0 = d.split("epsilon", 0.3 * xt, xt, t, True)
+        exact += float(d.term_nats(copies, xt, t, x0).mean())
+    assert scores["test_nelbo"] == pytest.approx(exact, rel=0.04)
+    assert scores["test_bits_per_dim_8bit"] == pytest.approx(exact / (256 * math.log(2)), rel=0.04)
 
 
 # ---- training, resume and the commands ------------------------------------------------------------------
@@ -216,28 +278,41 @@ def test_sample_chooses_the_sampler_without_retraining(tiny_run, tmp_path):
     generated = tiny_run / "generated"
     done = run_here(["sample", tiny_run, "-n", "8", "--steps", "5", "--eta", "0"], tmp_path)
     assert done.returncode == 0, done.stderr
-    a = (generated / "samples_n8_seed0_steps5_eta0.png").read_bytes()
+    a = (generated / "samples_n8_seed0_eta0_steps5.png").read_bytes()
     done = run_here(["sample", tiny_run, "-n", "8", "--steps", "5", "--eta", "0", "--seed", "0", "-o",
                      tmp_path / "again.png"], tmp_path)
     assert done.returncode == 0 and (tmp_path / "again.png").read_bytes() == a  # deterministic
     done = run_here(["sample", tiny_run, "-n", "8", "--sampler", "ddpm"], tmp_path)
     assert done.returncode == 0 and (generated / "samples_n8_seed0_samplerddpm.png").exists()
     done = run_here(["sample", tiny_run, "-n", "8", "--steps=20", "--eta=1"], tmp_path)
-    assert done.returncode == 0 and (generated / "samples_n8_seed0_steps20_eta1.png").read_bytes() != a
+    assert done.returncode == 0 and (generated / "samples_n8_seed0_eta1_steps20.png").read_bytes() != a
 
 
-def test_eval_puts_the_sampler_into_every_protocol_and_reports_the_bound(tiny_run, tmp_path):
+def test_eval_puts_the_sampler_into_every_protocol_and_reports_the_bound(conditional_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(conditional_run, run)
+    done = run_here(["eval", run, "--metrics", "likelihood,ms_ssim", "-n", "20", "--steps", "4", "--eta", "0.5",
+                     "--guidance", "1"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert 0 < metrics["bits_per_dim_8bit"]["value"] < 100 and metrics["nelbo"]["value"] > 0
+    assert metrics["ms_ssim"]["protocol"]["sampler"] == {"name": "ddim", "steps": 4, "eta": 0.5, "guidance": 1.0}
+    assert "sampler" not in metrics["ms_ssim_real"]["protocol"]  # real images: no sampler
+
+
+@pytest.mark.slow
+def test_eval_with_the_domain_classifier_records_the_sampler(tiny_run, tmp_path):
     import shutil
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    done = run_here(["eval", run, "--metrics", "likelihood,fd_domain", "-n", "20", "--steps", "4", "--eta", "0.5"],
-                    tmp_path)
+    done = run_here(["eval", run, "--metrics", "fd_domain,precision_recall", "-n", "50", "--steps", "4"], tmp_path)
     assert done.returncode == 0, done.stderr
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
-    assert 0 < metrics["bits_per_dim_8bit"]["value"] < 100
-    for name in ("fd_domain", "class_coverage"):
-        assert metrics[name]["protocol"]["sampler"] == {"name": "ddim", "steps": 4, "eta": 0.5}, name
+    for name in ("fd_domain", "class_coverage", "precision", "recall"):
+        assert metrics[name]["protocol"]["sampler"] == {"name": "ddim", "steps": 4, "eta": 0.0}, name
 
 
 @pytest.mark.parametrize("words, expected", [
@@ -247,6 +322,8 @@ def test_eval_puts_the_sampler_into_every_protocol_and_reports_the_bound(tiny_ru
     (["--steps", "0"], "--steps must be 1 to 20"),
     (["--eta", "-0.5"], "--eta must be 0 (deterministic) to 1 (ancestral), got -0.5"),
     (["--sampler", "euler"], "--sampler must be ddpm or ddim, got 'euler'"),
+    (["--sampler="], "--sampler must be ddpm or ddim, got ''"),
+    (["--eta", "nan"], "--eta must be 0 (deterministic) to 1 (ancestral), got nan"),
     (["--sampler", "ddpm", "--steps", "5"], ("--steps is a setting of DDIM; the ancestral sampler (--sampler ddpm) "
                                             "takes all 20 steps: pass --sampler ddim")),
     (["--steps", "five"], "--steps takes a whole number, got 'five'"),
@@ -278,11 +355,16 @@ def test_steps_on_a_gan_run_is_one_line(tmp_path, train):
                               "1 at 20 steps: pass more steps or model.schedule=cosine")),
     ("model.prediction=x0", "model.prediction must be one of epsilon, v; got 'x0'"),
     ("model.sample_steps=2000", "model.sample_steps must be 1 to 20 (the run's model.timesteps), got 2000"),
-    ("model.guidance=1.5", "model.guidance must be >= 0 and needs model.conditional=true, got 1.5"),
+    ("model.guidance=1.5", "model.guidance needs model.conditional=true (classes to guide towards), got 1.5"),
+    ("model.channels=7", "model.channels must be even"),
+    ("model.attention=[5]", "model.attention: 5 is no resolution of this U-Net (data.size 16 with 2 levels has 16, 8)"),
+    ("model.attention=null", "model.attention must be a list of whole numbers >= 1"),
+    ("model.beta_start=nan", "model.beta_start must be a finite number, got nan"),
     ("model.eta=-1", "model.eta must be 0 (deterministic) to 1 (ancestral), got -1.0"),
     ("model.norm_groups=3", "model.norm_groups (3) must divide every width"),
     ("model.channel_mult=[1,0]", "model.channel_mult must be a list of whole numbers >= 1"),
-    ("model.p_uncond=1.0", "model.p_uncond must be below 1 (a probability), got 1.0"),
+    ("model.p_uncond=1.0", "model.p_uncond must be at least 0 and below 1 (a probability), got 1.0"),
+    ("model.p_uncond=nan", "model.p_uncond must be at least 0 and below 1 (a probability), got nan"),
     ("data.size=15", "model.channel_mult has 2 levels, so data.size must be divisible by 2, got 15"),
     ("model.conditional=true", None),  # fine on digits, which has classes
 ])
@@ -300,9 +382,10 @@ def test_a_bad_model_setting_is_one_line_before_a_run_folder(tmp_path, override,
     assert not (tmp_path / "run").exists()
 
 
-def test_a_conditional_run_draws_a_grid_per_class_with_guidance(tmp_path, train):
-    train(tmp_path / "run", *TINY, "model.conditional=true", "model.p_uncond=0.2", "train.epochs=1",
-          "train.sample_every=1")
+def test_a_conditional_run_draws_a_grid_per_class_with_guidance(conditional_run, tmp_path):
+    import shutil
+
+    shutil.copytree(conditional_run, tmp_path / "run")
     assert (tmp_path / "run" / "samples" / "epoch_001_classes.png").exists()
     done = run_here(["sample", tmp_path / "run", "-n", "10", "--guidance", "3", "--labels", "0,1"], tmp_path)
     assert done.returncode == 0, done.stderr
@@ -311,14 +394,60 @@ def test_a_conditional_run_draws_a_grid_per_class_with_guidance(tmp_path, train)
 
     run = load_run(tmp_path / "run")
     assert run.model.sampler() == {"name": "ddim", "steps": 5, "eta": 0.0, "guidance": 0.0}
-    run.model.use_sampler(guidance=3.0)
-    torch.manual_seed(0)
-    x = torch.randn(2, 1, 16, 16)
-    t = torch.tensor([10, 10])
-    labels = torch.tensor([0, 1])
-    with torch.no_grad():
-        eps, _ = run.model.predictor(labels, 3.0)(x, t)
-        cond = run.model.unet(x, t, labels)
-        uncond = run.model.unet(x, t, torch.tensor([10, 10]))
-        manual, _ = run.model.diffusion.split("epsilon", 4 * cond - 3 * uncond, x, t, True)
-    assert torch.allclose(eps, manual, atol=1e-5)
+    done = run_here(["sample", tmp_path / "run", "-n", "4", "--guidance", "nan"], tmp_path)
+    assert done.returncode == 2 and "--guidance must be a finite number >= 0 (0: no guidance), got nan" in done.stderr
+
+    class Stub(torch.nn.Module):  # an output that depends on the label only: 1 + label (10: no label)
+        def forward(self, x, t, labels=None):
+            return torch.ones_like(x) * (1.0 + labels.float()[:, None, None, None])
+
+    run.model.unet = Stub()
+    x, t, labels = torch.zeros(2, 1, 16, 16), torch.tensor([10, 10]), torch.tensor([0, 3])
+    eps, _ = run.model.predictor(labels, 3.0)(x, t)
+    # (1 + w) eps(x, y) - w eps(x): 4 (1 + y) - 3 (1 + 10)
+    assert eps[:, 0, 0, 0].tolist() == pytest.approx([4 * 1 - 3 * 11, 4 * 4 - 3 * 11])
+    eps, _ = run.model.predictor(labels, 0.0)(x, t)
+    assert eps[:, 0, 0, 0].tolist() == pytest.approx([1.0, 4.0])
+
+
+def test_the_report_shows_the_familys_figures(conditional_run, tmp_path):
+    import shutil
+
+    shutil.copytree(conditional_run, tmp_path / "run")
+    done = run_here(["report", tmp_path / "run"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = tmp_path / "run" / "report"
+    for name in ("progression_final.png", "classes_final.png", "curves.png"):
+        assert (report / name).is_file(), name
+    index = (report / "index.html").read_text()
+    assert "the denoising of fixed noise" in index and "one row per class" in index
+
+
+@pytest.mark.slow
+def test_the_digits_preset_learns_classes_and_guidance_sharpens_them(tmp_path, train, digit_classifier):
+    """The tuned digits preset (16 px, 40 epochs, DDIM 50 steps) with classifier-free guidance: a digit classifier
+    reads the asked-for class in most samples, and guidance raises that share."""
+    from genlab.train.runs import load_run
+
+    train(tmp_path, "model=ddpm", "model.conditional=true")
+    run = load_run(tmp_path)
+    labels = torch.arange(500) % 10
+    shares = {}
+    for guidance in (0.0, 2.0):
+        run.model.use_sampler(guidance=guidance)
+        samples = run.model.sample(500, labels=labels, generator=torch.Generator().manual_seed(1))
+        shares[guidance] = float((digit_classifier(samples) == labels.numpy()).mean())
+    print(f"ddpm digits: share of samples read as the asked-for digit: {shares}")
+    assert shares[2.0] >= 0.8 and shares[2.0] >= shares[0.0]
+
+
+def test_a_conditional_model_on_data_without_classes_is_one_line(compose):
+    from genlab.core.errors import GenlabError
+    from genlab.data import DataSpec
+    from genlab.models import build_model
+
+    with pytest.raises(GenlabError, match="ddpm with model.conditional=true is label-conditional and celeba has no "
+                                          "classes: pick a labelled dataset"):
+        build_model(compose(*TINY, "model.conditional=true"), DataSpec("celeba", 3, 16, 0))
+    with pytest.raises(GenlabError, match="labels must be class numbers from 0 to 9"):
+        build_model(compose(*TINY, "model.conditional=true"), DataSpec("digits", 1, 16, 10)).sample(2, labels=[12])

@@ -48,16 +48,19 @@ class DDPM(GenerativeModel, Samples):
 
     @staticmethod
     def check_config(cfg) -> None:
-        for key in ("channels", "res_blocks", "norm_groups"):
+        for key in ("res_blocks", "norm_groups"):
             check_int(cfg, f"model.{key}", minimum=1)
+        if check_int(cfg, "model.channels", minimum=4) % 2:
+            raise GenlabError(f"model.channels must be even (the time embedding is sines and cosines of half of "
+                              f"them each), got {cfg.model.channels}")
         steps = check_int(cfg, "model.timesteps", minimum=2, maximum=100_000)
         mult = _int_list(cfg, "model.channel_mult", minimum=1)
         _int_list(cfg, "model.attention", minimum=1, empty=True)
         _fraction(cfg, "model.dropout")
         check_choice(cfg, "model.schedule", SCHEDULES)
         check_choice(cfg, "model.prediction", PREDICTIONS)
-        beta_start, beta_end = check_float(cfg, "model.beta_start", positive=True), \
-            check_float(cfg, "model.beta_end", positive=True)
+        beta_start, beta_end = _finite(cfg, "model.beta_start", positive=True), \
+            _finite(cfg, "model.beta_end", positive=True)
         if beta_start >= beta_end:
             raise GenlabError(f"model.beta_start ({beta_start}) must be below model.beta_end ({beta_end})")
         if cfg.model.schedule == "linear" and beta_end * 1000 / steps >= 1:
@@ -71,8 +74,8 @@ class DDPM(GenerativeModel, Samples):
         check_choice(cfg, "model.sampler", SAMPLERS)
         if get(cfg, "model.sample_steps") is not None:
             check_int(cfg, "model.sample_steps", minimum=1)
-        check_float(cfg, "model.eta")
-        check_float(cfg, "model.guidance")
+        _finite(cfg, "model.eta")
+        _finite(cfg, "model.guidance")
         DDPM.sampler_settings(cfg.model, {}, "model.")
 
     def __init__(self, cfg, spec, loss=None):
@@ -217,7 +220,7 @@ def sampler_settings(cfg, given: dict, prefix: str) -> dict:
     """{"name", "steps", "eta" (DDIM), "guidance" (class-conditional)}: the given settings over the run's model.*.
     --steps or --eta alone choose DDIM; the ancestral sampler takes all T steps."""
     total, conditional = int(cfg.timesteps), bool(cfg.conditional)
-    name = given.get("sampler") or ("ddim" if {"steps", "eta"} & set(given) else cfg.sampler)
+    name = given["sampler"] if "sampler" in given else ("ddim" if {"steps", "eta"} & set(given) else cfg.sampler)
     if name not in SAMPLERS:
         raise GenlabError(f"{prefix}sampler must be ddpm or ddim, got {name!r}")
     if name == "ddpm" and {"steps", "eta"} & set(given):
@@ -229,14 +232,16 @@ def sampler_settings(cfg, given: dict, prefix: str) -> dict:
         raise GenlabError(f"{prefix}{'steps' if prefix == '--' else 'sample_steps'} must be 1 to {total} (the run's "
                           f"model.timesteps), got {steps}")
     eta = float(_given_or(given, "eta", cfg.eta))
-    if not 0.0 <= eta <= 1.0:
+    if not 0.0 <= eta <= 1.0:  # nan too
         raise GenlabError(f"{prefix}eta must be 0 (deterministic) to 1 (ancestral), got {eta}")
     guidance = float(_given_or(given, "guidance", cfg.guidance))
     if given.get("guidance") is not None and not conditional:
         raise GenlabError("--guidance needs a class-conditional run (model.conditional=true); this one is "
                           "unconditional: drop --guidance")
-    if guidance < 0 or (guidance and not conditional):
-        raise GenlabError(f"{prefix}guidance must be >= 0 and needs model.conditional=true, got {guidance}")
+    if guidance and not conditional:
+        raise GenlabError(f"{prefix}guidance needs model.conditional=true (classes to guide towards), got {guidance}")
+    if not 0 <= guidance < math.inf:  # nan and inf too
+        raise GenlabError(f"{prefix}guidance must be a finite number >= 0 (0: no guidance), got {guidance}")
     out = {"name": name, "steps": total if name == "ddpm" else int(steps)}
     out.update({"eta": eta} if name == "ddim" else {})
     out.update({"guidance": guidance} if conditional else {})
@@ -247,10 +252,17 @@ def _given_or(given: dict, key: str, default):
     return given[key] if given.get(key) is not None else default
 
 
+def _finite(cfg, key: str, positive: bool = False) -> float:
+    value = check_float(cfg, key, positive=positive)
+    if not math.isfinite(value):
+        raise GenlabError(f"{key} must be a finite number, got {value}")
+    return value
+
+
 def _fraction(cfg, key: str) -> float:
     value = check_float(cfg, key, minimum=0.0)
-    if value >= 1:
-        raise GenlabError(f"{key} must be below 1 (a probability), got {value}")
+    if not value < 1:  # nan too
+        raise GenlabError(f"{key} must be at least 0 and below 1 (a probability), got {value}")
     return value
 
 
@@ -276,6 +288,12 @@ def _check_widths(cfg, mult: list[int]) -> None:
     if isinstance(size, int) and size % (2**halvings):
         raise GenlabError(f"model.channel_mult has {len(mult)} levels, so data.size must be divisible by "
                           f"{2**halvings}, got {size}")
+    if isinstance(size, int):
+        sides = [size // 2**k for k in range(len(mult))]
+        for side in _int_list(cfg, "model.attention", minimum=1, empty=True):
+            if side not in sides:
+                raise GenlabError(f"model.attention: {side} is no resolution of this U-Net (data.size {size} with "
+                                  f"{len(mult)} levels has {', '.join(map(str, sides))})")
 
 
 family_figures("ddpm")(visual_figures(

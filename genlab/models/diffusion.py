@@ -117,7 +117,10 @@ class Diffusion:
         return x, kept
 
     def ddim_steps(self, steps: int) -> torch.Tensor:
-        """The steps DDIM visits: `steps` indices evenly spread over 0..T-1 (all of them when steps = T)."""
+        """The steps DDIM visits: `steps` indices evenly spread over 0..T-1 (all of them when steps = T), always
+        starting from the last, T-1 (pure noise; one step goes from there straight to x_0)."""
+        if steps == 1:
+            return torch.tensor([self.steps - 1])
         return torch.linspace(0, self.steps - 1, steps, dtype=torch.float64).round().long().unique()
 
     # ---- the variational bound -----------------------------------------------------------------------
