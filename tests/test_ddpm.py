@@ -401,7 +401,7 @@ def test_a_conditional_run_draws_a_grid_per_class_with_guidance(conditional_run,
         def forward(self, x, t, labels=None):
             return torch.ones_like(x) * (1.0 + labels.float()[:, None, None, None])
 
-    run.model.unet = Stub()
+    run.model.unet, run.model.clip = Stub(), False  # unclamped: eps is the mixed output itself
     x, t, labels = torch.zeros(2, 1, 16, 16), torch.tensor([10, 10]), torch.tensor([0, 3])
     eps, _ = run.model.predictor(labels, 3.0)(x, t)
     # (1 + w) eps(x, y) - w eps(x): 4 (1 + y) - 3 (1 + 10)
