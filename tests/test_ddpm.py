@@ -243,16 +243,16 @@ def test_an_interrupted_run_with_ema_and_a_schedule_resumes_to_the_same_weights(
     from genlab.core.errors import Interrupted
     from genlab.models.ddpm import DDPM
 
-    settings = [*TINY, "train.epochs=4", "train.ema=0.9", "optim.schedule=linear", "optim.schedule.decay_epochs=2"]
+    settings = [*TINY, "train.epochs=3", "train.ema=0.9", "optim.schedule=linear", "optim.schedule.decay_epochs=2"]
     train(tmp_path / "straight", *settings)
-    with interrupt_at(DDPM, 9), pytest.raises(Interrupted):  # mid-epoch (4 steps an epoch), in the decay
+    with interrupt_at(DDPM, 5), pytest.raises(Interrupted):  # mid-epoch (4 steps an epoch), in the decay
         train(tmp_path / "first", *settings)
     first = torch.load(tmp_path / "first" / "checkpoints" / "last.pt", weights_only=True)
-    assert (first["step"], first["epoch"], first["batch"]) == (10, 2, 2)
+    assert (first["step"], first["epoch"], first["batch"]) == (6, 1, 2)
     train(tmp_path / "resumed", *settings, f"train.resume={tmp_path / 'first'}")
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
-    assert a["step"] == b["step"] == 16
+    assert a["step"] == b["step"] == 12
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     shadow_a, shadow_b = a["ema"]["shadow"]["unet"], b["ema"]["shadow"]["unet"]
     assert all(torch.equal(shadow_a[k], shadow_b[k]) for k in shadow_a)
@@ -327,8 +327,7 @@ def test_eval_with_the_domain_classifier_records_the_sampler(tiny_run, tmp_path)
     (["--sampler", "ddpm", "--steps", "5"], ("--steps is a setting of DDIM; the ancestral sampler (--sampler ddpm) "
                                             "takes all 20 steps: pass --sampler ddim")),
     (["--steps", "five"], "--steps takes a whole number, got 'five'"),
-    (["--step", "5"], ("no such option --step (did you mean --steps?): a ddpm run's sampler takes --sampler, "
-                      "--steps, --eta, --guidance")),
+    (["--step", "5"], "no such option: --step (Possible options: --seed, --steps)"),
 ])
 @pytest.mark.parametrize("command", ["sample", "eval"])
 def test_a_bad_sampler_setting_is_one_line_before_any_work(tiny_run, tmp_path, words, expected, command):

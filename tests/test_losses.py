@@ -180,5 +180,6 @@ def test_a_losss_optimiser_is_replaced_whole_by_the_users(compose):
 def test_every_gan_model_is_in_the_parametrised_test():
     from genlab.core.registry import MODELS
 
-    # the autoencoders, SRResNet (pixel MSE alone) and the flows (exact likelihood) take no GAN loss
-    assert set(SMALL) == set(MODELS.names()) - {"vae", "cvae", "vqvae", "srresnet", "made", "maf", "iaf", "realnvp"}
+    # the autoencoders, SRResNet (pixel MSE alone), the flows (exact likelihood) and DDPM take no GAN loss
+    assert set(SMALL) == set(MODELS.names()) - {"vae", "cvae", "vqvae", "srresnet", "made", "maf", "iaf", "realnvp",
+                                                "ddpm"}
