@@ -146,8 +146,9 @@ def test_ddim_with_eta_1_over_all_steps_is_the_ancestral_sampler():
     assert float(many.mean()) == pytest.approx(-0.2, abs=0.03) and float(many.std()) == pytest.approx(0.4, abs=0.03)
 
 
-@pytest.mark.parametrize("schedule", ["linear", "cosine"])
-@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+@pytest.mark.parametrize("schedule, prediction", [
+    ("linear", "epsilon"), ("cosine", "v"),  # the other two pairs with -m slow
+    pytest.param("linear", "v", marks=pytest.mark.slow), pytest.param("cosine", "epsilon", marks=pytest.mark.slow)])
 def test_a_perfect_oracle_on_a_one_point_dataset_returns_that_point(schedule, prediction):
     """The data is one image x*: the exact eps is (x_t - sqrt(ab) x*) / sqrt(1 - ab) (v likewise). Every sampler
     must return x* from any noise."""
