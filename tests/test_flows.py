@@ -391,3 +391,23 @@ def test_plain_likelihood_misses_trousers_and_the_complexity_correction_finds_th
     assert metrics["anomaly_auroc_class_1"]["value"] < 0.4  # trousers: worse than chance
     assert metrics["anomaly_auroc_complexity_class_1"]["value"] > 0.9
     assert metrics["anomaly_auroc_complexity"]["value"] > metrics["anomaly_auroc"]["value"] + 0.2
+
+
+def test_flow_timing_times_the_run_and_its_mirror_image(tmp_path, train):
+    """Seed 001's timing: a MAF samples a dimension at a time and trains in one pass; an IAF of the same layers (the
+    mirror, built untrained) the other way round. Two passes D sequential steps apart: the ratios cannot cross."""
+    train(tmp_path / "run", *TINY_FLOW, "train.steps=2")
+    result = run_cli(["eval", str(tmp_path / "run"), "--metrics", "flow_timing"], cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
+    keys = {f"{who}_{what}" for who in ("flow", "mirror") for what in ("train_batch_s", "sample_batch_s",
+                                                                        "sample_train_ratio")}
+    assert set(metrics) == keys and all(m["value"] > 0 for m in metrics.values())
+    assert metrics["flow_sample_train_ratio"]["value"] == pytest.approx(
+        metrics["flow_sample_batch_s"]["value"] / metrics["flow_train_batch_s"]["value"])
+    protocol = metrics["mirror_sample_train_ratio"]["protocol"]
+    assert protocol["batch"] == 64 and protocol["dimensions"] == 64 and protocol["model"].startswith("IAF")
+    assert metrics["flow_sample_train_ratio"]["value"] > metrics["mirror_sample_train_ratio"]["value"]
+    # an unknown metric beside it is one line, not a traceback
+    other = run_cli(["eval", str(tmp_path / "run"), "--metrics", "flow_timing,no_such"], cwd=tmp_path)
+    assert other.returncode == 2 and "Traceback" not in other.stderr
