@@ -283,6 +283,19 @@ EVAL_CAPTIONS = {"roc": "ROC curve of the score (and of the complexity-corrected
                  "scores": "histograms of the score, normal against unusual images"}
 
 
+# a line at the bottom of a page says whether every figure loaded (a moved or missing PNG shows there)
+STATUS = ('<p id="status"></p><script>window.addEventListener("load",function(){'
+          'var i=Array.from(document.images),ok=i.filter(function(x){return x.complete&&x.naturalWidth>0});'
+          'document.body.dataset.imagesLoaded=ok.length;document.body.dataset.imagesTotal=i.length;'
+          'document.getElementById("status").textContent=ok.length+" of "+i.length+" figures loaded";'
+          "});</script>")
+STYLE = ("<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+         "figure{margin:1.5em 0}img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:.9em}"
+         "table{border-collapse:collapse;font-size:.85em;margin:1em 0}td,th{border:1px solid #ccc;"
+         "padding:.25em .5em;text-align:left}#status{color:#777;font-size:.8em}"
+         ".gallery{display:flex;flex-wrap:wrap;gap:1em}.gallery figure{width:260px;margin:.5em 0}</style>")
+
+
 class Report:
     def __init__(self, out: Path, epochs: list[int] | None = None):
         self.out = out
@@ -412,11 +425,7 @@ class Report:
         parts = [
             "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', MARKER,
             f"<title>{html.escape(title)}</title>",
-            ("<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-            "figure{margin:1.5em 0}img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:.9em}"
-            "table{border-collapse:collapse;font-size:.85em;margin:1em 0}td,th{border:1px solid #ccc;"
-            "padding:.25em .5em;text-align:left}#status{color:#777;font-size:.8em}"
-            ".gallery{display:flex;flex-wrap:wrap;gap:1em}.gallery figure{width:260px;margin:.5em 0}</style></head><body>"),
+            STYLE + "</head><body>",
             f"<h1>{html.escape(title)}</h1>",
         ]
         for section in self.sections:
@@ -433,12 +442,7 @@ class Report:
             parts += [_figure_html(f) for f in large]
             if small:
                 parts.append('<div class="gallery">' + "".join(_figure_html(f) for f in small) + "</div>")
-        # a line at the bottom says whether every figure loaded (a moved or missing PNG shows here)
-        parts.append('<p id="status"></p><script>window.addEventListener("load",function(){'
-                     'var i=Array.from(document.images),ok=i.filter(function(x){return x.complete&&x.naturalWidth>0});'
-                     'document.body.dataset.imagesLoaded=ok.length;document.body.dataset.imagesTotal=i.length;'
-                     'document.getElementById("status").textContent=ok.length+" of "+i.length+" figures loaded";'
-                     "});</script></body></html>")
+        parts.append(STATUS + "</body></html>")
         path = self.out / "index.html"
         atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(parts) + "\n"))
         return path
