@@ -10,7 +10,7 @@ import typer.core
 
 from genlab import __version__
 from genlab.app.commands.bounds import EVAL_MAX, GRID_MAX, RECONSTRUCT_MAX, SAMPLES_MAX, SEED_MAX, TILE_MAX
-from genlab.app.completion import complete_run, complete_run_or_sweep, complete_train
+from genlab.app.completion import complete_book, complete_run, complete_run_or_sweep, complete_train
 
 app = typer.Typer(
     name="genlab",
@@ -68,9 +68,10 @@ def train(ctx: typer.Context) -> None:
 
 @app.command("list")
 def list_options(group: str | None = typer.Argument(
-        None, help="Only this config group (model, data, ...), or `metrics`, or `models` (what each can do).")) -> None:
+        None, help="Only this config group (model, data, ...), or `metrics`, or `models` (what each can do), or "
+                   "`books` (the reports genlab reproduces).")) -> None:
     """Show the options of every config group with its description."""
-    _command(group if group in ("models", "metrics") else "listing").run(group)
+    _command(group if group in ("models", "metrics", "books") else "listing").run(group)
 
 
 @app.command(context_settings=PASS_THROUGH)
@@ -277,6 +278,39 @@ def reconstruct(
     * `genlab reconstruct outputs/cvae_digits/RUN digit.png --label 3 -o three.png`
     """
     _command("reconstruct").run(run, images, n, out, label, seed, overwrite)
+
+
+@app.command(context_settings=PASS_THROUGH)
+def book(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A book: `genlab list books` shows them.", autocompletion=complete_book),
+    out: Path | None = typer.Option(None, "--out", "-o", help="The book's folder (runs, page); default books/NAME."),
+    offline: bool = typer.Option(False, "--offline", help="Where a dataset is missing, train its runs on the "
+                                                          "offline stand-in (digits, Fashion-MNIST, the photo and "
+                                                          "shoe demos), every figure and number labelled so."),
+    quick: bool = typer.Option(False, "--quick", help="Shorten every run to minutes: a first look, not the report."),
+    data_root: Path | None = typer.Option(None, "--data-root", help="One folder holding every dataset in genlab's "
+                                                                    "standard layout (each dataset's data.root)."),
+    data: list[str] | None = typer.Option(None, "--data", help="NAME=FOLDER: one dataset's data.root (repeat it)."),
+    nproc: int = typer.Option(1, "--nproc", min=1, max=4096, help="Processes per job (data-parallel); each job "
+                                                                   "then runs as its own `genlab train --nproc N`."),
+) -> None:
+    """Reproduce a report: train every run of its book (each a Hydra multirun), evaluate them, write one page.
+
+    The page (BOOK/index.html) has the report's sections in order, every figure the report shows made from
+    the book's runs with the commands that made it, and every number the report states beside ours, with
+    both protocols. Running the same command again re-uses finished runs; a book stopped with Ctrl-C
+    continues where it stopped. Overrides after NAME go to every run (device=cuda, hydra/launcher=slurm).
+
+    Examples:
+
+    * `genlab list books` : the books, what each reads and how long it takes
+
+    * `genlab book flows-cyclegan --offline --quick` : a first look in minutes on a laptop, stand-ins labelled
+
+    * `genlab book vae-gans-srgan --data-root /data device=cuda` : the report on its real datasets
+    """
+    _command("book").run(name, out, offline, quick, data_root, data, nproc, ctx)
 
 
 weights_app = typer.Typer(

@@ -20,6 +20,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from genlab.app.books import names
 from genlab.app.compose import LAUNCHER_PLUGINS, SWEEPER_PLUGINS, compose
 from genlab.core.paths import config_dir, group_options
 from genlab.train.rundir import is_run_folder as _is_run  # what `genlab report` takes for a run
@@ -368,3 +369,8 @@ def complete_run_or_sweep(incomplete: str) -> list[str]:
         return run_folders(incomplete, multirun=True)
     except Exception:  # noqa: BLE001
         return []
+
+
+def complete_book(incomplete: str) -> list[str]:
+    """Typer autocompletion for `genlab book`'s NAME: the books' names."""
+    return [name for name in names() if name.startswith(incomplete)]
